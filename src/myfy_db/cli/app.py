@@ -1,0 +1,59 @@
+"""The myfy-db Typer application: the command tree and the entry point.
+
+Command modules import only Typer and the light parts of myfy-db at module level;
+SQLAlchemy, Alembic and the drivers are imported inside command bodies, so ``--help`` and
+shell completion stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from myfy_db._version import __version__
+from myfy_db.cli import config_cmd
+from myfy_db.cli.runtime import set_traceback
+
+app = typer.Typer(
+    name="myfy-db",
+    help="Database operations for async SQLAlchemy 2 applications.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"myfy-db {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+    traceback: Annotated[
+        bool, typer.Option("--traceback", help="Show the full traceback when a command fails.")
+    ] = False,
+) -> None:
+    """Database operations for async SQLAlchemy 2 applications.
+
+    Settings come from flags, MYFY_DATA_* environment variables, ./.env and
+    [tool.myfy-db] in pyproject.toml, in that order.
+    """
+    set_traceback(traceback)
+
+
+app.command("config")(config_cmd.config)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

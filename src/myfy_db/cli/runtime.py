@@ -1,0 +1,85 @@
+"""The edge between Typer and the library: settings, one ``asyncio.run``, error translation.
+
+Every command calls :func:`run`; library errors become one or two lines on stderr and the
+exit code from DESIGN.md here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+from myfy_db.errors import ExitCode, MyfyDbError
+from myfy_db.output import Output
+from myfy_db.urls import redact
+
+if TYPE_CHECKING:
+    from myfy_db.settings import LoadedSettings
+
+T = TypeVar("T")
+
+
+_state = {"traceback": False}
+
+
+def set_traceback(enabled: bool) -> None:
+    """Record the top-level ``--traceback`` flag for this invocation."""
+    _state["traceback"] = enabled
+
+
+def wants_traceback() -> bool:
+    """True when ``--traceback`` was given to the top-level command."""
+    return _state["traceback"]
+
+
+def load(url: str | None = None, env_file: Path | None = None, **flags: Any) -> LoadedSettings:
+    """Effective settings: command-line flags over environment, ``.env`` and pyproject."""
+    from myfy_db.settings import load_settings
+
+    overrides: Mapping[str, Any] = {"database_url": url, **flags}
+    return load_settings(overrides, env_file)
+
+
+def run(action: Callable[[Output], Awaitable[None] | None], *, json_mode: bool = False) -> None:
+    """Run one command's ``action`` and translate whatever it raises, once, at the edge."""
+    import asyncio
+    import inspect
+    import traceback
+
+    out = Output(json_mode=json_mode)
+    show_trace = wants_traceback()
+    try:
+        result = action(out)
+        if inspect.isawaitable(result):
+            asyncio.run(_as_coroutine(result))
+    except MyfyDbError as error:
+        if show_trace:
+            traceback.print_exc()
+        out.error(error)
+        raise typer.Exit(int(error.exit_code)) from None
+    except KeyboardInterrupt:
+        out.err.print("Interrupted.", style="yellow")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        if show_trace:
+            traceback.print_exc()
+        detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        message = f"unexpected {type(exc).__name__}" + (f": {detail}" if detail else "")
+        out.error(MyfyDbError(message, hint="run again with --traceback for the details"))
+        raise typer.Exit(int(ExitCode.FAILED)) from None
+
+
+async def _as_coroutine(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def fail_usage(message: str) -> None:
+    """Stop with a usage error (exit 2)."""
+    print(f"Error: {redact(message)}", file=sys.stderr)
+    raise typer.Exit(int(ExitCode.USAGE))

@@ -1,0 +1,261 @@
+"""The shared async engine factory, session factory and driver-error translation.
+
+:func:`create_engine` builds an :class:`~sqlalchemy.ext.asyncio.AsyncEngine` from
+:class:`~myfy_db.settings.DatabaseSettings` exactly the way every myfy-db command does, so an
+application can build its engine the same way. :func:`translate_errors` turns driver
+exceptions into myfy-db errors with exit codes and messages a person can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from myfy_db.errors import CannotConnect, ConfigError, MyfyDbError, OperationFailed
+from myfy_db.settings import DatabaseSettings
+from myfy_db.urls import is_sqlite_memory, mask_url, redact, register_url_secret
+
+__all__ = [
+    "SessionFactory",
+    "create_engine",
+    "describe_target",
+    "engine_options",
+    "open_engine",
+    "translate_errors",
+]
+
+
+def engine_options(settings: DatabaseSettings, url: str | None = None) -> dict[str, Any]:
+    """The keyword arguments :func:`create_engine` passes to SQLAlchemy for ``url``.
+
+    Pool arguments are passed only where the pool takes them; in-memory SQLite gets a
+    static pool (one shared connection); the connect timeout goes in each driver's own form.
+    """
+    target = url or settings.database_url
+    backend = make_url(target).get_backend_name()
+    options: dict[str, Any] = {"echo": settings.echo}
+    if backend == "sqlite":
+        if is_sqlite_memory(target):
+            options["poolclass"] = StaticPool
+            options["connect_args"] = {"check_same_thread": False}
+            return options
+        # sqlite3's timeout is how long to wait on a locked database file.
+        options["connect_args"] = {"timeout": settings.connect_timeout}
+    elif backend == "postgresql":
+        options["connect_args"] = {"timeout": settings.connect_timeout}
+    elif backend in ("mysql", "mariadb"):
+        options["connect_args"] = {"connect_timeout": int(max(1, settings.connect_timeout))}
+    options.update(
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout,
+        pool_recycle=settings.pool_recycle,
+        pool_pre_ping=settings.pool_pre_ping,
+        pool_use_lifo=settings.pool_use_lifo,
+    )
+    return options
+
+
+def create_engine(
+    settings: DatabaseSettings, url: str | None = None, **overrides: Any
+) -> AsyncEngine:
+    """Build the async engine for ``settings`` (or for ``url``, e.g. a replica).
+
+    ``overrides`` are passed to :func:`sqlalchemy.ext.asyncio.create_async_engine` on top of
+    :func:`engine_options`.
+    """
+    target = url or settings.database_url
+    register_url_secret(target)
+    options = engine_options(settings, target)
+    options.update(overrides)
+    try:
+        if make_url(target).get_backend_name() in ("mysql", "mariadb"):
+            options["async_creator"] = _bounded_mysql_connect(target, settings.connect_timeout)
+            options.pop("connect_args", None)
+        return _create_async_engine(target, **options)
+    except (sa_exc.ArgumentError, ImportError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot build an engine for {mask_url(target)}: {redact(str(exc))}"
+        ) from None
+
+
+def _bounded_mysql_connect(url: str, timeout: float) -> Callable[[], Awaitable[Any]]:
+    """A connect function for aiomysql bounded as a whole by ``timeout``.
+
+    aiomysql's own ``connect_timeout`` covers only the TCP connect; a server that accepts and
+    never answers the handshake would hang it, so the whole connect is bounded here.
+    """
+    parsed = make_url(url)
+    args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
+    kwargs["connect_timeout"] = int(max(1, timeout))
+
+    async def connect() -> Any:
+        import aiomysql
+
+        return await asyncio.wait_for(aiomysql.connect(*args, **kwargs), timeout)
+
+    return connect
+
+
+@asynccontextmanager
+async def open_engine(
+    settings: DatabaseSettings, url: str | None = None, **overrides: Any
+) -> AsyncIterator[AsyncEngine]:
+    """An engine that is disposed (every pooled connection closed) when the block ends."""
+    engine = create_engine(settings, url, **overrides)
+    try:
+        yield engine
+    finally:
+        await asyncio.shield(engine.dispose())
+
+
+class SessionFactory:
+    """Makes :class:`AsyncSession` objects bound to one engine, as the myfy DataModule does."""
+
+    def __init__(self, engine: AsyncEngine, **options: Any) -> None:
+        options.setdefault("expire_on_commit", False)
+        options.setdefault("autoflush", False)
+        self.engine = engine
+        self._maker = async_sessionmaker(engine, class_=AsyncSession, **options)
+
+    def __call__(self) -> AsyncSession:
+        """A new session; the caller closes it."""
+        return self._maker()
+
+    @asynccontextmanager
+    async def session_context(self) -> AsyncIterator[AsyncSession]:
+        """A session that commits on success, rolls back on error and is always closed."""
+        session = self._maker()
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+        finally:
+            await session.close()
+
+
+def describe_target(url: str) -> str:
+    """``host:port/database`` (or the SQLite path) for messages; never the password."""
+    try:
+        parsed: URL = make_url(url)
+    except sa_exc.ArgumentError:
+        return mask_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite database {parsed.database or ':memory:'}"
+    host = parsed.host or "localhost"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{host}{port}/{parsed.database or ''}"
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        item = todo.pop(0)
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        todo.extend([getattr(item, "orig", None), item.__cause__, item.__context__])
+
+
+def _mysql_code(exc: BaseException) -> int | None:
+    if type(exc).__module__.startswith("pymysql") and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+def classify_connect_error(exc: BaseException, url: str) -> CannotConnect | None:
+    """A :class:`CannotConnect` for ``exc`` when it means the database cannot be reached."""
+    parsed = make_url(url)
+    target = describe_target(url)
+    user = parsed.username or "(default user)"
+    database = parsed.database or ""
+    chain = list(_chain(exc))
+    names = {type(item).__name__ for item in chain}
+    codes = {code for item in chain if (code := _mysql_code(item)) is not None}
+    if names & {"InvalidPasswordError", "InvalidAuthorizationSpecificationError"} or codes & {
+        1045,
+        1698,
+    }:
+        return CannotConnect(
+            f"authentication failed for user {user!r} at {target}",
+            hint="check the user name and password in the database URL",
+        )
+    if "InvalidCatalogNameError" in names or 1049 in codes:
+        return CannotConnect(
+            f"database {database!r} does not exist at {target}",
+            hint="create it, or fix the database name in the URL",
+        )
+    if 1044 in codes:
+        return CannotConnect(f"user {user!r} may not use database {database!r} at {target}")
+    if any(isinstance(item, socket.gaierror) for item in chain):
+        return CannotConnect(
+            f"cannot resolve host {parsed.host!r} ({target})",
+            hint="check the host name in the database URL",
+        )
+    if any(isinstance(item, ConnectionRefusedError) for item in chain):
+        return CannotConnect(
+            f"connection refused by {target}",
+            hint="is the database server running and listening on that host and port?",
+        )
+    if (
+        any(isinstance(item, TimeoutError) for item in chain)
+        or "TimeoutError" in names
+        or codes
+        & {
+            2013,
+            2006,
+        }
+    ):
+        return CannotConnect(
+            f"timed out connecting to {target}",
+            hint="the server did not answer in time; check the host, port and firewall",
+        )
+    for item in chain:
+        if _is_sqlite(item) and "unable to open database file" in str(item):
+            return CannotConnect(
+                f"cannot open {target}", hint="check that the directory exists and is writable"
+            )
+        if _mysql_code(item) == 2003 or (isinstance(item, OSError) and not _is_sqlite(item)):
+            return CannotConnect(f"cannot connect to {target}: {redact(_first_line(item))}")
+    return None
+
+
+def _is_sqlite(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("sqlite3")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+@contextmanager
+def translate_errors(url: str, action: str = "query") -> Iterator[None]:
+    """Turn driver and SQLAlchemy errors raised in the block into myfy-db errors.
+
+    Connection failures become :class:`CannotConnect` (exit 4); other database errors become
+    :class:`OperationFailed` (exit 1) naming ``action``. Messages never hold a password.
+    """
+    try:
+        yield
+    except MyfyDbError:
+        raise
+    except (sa_exc.SQLAlchemyError, OSError, TimeoutError) as exc:
+        connect = classify_connect_error(exc, url)
+        if connect is not None:
+            raise connect from exc
+        detail = _first_line(getattr(exc, "orig", None) or exc)
+        raise OperationFailed(f"{action} failed: {redact(detail)}") from exc

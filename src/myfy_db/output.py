@@ -1,0 +1,135 @@
+"""The one output layer: rich for people, one JSON document for machines.
+
+With ``--json`` stdout carries exactly one JSON document and nothing else; progress, prose
+and errors go to stderr. Without it, reports go to stdout as rich tables. Everything written
+passes through :func:`myfy_db.urls.redact`, so no registered password can reach the screen.
+Rich is imported on first use, keeping the CLI's start-up light.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any
+
+from myfy_db.errors import MyfyDbError
+from myfy_db.urls import redact
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+
+class _RedactingStream:
+    """A text stream that removes registered secrets from everything written to it."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(redact(text))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._stream, "encoding", "utf-8") or "utf-8"
+
+
+def to_json(document: Any) -> str:
+    """Serialise ``document`` the way every ``--json`` output is serialised."""
+    return json.dumps(document, indent=2, default=str, ensure_ascii=False)
+
+
+class Output:
+    """Where a command's results, progress and errors go."""
+
+    def __init__(self, json_mode: bool = False) -> None:
+        self.json_mode = json_mode
+        self.emitted = False
+        self._out: Console | None = None
+        self._err: Console | None = None
+
+    @property
+    def out(self) -> Console:
+        """The console for human reports (stdout)."""
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = Console(file=_RedactingStream(sys.stdout), highlight=False)  # type: ignore[arg-type]
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        """The console for progress, warnings and errors (stderr)."""
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(file=_RedactingStream(sys.stderr), highlight=False)  # type: ignore[arg-type]
+        return self._err
+
+    def emit(self, document: Mapping[str, Any], human: Callable[[Console], None]) -> None:
+        """Render a command's result: ``document`` as JSON, or ``human`` onto stdout."""
+        if self.json_mode:
+            if self.emitted:
+                raise RuntimeError("a command may emit only one JSON document")
+            sys.stdout.write(redact(to_json(document)) + "\n")
+            sys.stdout.flush()
+        else:
+            human(self.out)
+        self.emitted = True
+
+    def info(self, message: str) -> None:
+        """A line of prose or progress on stderr."""
+        self.err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr."""
+        self.err.print(f"warning: {message}", style="yellow", markup=False, soft_wrap=True)
+
+    def error(self, error: MyfyDbError) -> None:
+        """Report ``error``: a line (and an optional hint) on stderr; a JSON document too."""
+        if self.json_mode and not self.emitted:
+            document = {
+                "error": {
+                    "type": type(error).__name__,
+                    "message": error.message,
+                    "hint": error.hint,
+                    "exit_code": int(error.exit_code),
+                }
+            }
+            sys.stdout.write(redact(to_json(document)) + "\n")
+            self.emitted = True
+        self.err.print(f"Error: {error.message}", style="bold red", markup=False, soft_wrap=True)
+        if error.hint:
+            self.err.print(error.hint, markup=False, soft_wrap=True)
+
+    @contextmanager
+    def status(self, message: str) -> Iterator[None]:
+        """A spinner on stderr while the block runs (only on a terminal)."""
+        if not self.err.is_terminal:
+            yield
+            return
+        with self.err.status(message):
+            yield
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    """A rich table in the house style."""
+    from rich.table import Table
+
+    result = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        result.add_column(column)
+    for row in rows:
+        result.add_row(*("" if cell is None else str(cell) for cell in row))
+    return result

@@ -1,0 +1,356 @@
+"""``DatabaseSettings``: the application's database configuration, read the way myfy reads it.
+
+Sources, highest first: values passed in (the command line's flags), environment variables
+(``MYFY_DATA_*``), a ``.env`` file (or the one named by ``--env-file``), the
+``[tool.myfy-db]`` table of ``pyproject.toml`` in the working directory, then the defaults.
+:func:`load_settings` also reports which source each effective value came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    PyprojectTomlConfigSettingsSource,
+    SettingsConfigDict,
+)
+
+from myfy_db.errors import ConfigError
+from myfy_db.urls import (
+    ASYNC_DRIVERS,
+    SUPPORTED_SCHEMES,
+    async_url_for,
+    mask_url,
+    redact,
+    register_url_secret,
+    split_url,
+)
+
+ENV_PREFIX = "MYFY_DATA_"
+DEFAULT_URL = "sqlite+aiosqlite:///./myfy.db"
+ALWAYS_PROTECTED = frozenset({"production", "prod"})
+PYPROJECT_TABLE = ("tool", "myfy-db")
+ENV_LABEL = "environment variable"
+_URL_FIELDS = frozenset({"database_url", "replica_urls"})
+
+
+def normalise_environment(name: str) -> str:
+    """Trim and case-fold an environment name: `` Production `` is ``production``."""
+    return name.strip().casefold()
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _check_url(url: str) -> str:
+    url = url.strip()
+    register_url_secret(url)
+    parts = split_url(url)
+    example = f"expected a URL such as {DEFAULT_URL}"
+    if parts is None:
+        raise ValueError(f"not a database URL; {example}")
+    if parts.scheme in SUPPORTED_SCHEMES:
+        return url
+    suggestion = async_url_for(url)
+    if parts.backend in ASYNC_DRIVERS and suggestion is not None:
+        raise ValueError(
+            f"{parts.scheme}:// is a synchronous driver; use the async URL {mask_url(suggestion)}"
+        )
+    supported = ", ".join(sorted(SUPPORTED_SCHEMES))
+    raise ValueError(f"unknown database driver {parts.scheme!r}; supported: {supported}")
+
+
+class DatabaseSettings(BaseSettings):
+    """Database settings, configured exactly like a myfy application (``MYFY_DATA_*``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        pyproject_toml_table_header=PYPROJECT_TABLE,
+        validate_default=True,
+    )
+
+    database_url: str = Field(DEFAULT_URL, description="Async SQLAlchemy database URL")
+    pool_size: int = Field(5, ge=1, description="Connections kept in the pool")
+    max_overflow: int = Field(10, ge=0, description="Extra connections beyond pool_size")
+    pool_timeout: float = Field(30.0, gt=0, description="Seconds to wait for a connection")
+    pool_recycle: int = Field(
+        3600, ge=-1, description="Seconds before a connection is replaced (-1: never)"
+    )
+    pool_pre_ping: bool = Field(True, description="Test connections before use")
+    pool_use_lifo: bool = Field(False, description="Reuse the most recent connection first")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait when connecting")
+    echo: bool = Field(False, description="Log every SQL statement")
+    environment: str = Field("development", description="Deployment environment")
+    metadata: str | None = Field(
+        None, description="module:attr naming a DeclarativeBase or MetaData"
+    )
+    replica_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated read replica URLs"
+    )
+    protected_environments: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["production"],
+        description="Comma-separated environments the production guard protects",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            PyprojectTomlConfigSettingsSource(settings_cls),
+        )
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _validate_url(cls, value: Any) -> Any:
+        return _check_url(value) if isinstance(value, str) else value
+
+    @field_validator("replica_urls", mode="before")
+    @classmethod
+    def _validate_replicas(cls, value: Any) -> Any:
+        value = _split_list(value)
+        if isinstance(value, list):
+            return [_check_url(item) if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("protected_environments", mode="before")
+    @classmethod
+    def _split_protected(cls, value: Any) -> Any:
+        value = _split_list(value)
+        if isinstance(value, list):
+            return [normalise_environment(v) if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("environment", mode="after")
+    @classmethod
+    def _normalise_environment(cls, value: str) -> str:
+        value = normalise_environment(value)
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("metadata", mode="after")
+    @classmethod
+    def _validate_metadata(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        module, sep, attr = value.strip().partition(":")
+        if not sep or not module or not attr:
+            raise ValueError("must be module:attr, e.g. myapp.models:Base")
+        return value.strip()
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name == "database_url" and isinstance(value, str):
+                yield name, mask_url(value)
+            elif name == "replica_urls" and isinstance(value, list):
+                yield name, [mask_url(str(v)) for v in value]
+            else:
+                yield name, value
+
+    @property
+    def is_protected(self) -> bool:
+        """True when :attr:`environment` is protected by the production guard."""
+        return is_protected_environment(self.environment, self.protected_environments)
+
+    @property
+    def masked_url(self) -> str:
+        """The database URL with its password hidden."""
+        return mask_url(self.database_url)
+
+    @property
+    def backend(self) -> str:
+        """``sqlite``, ``postgresql``, ``mysql`` or ``mariadb``."""
+        parts = split_url(self.database_url)
+        return parts.backend if parts is not None else "unknown"
+
+
+def is_protected_environment(environment: str, protected: list[str] | None = None) -> bool:
+    """True when ``environment`` is ``production``, ``prod`` or in ``protected``."""
+    extra = {normalise_environment(p) for p in protected or []}
+    return normalise_environment(environment) in ALWAYS_PROTECTED | extra
+
+
+FIELDS: tuple[str, ...] = tuple(DatabaseSettings.model_fields)
+
+
+def env_var(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """Effective settings together with the source of every value."""
+
+    settings: DatabaseSettings
+    sources: dict[str, str]
+
+    def source_of(self, field: str) -> str:
+        """Where ``field`` was set, e.g. ``environment variable MYFY_DATA_ENVIRONMENT``."""
+        return self.sources.get(field, "default")
+
+
+@dataclass(frozen=True)
+class SettingError:
+    """One invalid setting: which, from where, the (masked) value and what is accepted."""
+
+    field: str
+    source: str
+    value: str | None
+    message: str
+
+    def __str__(self) -> str:
+        value = "" if self.value is None else f" = {self.value}"
+        return f"invalid setting {self.field}{value} (from {self.source}): {self.message}"
+
+
+class InvalidSettings(ConfigError):
+    """One or more settings are invalid; :attr:`errors` lists each."""
+
+    def __init__(self, errors: list[SettingError]) -> None:
+        first = str(errors[0])
+        more = f" (and {len(errors) - 1} more: run `myfy-db config`)" if len(errors) > 1 else ""
+        super().__init__(first + more)
+        self.errors = errors
+
+
+def _source_labels(
+    env_file: Path | None,
+) -> list[tuple[str, Callable[[], PydanticBaseSettingsSource]]]:
+    dotenv_path = env_file if env_file is not None else Path(".env")
+    return [
+        (ENV_LABEL, lambda: EnvSettingsSource(DatabaseSettings)),
+        (
+            f"env file {dotenv_path}",
+            lambda: DotEnvSettingsSource(DatabaseSettings, env_file=dotenv_path),
+        ),
+        (
+            "pyproject.toml [tool.myfy-db]",
+            lambda: PyprojectTomlConfigSettingsSource(DatabaseSettings, Path("pyproject.toml")),
+        ),
+    ]
+
+
+def _display_value(field: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    if field in _URL_FIELDS:
+        text = mask_url(text)
+    return repr(redact(text)) if isinstance(value, str) else redact(text)
+
+
+def _collect_sources(
+    overrides: Mapping[str, Any], env_file: Path | None
+) -> tuple[dict[str, str], dict[str, Any]]:
+    found: dict[str, str] = {}
+    raw: dict[str, Any] = {}
+    for field, value in overrides.items():
+        found[field] = "command-line flag"
+        raw[field] = value
+    for label, make_source in _source_labels(env_file):
+        try:
+            values = make_source()()
+        except Exception as exc:
+            raise ConfigError(f"cannot read settings from {label}: {redact(str(exc))}") from None
+        for field, value in values.items():
+            if field in FIELDS and field not in found:
+                found[field] = f"{label} {env_var(field)}" if label == ENV_LABEL else label
+                raw[field] = value
+    for field in ("database_url", "replica_urls"):
+        if isinstance(raw.get(field), str):
+            for url in str(raw[field]).split(","):
+                register_url_secret(url.strip())
+    return found, raw
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, env_file: str | Path | None = None
+) -> LoadedSettings:
+    """Read the effective settings and where each came from.
+
+    ``overrides`` are values given on the command line (None values are ignored);
+    ``env_file`` replaces ``./.env``. Raises :class:`InvalidSettings` (exit 2) naming each
+    bad setting, its source and what it accepts; a password never appears in the message.
+    """
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = set(given) - set(FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    path = Path(env_file) if env_file is not None else None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"env file not found: {path}", hint="check the --env-file path")
+    sources, raw = _collect_sources(given, path)
+    try:
+        settings = DatabaseSettings(
+            _env_file=path if path is not None else ".env",  # type: ignore[call-arg]
+            **given,
+        )
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "settings"
+            message = str(err["msg"]).removeprefix("Value error, ")
+            errors.append(
+                SettingError(
+                    field=field,
+                    source=sources.get(field, "default"),
+                    value=_display_value(field, raw.get(field, err.get("input"))),
+                    message=redact(_explain(message, field)),
+                )
+            )
+        raise InvalidSettings(errors) from None
+    return LoadedSettings(settings=settings, sources={f: sources.get(f, "default") for f in FIELDS})
+
+
+def _explain(message: str, field: str) -> str:
+    info = DatabaseSettings.model_fields.get(field)
+    if info is not None and info.annotation is bool:
+        return f"{message} (accepted: true/false, 1/0, yes/no, on/off)"
+    return message
+
+
+def display_value(field: str, value: Any) -> Any:
+    """``value`` as it may be shown: URLs masked, everything else unchanged."""
+    if field == "database_url" and isinstance(value, str):
+        return mask_url(value)
+    if field == "replica_urls" and isinstance(value, list):
+        return [mask_url(str(v)) for v in value]
+    return value
+
+
+def describe_settings(loaded: LoadedSettings) -> list[dict[str, Any]]:
+    """Each effective setting with its (masked) value, source and environment variable."""
+    return [
+        {
+            "name": field,
+            "value": display_value(field, getattr(loaded.settings, field)),
+            "source": loaded.source_of(field),
+            "env_var": env_var(field),
+        }
+        for field in FIELDS
+    ]

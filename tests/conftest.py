@@ -1,0 +1,70 @@
+"""Shared fixtures: isolated settings, and a fresh real database per test on each backend.
+
+PostgreSQL and MariaDB URLs come from ``MYFY_TEST_POSTGRES_URL`` / ``MYFY_TEST_MYSQL_URL``.
+An unreachable server skips its tests with the reason, unless ``MYFY_TEST_REQUIRE_SERVERS=1``
+(CI), where it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from helpers import Server, server_for
+
+BACKENDS = ("sqlite", "postgresql", "mysql")
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No stray MYFY_* variable, .env or pyproject.toml reaches a test: run in tmp_path."""
+    for name in list(os.environ):
+        if name.startswith(("MYFY_DATA_", "MYFY_DB_")):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+
+
+def _server_database(backend: str) -> Iterator[str]:
+    server: Server = server_for(backend)
+    server.require()
+    with server.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from _server_database("postgresql")
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    yield from _server_database("mysql")
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on each backend in turn."""
+    name = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mysql": "mysql_url"}
+    return str(request.getfixturevalue(name[request.param]))
+
+
+@pytest.fixture(params=("postgresql", "mysql"))
+def server_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on each server backend (PostgreSQL, MariaDB) in turn."""
+    return str(request.getfixturevalue(f"{request.param.replace('postgresql', 'postgres')}_url"))

@@ -1,0 +1,152 @@
+"""Test helpers: real database servers, fresh databases, and running the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner, Result
+
+from myfy_db.cli import app
+
+POSTGRES_URL = os.environ.get(
+    "MYFY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+MYSQL_URL = os.environ.get("MYFY_TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/test")
+REQUIRE_SERVERS = os.environ.get("MYFY_TEST_REQUIRE_SERVERS") == "1"
+CANARY = "Canary-Pw-7f3a9e"
+
+
+@dataclass(frozen=True)
+class Server:
+    """A database server the tests may create databases on."""
+
+    backend: str
+    url: str
+
+    async def _admin(self, statements: Sequence[str]) -> list[Any]:
+        u = make_url(self.url)
+        results: list[Any] = []
+        if self.backend == "postgresql":
+            import asyncpg
+
+            conn = await asyncpg.connect(
+                host=u.host,
+                port=u.port or 5432,
+                user=u.username,
+                password=u.password,
+                database=u.database,
+                timeout=5,
+            )
+            try:
+                for sql in statements:
+                    results.append(await conn.fetch(sql))
+            finally:
+                await conn.close()
+        else:
+            import aiomysql
+
+            conn = await aiomysql.connect(
+                host=u.host or "127.0.0.1",
+                port=u.port or 3306,
+                user=u.username or "root",
+                password=u.password or "",
+                db=u.database,
+                connect_timeout=5,
+                autocommit=True,
+            )
+            try:
+                async with conn.cursor() as cur:
+                    for sql in statements:
+                        await cur.execute(sql)
+                        results.append(await cur.fetchall())
+            finally:
+                conn.close()
+        return results
+
+    def admin(self, *statements: str) -> list[Any]:
+        """Run statements on the server's own database (autocommit); return each's rows."""
+        return asyncio.run(self._admin(statements))
+
+    @cache  # noqa: B019 - one probe per server per test session
+    def unreachable_reason(self) -> str | None:
+        try:
+            self.admin("SELECT 1")
+        except Exception as exc:
+            return f"{self.backend} at {make_url(self.url).render_as_string()} unreachable: {exc}"
+        return None
+
+    def require(self) -> None:
+        reason = self.unreachable_reason()
+        if reason is not None:
+            if REQUIRE_SERVERS:
+                pytest.fail(f"MYFY_TEST_REQUIRE_SERVERS=1 but {reason}")
+            pytest.skip(reason)
+
+    def url_for(self, database: str) -> str:
+        return make_url(self.url).set(database=database).render_as_string(hide_password=False)
+
+    @contextmanager
+    def fresh_database(self) -> Iterator[str]:
+        """A new empty database, dropped (connections and all) afterwards."""
+        name = f"myfy_t_{uuid.uuid4().hex[:12]}"
+        if self.backend == "postgresql":
+            self.admin(f'CREATE DATABASE "{name}"')
+        else:
+            self.admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        try:
+            yield self.url_for(name)
+        finally:
+            if self.backend == "postgresql":
+                self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            else:
+                self.admin(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+_SERVERS = {"postgresql": Server("postgresql", POSTGRES_URL), "mysql": Server("mysql", MYSQL_URL)}
+
+
+def server_for(backend: str) -> Server:
+    return _SERVERS[backend]
+
+
+def backend_of(url: str) -> str:
+    name = make_url(url).get_backend_name()
+    return "mysql" if name == "mariadb" else name
+
+
+def invoke(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+    """Run the CLI in-process through Typer's runner (stdout and stderr kept apart)."""
+    return CliRunner().invoke(app, list(args), env=env, input=input, catch_exceptions=False)
+
+
+def run_process(
+    *args: str, env: dict[str, str] | None = None, cwd: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m myfy_db`` as a real subprocess."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "myfy_db", *args],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def with_password(url: str, password: str = CANARY) -> str:
+    """``url`` with its password replaced by ``password``."""
+    return make_url(url).set(password=password).render_as_string(hide_password=False)
