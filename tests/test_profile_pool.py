@@ -452,3 +452,30 @@ def test_percentiles_and_histogram() -> None:
     assert sum(n for _, _, n in buckets) == 100
     assert buckets[0][0] == 1.0
     assert buckets[-1][1] == 100.0
+
+
+def test_load_reports_progress_until_the_duration(sqlite_url: str) -> None:
+    import asyncio
+
+    from myfy_db.pool_profile import run_load
+
+    calls: list[tuple[float, int]] = []
+    report = asyncio.run(
+        run_load(
+            settings(database_url=sqlite_url), 2, 0.3, on_progress=lambda e, q: calls.append((e, q))
+        )
+    )
+    assert len(calls) >= 2
+    assert calls[-1] == (0.3, report.queries)
+    assert [q for _, q in calls] == sorted(q for _, q in calls)
+
+
+def test_load_on_in_memory_sqlite_shares_its_one_connection() -> None:
+    code, document, stderr = profile(
+        "--url", "sqlite+aiosqlite:///:memory:", "--load", "--concurrency", "4",
+        "--duration", "0.2",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert document["load"]["errors"] == 0
+    assert document["load"]["queries"] > 0
+    assert document["load"]["pool_status"] == "StaticPool"
