@@ -479,3 +479,21 @@ def test_load_on_in_memory_sqlite_shares_its_one_connection() -> None:
     assert document["load"]["errors"] == 0
     assert document["load"]["queries"] > 0
     assert document["load"]["pool_status"] == "StaticPool"
+
+
+def test_load_counts_checkouts_that_hit_pool_timeout(sqlite_url: str) -> None:
+    # Four tasks share one connection and may wait a microsecond at most: most time out.
+    code, document, stderr = profile(
+        "--url", sqlite_url, "--load", "--concurrency", "4", "--duration", "0.3",
+        "--pool-size", "1", "--max-overflow", "0", "--pool-timeout", "0.000001",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert document["load"]["timeouts"] > 0
+    assert document["load"]["queries"] > 0
+    assert rules(document)["load_timeouts"] == "error"
+
+
+def test_default_file_sqlite_notes_pre_ping_as_info(sqlite_url: str) -> None:
+    found = find_issues(settings(database_url=sqlite_url, pool_size=1, max_overflow=0),
+                        Traffic(), None, {"pool_size": "command-line flag"})  # fmt: skip
+    assert [(f.rule, f.severity) for f in found] == [("sqlite_settings_ignored", "info")]

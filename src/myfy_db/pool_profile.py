@@ -493,9 +493,9 @@ def _idle_cut(settings: DatabaseSettings, facts: ServerFacts | None) -> list[Fin
     cut_after: float | None = None
     what = ""
     if settings.backend in ("mysql", "mariadb"):
-        assumed = facts is None or facts.wait_timeout is None
-        wait = MYSQL_DEFAULT_WAIT_TIMEOUT if assumed else facts.wait_timeout  # type: ignore[union-attr]
-        assert wait is not None
+        known = facts.wait_timeout if facts is not None else None
+        assumed = known is None
+        wait = MYSQL_DEFAULT_WAIT_TIMEOUT if known is None else known
         cut_after = float(wait)
         what = f"wait_timeout {wait} s" + (
             " (the server default, assumed: the server was not consulted)" if assumed else ""
@@ -628,7 +628,7 @@ def _sqlite_findings(settings: DatabaseSettings, sources: Mapping[str, str]) -> 
             ("pool_recycle", settings.pool_recycle >= 0),
             ("pool_pre_ping", settings.pool_pre_ping),
         )
-        if on and (name in explicit or not explicit)
+        if on
     ]
     if pointless:
         findings.append(
