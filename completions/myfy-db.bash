@@ -8,18 +8,19 @@ _myfy_db() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
-        case "${COMP_WORDS[i-1]}" in --env-file|--metadata|--url) continue ;; esac
+        case "${COMP_WORDS[i-1]}" in --env-file|--concurrency|--duration|--max-overflow|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--tier|--url|--workers) continue ;; esac
         case "||" in
             *"|$path|"*) path="${path:+$path }$word" ;;
         esac
     done
     case "$prev" in
         --env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --metadata|--url) COMPREPLY=(); return ;;
+        --concurrency|--duration|--max-overflow|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--tier|--url|--workers) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "") words="config --version --traceback --help -h" ;;
+        "") words="config profile-pool --version --traceback --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
+        "profile-pool") words="--url --env-file --json --tier --workers --rps --query-ms --offline --load --concurrency --duration --pool-size --max-overflow --pool-timeout --pool-recycle --pre-ping --no-pre-ping --lifo --no-lifo --help -h" ;;
         *) words="" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))

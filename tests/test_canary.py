@@ -18,6 +18,9 @@ from helpers import CANARY, run_process, server_for, with_password
 INVOCATIONS: list[list[str]] = [
     ["config", "--url", "{url}"],
     ["config", "--json", "--url", "{url}"],
+    ["profile-pool", "--url", "{url}", "--workers", "4"],
+    ["profile-pool", "--json", "--url", "{url}", "--load", "--duration", "0.2"],
+    ["profile-pool", "--url", "{url}", "--offline", "--tier", "high"],
 ]
 
 

@@ -1,0 +1,381 @@
+"""``myfy-db profile-pool``: judge a pool configuration against the tiers, the server and a load."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from myfy_db.cli.options import EnvFileOption, JsonOption, UrlOption
+from myfy_db.cli.runtime import load, run
+from myfy_db.errors import CheckFailed, ConfigError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from myfy_db.output import Output
+    from myfy_db.pool_profile import LoadReport
+
+_WHAT_IF = "What-if override"
+
+
+def profile_pool(
+    url: UrlOption = None,
+    env_file: EnvFileOption = None,
+    json_output: JsonOption = False,
+    tier: Annotated[
+        str | None,
+        typer.Option(
+            "--tier",
+            help="Assert a tier (low, medium, high): a shortfall exits 5.",
+            metavar="NAME",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=1, help="Worker processes, each with its own pool."),
+    ] = 1,
+    rps: Annotated[
+        float | None,
+        typer.Option(
+            "--rps",
+            help="Expected requests per second, all workers together (with --query-ms).",
+            show_default=False,
+        ),
+    ] = None,
+    query_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--query-ms",
+            help="Milliseconds one request holds a connection (with --rps).",
+            show_default=False,
+        ),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="Do not contact the server: skip the server findings."),
+    ] = False,
+    load_run: Annotated[
+        bool,
+        typer.Option("--load", help="Measure the pool under concurrent load (needs the server)."),
+    ] = False,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            help="Concurrent tasks for --load (default: pool_size + max_overflow).",
+            show_default=False,
+        ),
+    ] = None,
+    duration: Annotated[
+        float,
+        typer.Option("--duration", min=0.05, help="Seconds the --load run lasts."),
+    ] = 5.0,
+    pool_size: Annotated[
+        int | None,
+        typer.Option("--pool-size", help=f"{_WHAT_IF}: pool_size.", show_default=False),
+    ] = None,
+    max_overflow: Annotated[
+        int | None,
+        typer.Option("--max-overflow", help=f"{_WHAT_IF}: max_overflow.", show_default=False),
+    ] = None,
+    pool_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--pool-timeout", help=f"{_WHAT_IF}: pool_timeout (seconds).", show_default=False
+        ),
+    ] = None,
+    pool_recycle: Annotated[
+        int | None,
+        typer.Option(
+            "--pool-recycle",
+            help=f"{_WHAT_IF}: pool_recycle (seconds, -1: never).",
+            show_default=False,
+        ),
+    ] = None,
+    pre_ping: Annotated[
+        bool | None,
+        typer.Option(
+            "--pre-ping/--no-pre-ping", help=f"{_WHAT_IF}: pool_pre_ping.", show_default=False
+        ),
+    ] = None,
+    lifo: Annotated[
+        bool | None,
+        typer.Option("--lifo/--no-lifo", help=f"{_WHAT_IF}: pool_use_lifo.", show_default=False),
+    ] = None,
+) -> None:
+    """Judge the pool configuration against the traffic tiers and the server's limits.
+
+    Names the tier the configuration fits (low, medium, high) with each setting beside each
+    tier's value, and adds what the table cannot see: workers x (pool_size + max_overflow)
+    against max_connections, pool_recycle against MySQL's wait_timeout, pre-ping and LIFO
+    hazards, and a Little's-law estimate from --rps and --query-ms. --load measures checkout
+    wait, throughput and timeouts under concurrent load. Exits 5 when --tier falls short.
+    """
+
+    async def action(out: Output) -> None:
+        from myfy_db.pool_profile import (
+            Traffic,
+            assess_tiers,
+            fetch_server_facts,
+            find_issues,
+            get_tier,
+            load_findings,
+            run_load,
+            shortfall,
+        )
+
+        if tier is not None:
+            get_tier(tier)
+        if offline and load_run:
+            raise ConfigError(
+                "--load needs the database and --offline forbids contacting it",
+                hint="drop one of the two flags",
+            )
+        traffic = Traffic(workers=workers, rps=rps, query_ms=query_ms)
+        loaded = load(
+            url,
+            env_file,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=pool_timeout,
+            pool_recycle=pool_recycle,
+            pool_pre_ping=pre_ping,
+            pool_use_lifo=lifo,
+        )
+        settings = loaded.settings
+        assessment = assess_tiers(settings)
+        facts = None if offline else await fetch_server_facts(settings)
+        findings = find_issues(settings, traffic, facts, loaded.sources)
+        report = None
+        if load_run:
+            tasks = concurrency or settings.pool_size + settings.max_overflow
+            report = await _run_load_with_progress(out, run_load, settings, tasks, duration)
+            findings += load_findings(report)
+        short = shortfall(settings, tier) if tier is not None else []
+        document = _document(
+            loaded, assessment, tier, short, facts, traffic, findings, report, offline
+        )
+        out.emit(document, lambda console: _render(console, document, report))
+        if tier is not None and short:
+            gaps = "; ".join(
+                f"{s.setting} {_show(s.value)} needs {s.required} ({s.gap})" for s in short
+            )
+            raise CheckFailed(f"the pool falls short of the {tier.strip().casefold()} tier: {gaps}")
+
+    run(action, json_mode=json_output)
+
+
+async def _run_load_with_progress(
+    out: Output, run_load: Any, settings: Any, tasks: int, duration: float
+) -> LoadReport:
+    if not out.err.is_terminal:
+        out.info(f"load: {tasks} task(s) for {duration:g} s ...")
+        report: LoadReport = await run_load(settings, tasks, duration)
+        return report
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("load"),
+        BarColumn(),
+        TextColumn("{task.fields[queries]} queries"),
+        TimeRemainingColumn(),
+        console=out.err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("load", total=duration, queries=0)
+
+        def update(elapsed: float, queries: int) -> None:
+            progress.update(task, completed=elapsed, queries=queries)
+
+        report = await run_load(settings, tasks, duration, on_progress=update)
+    return report
+
+
+_TIME_SETTINGS = ("pool_timeout", "pool_recycle")
+
+
+def _document(
+    loaded: Any,
+    assessment: Any,
+    tier: str | None,
+    short: list[Any],
+    facts: Any,
+    traffic: Any,
+    findings: list[Any],
+    report: LoadReport | None,
+    offline: bool,
+) -> dict[str, Any]:
+    from myfy_db.pool_profile import TIERS
+
+    settings = loaded.settings
+    verdicts: dict[str, Any] = {}
+    for verdict in assessment.verdicts:
+        entry: dict[str, Any] = {
+            "value": verdict.value,
+            "source": loaded.source_of(verdict.setting),
+        }
+        if verdict.setting in _TIME_SETTINGS:
+            entry["value_ms"] = None if verdict.value < 0 else verdict.value * 1000
+        entry["tiers"] = {
+            name: {
+                "required": verdict.required[name],
+                "meets": verdict.meets[name],
+                "short_by": verdict.gaps[name],
+            }
+            for name in TIERS
+        }
+        verdicts[verdict.setting] = entry
+    needed = traffic.needed_connections()
+    return {
+        "database": settings.masked_url,
+        "backend": settings.backend,
+        "tier": assessment.fits,
+        "settings": verdicts,
+        "asserted_tier": None
+        if tier is None
+        else {
+            "name": tier.strip().casefold(),
+            "meets": not short,
+            "shortfall": [
+                {"setting": s.setting, "value": s.value, "required": s.required, "gap": s.gap}
+                for s in short
+            ],
+        },
+        "server": None if facts is None else facts.as_dict(),
+        "server_checked": facts is not None,
+        "offline": offline,
+        "traffic": {
+            "workers": traffic.workers,
+            "rps": traffic.rps,
+            "query_ms": traffic.query_ms,
+            "needed_connections": None if needed is None else round(needed, 3),
+            "peak_connections": traffic.workers * (settings.pool_size + settings.max_overflow),
+        },
+        "findings": [f.as_dict() for f in findings],
+        "load": None if report is None else report.as_dict(),
+    }
+
+
+_MARK = {True: "ok", False: "SHORT"}
+_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _render(console: Console, document: dict[str, Any], report: LoadReport | None) -> None:
+    from myfy_db.output import table
+    from myfy_db.pool_profile import TIER_NAMES, histogram
+
+    rows = []
+    for name, entry in document["settings"].items():
+        cells = [name, _show(entry["value"]), entry["source"]]
+        for tier in TIER_NAMES:
+            verdict = entry["tiers"][tier]
+            cell = f"{verdict['required']} {_MARK[verdict['meets']]}"
+            if verdict["short_by"]:
+                cell += f" ({verdict['short_by']})"
+            cells.append(cell)
+        rows.append(cells)
+    console.print(
+        table(
+            f"Pool settings against the traffic tiers ({document['database']})",
+            ["setting", "value", "source", *TIER_NAMES],
+            rows,
+        )
+    )
+    fits = document["tier"]
+    console.print(
+        f"Fits tier: [bold]{fits}[/bold]"
+        if fits
+        else "Fits tier: [bold red]none[/bold red] (falls short of even the low tier)"
+    )
+    asserted = document["asserted_tier"]
+    if asserted is not None:
+        if asserted["meets"]:
+            console.print(f"Meets the asserted tier {asserted['name']}.")
+        else:
+            console.print(
+                table(
+                    f"Short of the {asserted['name']} tier",
+                    ["setting", "value", "required", "short by"],
+                    [
+                        [s["setting"], _show(s["value"]), s["required"], s["gap"]]
+                        for s in asserted["shortfall"]
+                    ],
+                )
+            )
+    server = document["server"]
+    if server is not None:
+        console.print(
+            table(
+                "Server",
+                ["version", "max_connections", "reserved", "usable", "in use", "idle cut"],
+                [
+                    [
+                        server["version"],
+                        server["max_connections"],
+                        server["reserved_connections"],
+                        server["usable_connections"],
+                        server["connections_in_use"],
+                        _idle_cut(server),
+                    ]
+                ],
+            )
+        )
+    elif document["backend"] != "sqlite":
+        console.print("Server not consulted (--offline): server findings skipped.")
+    if document["findings"]:
+        findings = table("Findings", ["severity", "rule", "reason"], [])
+        for f in document["findings"]:
+            findings.add_row(f["severity"], f["rule"], f["reason"], style=_STYLE[f["severity"]])
+        console.print(findings)
+    else:
+        console.print("No findings.")
+    if report is not None:
+        figures = document["load"]
+        console.print(
+            table(
+                f"Load: {report.concurrency} task(s) for {figures['duration_ms'] / 1000:.2f} s",
+                ["queries", "per second", "timeouts", "errors", "wait p50", "p95", "p99", "max"],
+                [
+                    [
+                        figures["queries"],
+                        f"{figures['throughput_per_s']:.1f}",
+                        figures["timeouts"],
+                        figures["errors"],
+                        *(
+                            f"{figures[k]:.3f} ms"
+                            for k in ("wait_p50_ms", "wait_p95_ms", "wait_p99_ms", "wait_max_ms")
+                        ),
+                    ]
+                ],
+            )
+        )
+        buckets = histogram(report.waits_ms)
+        most = max((n for _, _, n in buckets), default=0)
+        if most:
+            console.print("Checkout wait:")
+            for low, high, count in buckets:
+                bar = "#" * max(1 if count else 0, round(30 * count / most))
+                console.print(f"  {low:9.3f} - {high:9.3f} ms  {bar} {count}", markup=False)
+        console.print(f"pool_timeout {figures['pool_timeout_ms'] / 1000:g} s; {report.pool_status}")
+
+
+def _idle_cut(server: dict[str, Any]) -> str:
+    if server["wait_timeout_ms"] is not None:
+        return f"wait_timeout {server['wait_timeout_ms'] / 1000:g} s"
+    if server["idle_session_timeout_ms"]:
+        return f"idle_session_timeout {server['idle_session_timeout_ms'] / 1000:g} s"
+    return "never"
+
+
+__all__ = ["profile_pool"]
