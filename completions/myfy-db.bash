@@ -8,18 +8,19 @@ _myfy_db() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
-        case "${COMP_WORDS[i-1]}" in --env-file|--metadata|--url) continue ;; esac
+        case "${COMP_WORDS[i-1]}" in --env-file|--command|--metadata|--url|-c) continue ;; esac
         case "||" in
             *"|$path|"*) path="${path:+$path }$word" ;;
         esac
     done
     case "$prev" in
         --env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --metadata|--url) COMPREPLY=(); return ;;
+        --command|--metadata|--url|-c) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "") words="config --version --traceback --help -h" ;;
+        "") words="config shell --version --traceback --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
+        "shell") words="-c --command --sandbox --no-sandbox --read-only --ipython --ptpython --url --env-file --metadata --yes -y --help -h" ;;
         *) words="" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))

@@ -2,6 +2,7 @@
 # Install: copy to ~/.config/fish/completions/myfy-db.fish
 complete -c myfy-db -f
 complete -c myfy-db -n '__fish_use_subcommand' -a config -d 'Show the effective settings and where each came from; exit 2 when they are invalid.'
+complete -c myfy-db -n '__fish_use_subcommand' -a shell -d 'A live REPL with top-level await, a ready `session` (AsyncSession), `engine`, the SQLAlchemy verbs and the metadata\'s models.'
 complete -c myfy-db -n '__fish_use_subcommand' -l version -d 'Show the version and exit.'
 complete -c myfy-db -n '__fish_use_subcommand' -l traceback -d 'Show the full traceback when a command fails.'
 complete -c myfy-db -n '__fish_use_subcommand' -l help -s h -d 'Show the help and exit.'
@@ -10,3 +11,13 @@ complete -c myfy-db -n '__fish_seen_subcommand_from config' -l env-file -r -F -d
 complete -c myfy-db -n '__fish_seen_subcommand_from config' -l metadata -r -d 'module:attr naming a DeclarativeBase or MetaData (overrides MYFY_DATA_METADATA).'
 complete -c myfy-db -n '__fish_seen_subcommand_from config' -l json -d 'Write one JSON document to stdout; prose goes to stderr.'
 complete -c myfy-db -n '__fish_seen_subcommand_from config' -l help -s h -d 'Show the help and exit.'
+complete -c myfy-db -n '__fish_seen_subcommand_from shell' -s c -l command -r -d 'Run CODE (top-level await allowed) and exit: 0 on success, 1 when it raises.'
+complete -c myfy-db -n '__fish_seen_subcommand_from shell' -l sandbox -l no-sandbox -d 'Roll back everything the session does, commits included, when the shell exits. Default: on in a protected environment (--no-sandbox there asks for the database name), off elsewhere.'
+complete -c myfy-db -n '__fish_seen_subcommand_from shell' -l read-only -d 'Put the connections in read-only mode: the server refuses writes.'
+complete -c myfy-db -n '__fish_seen_subcommand_from shell' -l ipython -d 'Use IPython (when installed).'
+complete -c myfy-db -n '__fish_seen_subcommand_from shell' -l ptpython -d 'Use ptpython (when installed).'
+complete -c myfy-db -n '__fish_seen_subcommand_from shell' -l url -r -d 'Database URL (overrides MYFY_DATA_DATABASE_URL).'
+complete -c myfy-db -n '__fish_seen_subcommand_from shell' -l env-file -r -F -d 'Read settings from this file instead of ./.env.'
+complete -c myfy-db -n '__fish_seen_subcommand_from shell' -l metadata -r -d 'module:attr naming a DeclarativeBase or MetaData (overrides MYFY_DATA_METADATA).'
+complete -c myfy-db -n '__fish_seen_subcommand_from shell' -l yes -s y -d 'Do not ask for confirmation (needed without a terminal).'
+complete -c myfy-db -n '__fish_seen_subcommand_from shell' -l help -s h -d 'Show the help and exit.'

@@ -18,6 +18,8 @@ from helpers import CANARY, run_process, server_for, with_password
 INVOCATIONS: list[list[str]] = [
     ["config", "--url", "{url}"],
     ["config", "--json", "--url", "{url}"],
+    ["shell", "--url", "{url}", "-c", "await session.scalar(text('SELECT 1'))"],
+    ["shell", "--url", "{url}", "--sandbox", "--read-only", "-c", "print(engine.url); 1 / 0"],
 ]
 
 
