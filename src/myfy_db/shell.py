@@ -198,7 +198,7 @@ async def open_shell(
 ) -> ShellContext:
     """Connect and build the shell: session, engine, namespace (models of ``settings.metadata``).
 
-    Connects once up front, so an unreachable database fails here (exit 4) rather than in
+    Checks the session's connection out up front, so an unreachable database fails here (exit 4) rather than in
     the first statement. Raises :class:`~myfy_db.errors.ConfigError` when the metadata cannot
     be imported.
     """
@@ -217,6 +217,7 @@ async def open_shell(
     factory = SessionFactory(engine)
     connection: AsyncConnection | None = None
     transaction: AsyncTransaction | None = None
+    session: AsyncSession | None = None
     try:
         with translate_errors(url, "opening the shell"):
             if sandbox:
@@ -226,10 +227,13 @@ async def open_shell(
                 session = factory(bind=connection, join_transaction_mode="create_savepoint")
                 extra["connection"] = connection
             else:
-                async with engine.connect():
-                    pass
                 session = factory()
+                # The session's own connection, checked out now: proves the database is
+                # reachable and is the connection the first statement uses.
+                await session.connection()
     except BaseException:
+        if session is not None:
+            await asyncio.shield(session.close())
         if connection is not None:
             await asyncio.shield(connection.close())
         await asyncio.shield(engine.dispose())
