@@ -322,14 +322,23 @@ def test_ctrl_c_cancels_the_running_statement_not_the_shell(sqlite_url: str, his
     assert shell.wait() == 0
 
 
-def test_ctrl_c_in_a_server_query_leaves_a_usable_session(server_url: str, history: Path) -> None:
+@pytest.mark.parametrize(
+    ("mode", "note"),
+    [("--no-sandbox", "transaction was rolled back"), ("--sandbox", "sandbox was reset")],
+)
+def test_ctrl_c_in_a_server_query_leaves_a_usable_session(
+    mode: str, note: str, server_url: str, history: Path
+) -> None:
     sleep = "pg_sleep(60)" if backend_of(server_url) == "postgresql" else "SLEEP(60)"
-    shell = _Pty(["shell", "--url", server_url], env={"MYFY_DB_HISTORY_FILE": str(history)})
+    env = {"MYFY_DB_HISTORY_FILE": str(history)}
+    shell = _Pty(["shell", mode, "--url", server_url], env=env)
     shell.expect(">>> ")
     shell.send(f"await session.execute(text('SELECT {sleep}'))")
     time.sleep(1)
     shell.interrupt()
-    assert "cancelled" in shell.expect(">>> ")
+    cancelled = shell.expect(">>> ")
+    assert "cancelled" in cancelled
+    assert note in cancelled
     shell.send("await session.scalar(text('SELECT 6*7'))")
     assert "42" in shell.expect(">>> ")
     shell.send("exit()")

@@ -198,9 +198,9 @@ async def open_shell(
 ) -> ShellContext:
     """Connect and build the shell: session, engine, namespace (models of ``settings.metadata``).
 
-    Checks the session's connection out up front, so an unreachable database fails here (exit 4) rather than in
-    the first statement. Raises :class:`~myfy_db.errors.ConfigError` when the metadata cannot
-    be imported.
+    Checks the session's connection out up front, so an unreachable database fails here
+    (exit 4) rather than in the first statement. Raises
+    :class:`~myfy_db.errors.ConfigError` when the metadata cannot be imported.
     """
     models: dict[str, type[Any]] = {}
     extra: dict[str, Any] = {}
