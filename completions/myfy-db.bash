@@ -8,19 +8,20 @@ _myfy_db() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
-        case "${COMP_WORDS[i-1]}" in --env-file|--concurrency|--duration|--max-overflow|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--tier|--url|--workers) continue ;; esac
+        case "${COMP_WORDS[i-1]}" in --env-file|--command|--concurrency|--duration|--max-overflow|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--tier|--url|--workers|-c) continue ;; esac
         case "||" in
             *"|$path|"*) path="${path:+$path }$word" ;;
         esac
     done
     case "$prev" in
         --env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --concurrency|--duration|--max-overflow|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--tier|--url|--workers) COMPREPLY=(); return ;;
+        --command|--concurrency|--duration|--max-overflow|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--tier|--url|--workers|-c) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "") words="config profile-pool --version --traceback --help -h" ;;
+        "") words="config profile-pool shell --version --traceback --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
         "profile-pool") words="--url --env-file --json --tier --workers --rps --query-ms --offline --load --concurrency --duration --pool-size --max-overflow --pool-timeout --pool-recycle --pre-ping --no-pre-ping --lifo --no-lifo --help -h" ;;
+        "shell") words="-c --command --sandbox --no-sandbox --read-only --ipython --ptpython --url --env-file --metadata --yes -y --help -h" ;;
         *) words="" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))

@@ -21,6 +21,8 @@ INVOCATIONS: list[list[str]] = [
     ["profile-pool", "--url", "{url}", "--workers", "4"],
     ["profile-pool", "--json", "--url", "{url}", "--load", "--duration", "0.2"],
     ["profile-pool", "--url", "{url}", "--offline", "--tier", "high"],
+    ["shell", "--url", "{url}", "-c", "await session.scalar(text('SELECT 1'))"],
+    ["shell", "--url", "{url}", "--sandbox", "--read-only", "-c", "print(engine.url); 1 / 0"],
 ]
 
 

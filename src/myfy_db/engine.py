@@ -127,9 +127,10 @@ class SessionFactory:
         self.engine = engine
         self._maker = async_sessionmaker(engine, class_=AsyncSession, **options)
 
-    def __call__(self) -> AsyncSession:
-        """A new session; the caller closes it."""
-        return self._maker()
+    def __call__(self, **overrides: Any) -> AsyncSession:
+        """A new session; the caller closes it. ``overrides`` replace the factory's options
+        for this one session (e.g. ``bind=connection``)."""
+        return self._maker(**overrides)
 
     @asynccontextmanager
     async def session_context(self) -> AsyncIterator[AsyncSession]:

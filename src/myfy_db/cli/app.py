@@ -13,6 +13,7 @@ import typer
 
 from myfy_db._version import __version__
 from myfy_db.cli import config_cmd, profile_pool
+from myfy_db.cli import shell as shell_cmd
 from myfy_db.cli.runtime import set_traceback
 
 app = typer.Typer(
@@ -53,6 +54,7 @@ def main_callback(
 
 app.command("config")(config_cmd.config)
 app.command("profile-pool")(profile_pool.profile_pool)
+app.command("shell")(shell_cmd.shell)
 
 
 def main() -> None:
