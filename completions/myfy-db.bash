@@ -18,8 +18,10 @@ _myfy_db() {
         --metadata|--url) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "") words="config --version --traceback --help -h" ;;
+        "") words="config create-tables drop-tables --version --traceback --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
+        "create-tables") words="--url --env-file --metadata --sql --json --help -h" ;;
+        "drop-tables") words="--url --env-file --metadata --all --dry-run --yes -y --json --help -h" ;;
         *) words="" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))

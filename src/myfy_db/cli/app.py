@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from myfy_db._version import __version__
-from myfy_db.cli import config_cmd
+from myfy_db.cli import config_cmd, create_tables, drop_tables
 from myfy_db.cli.runtime import set_traceback
 
 app = typer.Typer(
@@ -52,6 +52,8 @@ def main_callback(
 
 
 app.command("config")(config_cmd.config)
+app.command("create-tables")(create_tables.create_tables)
+app.command("drop-tables")(drop_tables.drop_tables)
 
 
 def main() -> None:
