@@ -18,6 +18,10 @@ from helpers import CANARY, run_process, server_for, with_password
 INVOCATIONS: list[list[str]] = [
     ["config", "--url", "{url}"],
     ["config", "--json", "--url", "{url}"],
+    ["create-tables", "--sql", "--metadata", "myfy_db.example:Base", "--url", "{url}"],
+    ["create-tables", "--json", "--metadata", "myfy_db.example:Base", "--url", "{url}"],
+    ["drop-tables", "--dry-run", "--metadata", "myfy_db.example:Base", "--url", "{url}"],
+    ["drop-tables", "--yes", "--metadata", "myfy_db.example:Base", "--url", "{url}"],
 ]
 
 
