@@ -21,13 +21,14 @@ connection.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import Connection, MetaData, Table, inspect
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import DropTable
@@ -132,9 +133,22 @@ async def create_tables(
     """
     async with engine.connect() as conn:
         await _begin_ddl(conn)
-        report = await conn.run_sync(_create_sync, metadata, guard)
+        tables, existing = await conn.run_sync(_check_and_list, metadata, guard)
+        missing = [t for t in tables if t.fullname not in existing]
+        if missing and conn.dialect.name == "postgresql":
+            # One round trip for the whole DDL script instead of a prepare and an execute per
+            # statement: the same statements create_all would run, in the same transaction.
+            statements = _ddl_statements(metadata, missing, conn.sync_engine.url, conn.dialect)
+            await _run_script(conn, statements)
+        elif missing:
+            # create_all orders the subset by dependency and adds use_alter foreign keys last.
+            await conn.run_sync(_create_all, metadata, missing)
+        record = await conn.run_sync(guard.record)
         await conn.commit()
-    return report
+    statuses = [
+        TableStatus(t.fullname, "present" if t.fullname in existing else "created") for t in tables
+    ]
+    return CreateReport(statuses, record, transactional_ddl(engine.dialect.name))
 
 
 def _existing_tables(connection: Connection, schemas: Iterable[str | None]) -> set[str]:
@@ -145,21 +159,50 @@ def _existing_tables(connection: Connection, schemas: Iterable[str | None]) -> s
     return existing
 
 
-def _create_sync(
+def _check_and_list(
     connection: Connection, metadata: MetaData, guard: ProductionGuard
-) -> CreateReport:
+) -> tuple[list[Table], set[str]]:
     guard.check(connection, "create-tables", Change.SCHEMA)
     tables = [t for t in metadata.sorted_tables if t.name != META_TABLE]
-    existing = _existing_tables(connection, {t.schema for t in tables})
-    missing = [t for t in tables if t.fullname not in existing]
-    if missing:
-        # create_all orders the subset by dependency and adds use_alter foreign keys last.
-        metadata.create_all(connection, tables=missing, checkfirst=False)
-    statuses = [
-        TableStatus(t.fullname, "present" if t.fullname in existing else "created") for t in tables
-    ]
-    record = guard.record(connection)
-    return CreateReport(statuses, record, transactional_ddl(connection.dialect.name))
+    return tables, _existing_tables(connection, {t.schema for t in tables})
+
+
+def _create_all(connection: Connection, metadata: MetaData, tables: list[Table]) -> None:
+    metadata.create_all(connection, tables=tables, checkfirst=False)
+
+
+async def _run_script(conn: AsyncConnection, statements: list[str]) -> None:
+    """Run ``statements`` as one script on the driver connection (asyncpg), in the open
+    transaction."""
+    script = "\n\n".join(statements)
+    if conn.sync_engine.echo:
+        logging.getLogger("sqlalchemy.engine.Engine").info(script)
+    raw = await conn.get_raw_connection()
+    try:
+        await raw.driver_connection.execute(script)  # type: ignore[union-attr]
+    except Exception as exc:
+        detail = redact((str(exc).strip() or type(exc).__name__).splitlines()[0])
+        raise OperationFailed(
+            f"create-tables failed: {detail}",
+            hint="nothing was created: the transaction was rolled back",
+        ) from exc
+
+
+def _ddl_statements(
+    metadata: MetaData, tables: list[Table], url: str | URL, dialect: Dialect | None = None
+) -> list[str]:
+    """The statements ``create_all`` runs for ``tables`` on an empty database, compiled for
+    ``dialect`` (default: ``url``'s), without a connection."""
+    from sqlalchemy import create_mock_engine
+
+    statements: list[str] = []
+
+    def collect(sql: Any, *multiparams: Any, **params: Any) -> None:
+        statements.append(str(sql.compile(dialect=dialect or mock.dialect)).strip() + ";")
+
+    mock = create_mock_engine(make_url(url), collect)
+    metadata.create_all(mock, tables=tables, checkfirst=False)
+    return statements
 
 
 def create_tables_sql(metadata: MetaData, url: str) -> list[str]:
@@ -167,17 +210,8 @@ def create_tables_sql(metadata: MetaData, url: str) -> list[str]:
 
     Nothing connects: the statements are compiled for the dialect by a mock engine.
     """
-    from sqlalchemy import create_mock_engine
-
-    statements: list[str] = []
-
-    def collect(sql: Any, *multiparams: Any, **params: Any) -> None:
-        statements.append(str(sql.compile(dialect=mock.dialect)).strip() + ";")
-
-    mock = create_mock_engine(make_url(url), collect)
     tables = [t for t in metadata.sorted_tables if t.name != META_TABLE]
-    metadata.create_all(mock, tables=tables, checkfirst=False)
-    return statements
+    return _ddl_statements(metadata, tables, url)
 
 
 async def drop_tables(

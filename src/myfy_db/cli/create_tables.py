@@ -76,17 +76,17 @@ def create_tables(
         }
 
         def render(console: Console) -> None:
-            from myfy_db.output import table
-
+            # Plain aligned lines rather than a rich table: metadata often has hundreds of
+            # tables, and a rich table of 300 rows costs more than creating them on SQLite.
             labels = {"created": "created", "present": "already present"}
-            rows = [[t.name, labels[t.status]] for t in report.tables]
-            console.print(f"Tables of {spec.spec} in {target}", markup=False)
-            console.print(table(None, ["table", "status"], rows))
-            console.print(
+            width = max((len(t.name) for t in report.tables), default=5)
+            lines = [f"Tables of {spec.spec} in {target}", f"  {'table':<{width}}  status"]
+            lines += [f"  {t.name:<{width}}  {labels[t.status]}" for t in report.tables]
+            lines.append(
                 f"{len(report.created)} created, {len(report.present)} already present; "
-                f"environment {report.record.environment!r} recorded in the database",
-                markup=False,
+                f"environment {report.record.environment!r} recorded in the database"
             )
+            console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
         out.emit(document, render)
 
