@@ -276,10 +276,21 @@ def test_unreachable_server_exits_4_in_one_line_without_password(backend: str) -
     assert CANARY not in result.stdout + result.stderr
 
 
-def test_statement_failure_exits_1(sqlite_url: str) -> None:
-    # A view named like a table the metadata wants: CREATE TABLE fails, nothing is kept.
-    execute(sqlite_url, "CREATE VIEW accounts AS SELECT 1 AS x")
-    code, _, stderr = _create(sqlite_url)
+def test_statement_failure_exits_1_and_rolls_back_where_ddl_is_transactional(
+    db_url: str,
+) -> None:
+    # A view named like a table the metadata wants: CREATE TABLE accounts fails after users.
+    execute(db_url, "CREATE VIEW accounts AS SELECT 1 AS x")
+    code, doc, stderr = _create(db_url)
     assert code == 1
     assert "create-tables failed" in stderr
-    assert "users" not in tables(sqlite_url)
+    assert doc["error"]["exit_code"] == 1
+    if not db_url.startswith("mysql"):
+        assert "users" not in tables(db_url)
+
+
+def test_echoed_sql_goes_to_stderr_leaving_one_json_document(db_url: str) -> None:
+    code, doc, stderr = _create(db_url, env={"MYFY_DATA_ECHO": "true"})
+    assert code == 0
+    assert doc["created"] == ["users", "accounts"]
+    assert "CREATE TABLE users" in stderr

@@ -92,7 +92,21 @@ def create_engine(
         ) from None
 
 
-class _RedactingFormatter(logging.Formatter):
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time, with secrets redacted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
 
@@ -102,9 +116,7 @@ def _echo_to_stderr() -> None:
     which must carry nothing but the one JSON document under ``--json``."""
     logger = logging.getLogger("sqlalchemy.engine.Engine")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        logger.addHandler(handler)
+        logger.addHandler(_StderrHandler())
 
 
 def _bounded_mysql_connect(url: str, timeout: float) -> Callable[[], Awaitable[Any]]:

@@ -21,7 +21,6 @@ connection.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -176,7 +175,7 @@ async def _run_script(conn: AsyncConnection, statements: list[str]) -> None:
     transaction."""
     script = "\n\n".join(statements)
     if conn.sync_engine.echo:
-        logging.getLogger("sqlalchemy.engine.Engine").info(script)
+        conn.sync_engine.logger.info(script)
     raw = await conn.get_raw_connection()
     try:
         await raw.driver_connection.execute(script)  # type: ignore[union-attr]
