@@ -18,8 +18,10 @@ _myfy_db() {
         --command|--concurrency|--duration|--max-overflow|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--tier|--url|--workers|-c) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "") words="config profile-pool shell --version --traceback --help -h" ;;
+        "") words="config create-tables drop-tables profile-pool shell --version --traceback --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
+        "create-tables") words="--url --env-file --metadata --sql --json --help -h" ;;
+        "drop-tables") words="--url --env-file --metadata --all --dry-run --yes -y --json --help -h" ;;
         "profile-pool") words="--url --env-file --json --tier --workers --rps --query-ms --offline --load --concurrency --duration --pool-size --max-overflow --pool-timeout --pool-recycle --pre-ping --no-pre-ping --lifo --no-lifo --help -h" ;;
         "shell") words="-c --command --sandbox --no-sandbox --read-only --ipython --ptpython --url --env-file --metadata --yes -y --help -h" ;;
         *) words="" ;;

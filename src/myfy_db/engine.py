@@ -9,7 +9,9 @@ exceptions into myfy-db errors with exit codes and messages a person can act on.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -77,6 +79,8 @@ def create_engine(
     register_url_secret(target)
     options = engine_options(settings, target)
     options.update(overrides)
+    if options.get("echo"):
+        _echo_to_stderr()
     try:
         if make_url(target).get_backend_name() in ("mysql", "mariadb"):
             options["async_creator"] = _bounded_mysql_connect(target, settings.connect_timeout)
@@ -86,6 +90,33 @@ def create_engine(
         raise ConfigError(
             f"cannot build an engine for {mask_url(target)}: {redact(str(exc))}"
         ) from None
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time, with secrets redacted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def _echo_to_stderr() -> None:
+    """Send echoed SQL to stderr, redacted: SQLAlchemy's default handler writes to stdout,
+    which must carry nothing but the one JSON document under ``--json``."""
+    logger = logging.getLogger("sqlalchemy.engine.Engine")
+    if not logger.handlers:
+        logger.addHandler(_StderrHandler())
 
 
 def _bounded_mysql_connect(url: str, timeout: float) -> Callable[[], Awaitable[Any]]:

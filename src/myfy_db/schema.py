@@ -1,0 +1,336 @@
+"""Creating and dropping the application's tables, behind the production guard.
+
+:func:`create_tables` creates the tables of a :class:`~sqlalchemy.MetaData` that the database
+does not have yet, in dependency order, and reports each table as created or already present.
+The guard check, the creates and the environment record (``myfy_db_meta``) run in one
+transaction, so on PostgreSQL and SQLite a failure leaves the database as it was.
+
+:func:`drop_tables` drops the metadata's tables (or, with ``metadata=None``, every table the
+database holds) in reverse dependency order. Foreign keys that form a cycle are dropped
+first on PostgreSQL; MySQL/MariaDB drops with ``FOREIGN_KEY_CHECKS=0`` on its connection;
+SQLite defers its foreign-key checks to the commit. On PostgreSQL and SQLite the drop is all
+or nothing; MySQL/MariaDB commits each ``DROP TABLE`` on its own, and the report says so.
+
+The environment record ``myfy_db_meta`` is never dropped, not even by ``--all``: the record
+is what lets the guard recognise a production database after its tables are gone, so it
+outlives them on purpose.
+
+:func:`create_tables_sql` renders the ``CREATE`` statements for a dialect without any
+connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Connection, MetaData, Table, inspect
+from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.schema import DropTable
+
+from myfy_db.engine import classify_connect_error
+from myfy_db.errors import OperationFailed
+from myfy_db.guard import META_TABLE, Change, EnvironmentRecord, ProductionGuard
+from myfy_db.urls import redact
+
+__all__ = [
+    "CreateReport",
+    "DropPlan",
+    "DropReport",
+    "TableStatus",
+    "create_tables",
+    "create_tables_sql",
+    "drop_tables",
+    "transactional_ddl",
+]
+
+Status = Literal["created", "present"]
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """One table of the metadata after ``create-tables``."""
+
+    name: str
+    status: Status
+
+
+@dataclass(frozen=True)
+class CreateReport:
+    """What :func:`create_tables` did, table by table in dependency order."""
+
+    tables: list[TableStatus]
+    record: EnvironmentRecord
+    transactional: bool
+
+    @property
+    def created(self) -> list[str]:
+        return [t.name for t in self.tables if t.status == "created"]
+
+    @property
+    def present(self) -> list[str]:
+        return [t.name for t in self.tables if t.status == "present"]
+
+
+@dataclass(frozen=True)
+class DropPlan:
+    """What :func:`drop_tables` is about to drop, decided after the guard checks passed.
+
+    ``tables`` is in drop order (dependents first); ``constraints`` are the foreign keys
+    dropped first to break cycles, as ``(table, constraint)``; ``missing`` lists metadata
+    tables the database does not have; ``kept`` lists tables deliberately left in place.
+    """
+
+    tables: list[str]
+    constraints: list[tuple[str, str]]
+    missing: list[str]
+    kept: list[str]
+    transactional: bool
+    all_tables: bool
+
+
+@dataclass(frozen=True)
+class DropReport:
+    """What :func:`drop_tables` dropped (or, with ``dry_run``, would drop)."""
+
+    plan: DropPlan
+    dry_run: bool
+    dropped: list[str] = field(default_factory=list)
+
+
+def transactional_ddl(dialect_name: str) -> bool:
+    """True when the backend rolls DDL back with its transaction (PostgreSQL, SQLite)."""
+    return dialect_name in ("postgresql", "sqlite")
+
+
+def _qualified(schema: str | None, name: str) -> str:
+    return f"{schema}.{name}" if schema else name
+
+
+async def _begin_ddl(conn: AsyncConnection) -> None:
+    """Open a real transaction that also covers DDL.
+
+    SQLAlchemy begins lazily and Python's sqlite3 module issues ``BEGIN`` only before
+    INSERT/UPDATE/DELETE, so on SQLite a ``CREATE``/``DROP`` would otherwise commit on its own.
+    An explicit ``BEGIN`` makes it part of the transaction that the commit or rollback ends.
+    """
+    if conn.dialect.name == "sqlite":
+        await conn.exec_driver_sql("BEGIN")
+
+
+async def create_tables(
+    engine: AsyncEngine, metadata: MetaData, guard: ProductionGuard
+) -> CreateReport:
+    """Create the tables of ``metadata`` the database lacks, after the guard allows it.
+
+    Raises :class:`~myfy_db.errors.Refused` (exit 3) when the guard refuses; nothing is
+    created then. The environment is recorded in ``myfy_db_meta`` in the same transaction.
+    """
+    async with engine.connect() as conn:
+        await _begin_ddl(conn)
+        tables, existing = await conn.run_sync(_check_and_list, metadata, guard)
+        missing = [t for t in tables if t.fullname not in existing]
+        if missing and conn.dialect.name == "postgresql":
+            # One round trip for the whole DDL script instead of a prepare and an execute per
+            # statement: the same statements create_all would run, in the same transaction.
+            statements = _ddl_statements(metadata, missing, conn.sync_engine.url, conn.dialect)
+            await _run_script(conn, statements)
+        elif missing:
+            # create_all orders the subset by dependency and adds use_alter foreign keys last.
+            await conn.run_sync(_create_all, metadata, missing)
+        record = await conn.run_sync(guard.record)
+        await conn.commit()
+    statuses = [
+        TableStatus(t.fullname, "present" if t.fullname in existing else "created") for t in tables
+    ]
+    return CreateReport(statuses, record, transactional_ddl(engine.dialect.name))
+
+
+def _existing_tables(connection: Connection, schemas: Iterable[str | None]) -> set[str]:
+    inspector = inspect(connection)
+    existing: set[str] = set()
+    for schema in schemas:
+        existing.update(_qualified(schema, name) for name in inspector.get_table_names(schema))
+    return existing
+
+
+def _check_and_list(
+    connection: Connection, metadata: MetaData, guard: ProductionGuard
+) -> tuple[list[Table], set[str]]:
+    guard.check(connection, "create-tables", Change.SCHEMA)
+    tables = [t for t in metadata.sorted_tables if t.name != META_TABLE]
+    return tables, _existing_tables(connection, {t.schema for t in tables})
+
+
+def _create_all(connection: Connection, metadata: MetaData, tables: list[Table]) -> None:
+    metadata.create_all(connection, tables=tables, checkfirst=False)
+
+
+async def _run_script(conn: AsyncConnection, statements: list[str]) -> None:
+    """Run ``statements`` as one script on the driver connection (asyncpg), in the open
+    transaction."""
+    script = "\n\n".join(statements)
+    if conn.sync_engine.echo:
+        conn.sync_engine.logger.info(script)
+    raw = await conn.get_raw_connection()
+    try:
+        await raw.driver_connection.execute(script)  # type: ignore[union-attr]
+    except Exception as exc:
+        detail = redact((str(exc).strip() or type(exc).__name__).splitlines()[0])
+        raise OperationFailed(
+            f"create-tables failed: {detail}",
+            hint="nothing was created: the transaction was rolled back",
+        ) from exc
+
+
+def _ddl_statements(
+    metadata: MetaData, tables: list[Table], url: str | URL, dialect: Dialect | None = None
+) -> list[str]:
+    """The statements ``create_all`` runs for ``tables`` on an empty database, compiled for
+    ``dialect`` (default: ``url``'s), without a connection."""
+    from sqlalchemy import create_mock_engine
+
+    statements: list[str] = []
+
+    def collect(sql: Any, *multiparams: Any, **params: Any) -> None:
+        statements.append(str(sql.compile(dialect=dialect or mock.dialect)).strip() + ";")
+
+    mock = create_mock_engine(make_url(url), collect)
+    metadata.create_all(mock, tables=tables, checkfirst=False)
+    return statements
+
+
+def create_tables_sql(metadata: MetaData, url: str) -> list[str]:
+    """The DDL ``create-tables`` would run on an empty database of ``url``'s dialect.
+
+    Nothing connects: the statements are compiled for the dialect by a mock engine.
+    """
+    tables = [t for t in metadata.sorted_tables if t.name != META_TABLE]
+    return _ddl_statements(metadata, tables, url)
+
+
+async def drop_tables(
+    engine: AsyncEngine,
+    metadata: MetaData | None,
+    guard: ProductionGuard,
+    *,
+    dry_run: bool = False,
+    confirm: Callable[[DropPlan], None] | None = None,
+) -> DropReport:
+    """Drop the tables of ``metadata`` (``None``: every table) in reverse dependency order.
+
+    The guard is checked first; then the plan is made and passed to ``confirm`` (which
+    raises :class:`~myfy_db.errors.Refused` to decline) unless it is empty or ``dry_run``;
+    then everything is dropped in one transaction where the backend allows transactional
+    DDL. ``dry_run`` checks and plans exactly the same way and drops nothing.
+    """
+    async with engine.connect() as conn:
+        await _begin_ddl(conn)
+        report = await conn.run_sync(_drop_sync, metadata, guard, dry_run, confirm)
+        if dry_run:
+            await conn.rollback()
+        else:
+            await conn.commit()
+    return report
+
+
+def _plan(connection: Connection, metadata: MetaData | None) -> DropPlan:
+    inspector = inspect(connection)
+    if metadata is None:
+        wanted: set[str] | None = None
+        schemas: list[str | None] = [None]
+        declared: list[str] = []
+    else:
+        declared = [t.fullname for t in metadata.sorted_tables if t.name != META_TABLE]
+        wanted = set(declared)
+        schemas = sorted({t.schema for t in metadata.tables.values()}, key=lambda s: s or "")
+    # Creation order of the tables the database has, and the foreign keys (by name) that
+    # close a cycle: those cannot be ordered and are dropped before any table.
+    sorted_tables = inspector.sort_tables_on_foreign_key_dependency(consider_schemas=schemas)
+    present: list[str] = []
+    for key, _fks in sorted_tables:
+        if key is not None:
+            present.append(_qualified(*key))
+    cycle_fks = sorted_tables[-1][1] if sorted_tables else []
+    kept = [name for name in present if name == META_TABLE]
+    targets = [n for n in present if n != META_TABLE and (wanted is None or n in wanted)]
+    target_set = set(targets)
+    constraints = sorted(
+        {
+            (_qualified(*table), name)
+            for table, name in cycle_fks
+            if name is not None and _qualified(*table) in target_set
+        }
+    )
+    missing = [name for name in declared if name not in set(present)]
+    return DropPlan(
+        tables=list(reversed(targets)),
+        constraints=constraints,
+        missing=missing,
+        kept=kept,
+        transactional=transactional_ddl(connection.dialect.name),
+        all_tables=metadata is None,
+    )
+
+
+def _table(qualified: str) -> Table:
+    schema, _, name = qualified.rpartition(".")
+    return Table(name, MetaData(), schema=schema or None)
+
+
+def _drop_sync(
+    connection: Connection,
+    metadata: MetaData | None,
+    guard: ProductionGuard,
+    dry_run: bool,
+    confirm: Callable[[DropPlan], None] | None,
+) -> DropReport:
+    guard.check(connection, "drop-tables", Change.DESTRUCTIVE)
+    plan = _plan(connection, metadata)
+    if dry_run or not plan.tables:
+        return DropReport(plan, dry_run)
+    if confirm is not None:
+        confirm(plan)
+    dialect = connection.dialect.name
+    preparer = connection.dialect.identifier_preparer
+    mysql = dialect in ("mysql", "mariadb")
+    if mysql:
+        # MySQL/MariaDB: checks off on this connection only, for tables referencing each
+        # other; DDL commits itself there, so the drop is not all or nothing.
+        connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+    elif dialect == "sqlite":
+        # Foreign keys (if enforced) are checked at COMMIT, when every table is gone.
+        connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+    dropped: list[str] = []
+    step = ""
+    try:
+        if dialect == "postgresql":
+            for table, name in plan.constraints:
+                step = f"dropping foreign key {name} of {table}"
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {preparer.format_table(_table(table))} "
+                    f"DROP CONSTRAINT {preparer.quote(name)}"
+                )
+        for name in plan.tables:
+            step = f"dropping table {name}"
+            connection.execute(DropTable(_table(name)))
+            dropped.append(name)
+    except SQLAlchemyError as exc:
+        if classify_connect_error(exc, connection.engine.url.render_as_string()) is not None:
+            raise
+        detail = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+        if plan.transactional:
+            hint = "nothing was dropped: the transaction was rolled back"
+        else:
+            done = ", ".join(dropped) or "none"
+            hint = f"{dialect} does not roll back DDL: already dropped: {done}"
+        raise OperationFailed(f"drop-tables failed {step}: {detail}", hint=hint) from exc
+    finally:
+        if mysql:
+            with suppress(SQLAlchemyError):
+                connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
+    return DropReport(plan, dry_run=False, dropped=dropped)
