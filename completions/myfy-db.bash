@@ -8,17 +8,18 @@ _myfy_db() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
-        case "${COMP_WORDS[i-1]}" in --env-file|--metadata|--url) continue ;; esac
+        case "${COMP_WORDS[i-1]}" in --env-file|--connections|--max-latency-ms|--metadata|--samples|--timeout|--url) continue ;; esac
         case "||" in
             *"|$path|"*) path="${path:+$path }$word" ;;
         esac
     done
     case "$prev" in
         --env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --metadata|--url) COMPREPLY=(); return ;;
+        --connections|--max-latency-ms|--metadata|--samples|--timeout|--url) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "") words="config --version --traceback --help -h" ;;
+        "") words="check-pool config --version --traceback --help -h" ;;
+        "check-pool") words="--url --env-file --connections --samples --max-latency-ms --timeout --json --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
         *) words="" ;;
     esac

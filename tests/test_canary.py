@@ -18,6 +18,8 @@ from helpers import CANARY, run_process, server_for, with_password
 INVOCATIONS: list[list[str]] = [
     ["config", "--url", "{url}"],
     ["config", "--json", "--url", "{url}"],
+    ["check-pool", "--samples", "2", "--url", "{url}"],
+    ["check-pool", "--samples", "2", "--json", "--url", "{url}"],
 ]
 
 
