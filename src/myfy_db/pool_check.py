@@ -8,8 +8,8 @@ and measures separately:
   SQLAlchemy's first-connect dialect initialisation);
 - the round-trip latency of ``SELECT 1`` timed on the driver's own connection (asyncpg
   ``fetchval``, an aiomysql cursor, aiosqlite ``execute``), so the figure is the server's and
-  not the ORM's; samples are taken one connection at a time so the check does not compete
-  with itself for the event loop;
+  not the ORM's; samples are taken one connection at a time, after a few untimed warm-up
+  pings, so the check does not compete with itself for the event loop;
 - the cost of a pooled checkout from a warm pool (including pre-ping where it is on);
 - the server's version, ``max_connections`` and the connections in use where it tells;
 - the pool's status at the end.
@@ -54,6 +54,10 @@ __all__ = [
 DEFAULT_SAMPLES = 20
 DEFAULT_TIMEOUT = 30.0
 PING_SQL = "SELECT 1"
+#: Untimed pings on each connection right before its timed samples: a freshly started server
+#: process (and the scheduler's placement of it) is slower for its first few round trips,
+#: which is start-up cost, not the latency the application will see.
+WARM_UP_PINGS = 5
 HISTOGRAM_BUCKETS = 8
 
 
@@ -380,6 +384,8 @@ async def _check_target(
             progress.step = f"measuring round trips on {where}"
             round_trip_ms: list[float] = []
             for ping in pings:
+                for _ in range(WARM_UP_PINGS):
+                    await ping()
                 for _ in range(samples):
                     start = time.perf_counter()
                     await ping()
