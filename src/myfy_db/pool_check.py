@@ -229,14 +229,13 @@ def _pinger(backend: str, driver: Any) -> Callable[[], Coroutine[Any, Any, Any]]
 
         return ping_pg
     if backend == "mysql":
+        cursors: list[Any] = []  # one cursor per connection, reused (it holds nothing open)
 
         async def ping_mysql() -> Any:
-            cursor = await driver.cursor()
-            try:
-                await cursor.execute(PING_SQL)
-                return await cursor.fetchone()
-            finally:
-                await cursor.close()
+            if not cursors:
+                cursors.append(await driver.cursor())
+            await cursors[0].execute(PING_SQL)
+            return await cursors[0].fetchone()
 
         return ping_mysql
 
