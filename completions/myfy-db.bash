@@ -8,17 +8,18 @@ _myfy_db() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
-        case "${COMP_WORDS[i-1]}" in --env-file|--command|--concurrency|--duration|--max-overflow|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--tier|--url|--workers|-c) continue ;; esac
+        case "${COMP_WORDS[i-1]}" in --env-file|--command|--concurrency|--connections|--duration|--max-latency-ms|--max-overflow|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--samples|--tier|--timeout|--url|--workers|-c) continue ;; esac
         case "||" in
             *"|$path|"*) path="${path:+$path }$word" ;;
         esac
     done
     case "$prev" in
         --env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --command|--concurrency|--duration|--max-overflow|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--tier|--url|--workers|-c) COMPREPLY=(); return ;;
+        --command|--concurrency|--connections|--duration|--max-latency-ms|--max-overflow|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--samples|--tier|--timeout|--url|--workers|-c) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "") words="config create-tables drop-tables profile-pool shell --version --traceback --help -h" ;;
+        "") words="check-pool config create-tables drop-tables profile-pool shell --version --traceback --help -h" ;;
+        "check-pool") words="--url --env-file --connections --samples --max-latency-ms --timeout --json --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
         "create-tables") words="--url --env-file --metadata --sql --json --help -h" ;;
         "drop-tables") words="--url --env-file --metadata --all --dry-run --yes -y --json --help -h" ;;

@@ -30,6 +30,8 @@ INVOCATIONS: list[list[str]] = [
     ["create-tables", "--json", "--metadata", "myfy_db.example:Base", "--url", "{url}"],
     ["drop-tables", "--dry-run", "--metadata", "myfy_db.example:Base", "--url", "{url}"],
     ["drop-tables", "--yes", "--metadata", "myfy_db.example:Base", "--url", "{url}"],
+    ["check-pool", "--samples", "2", "--url", "{url}"],
+    ["check-pool", "--samples", "2", "--json", "--url", "{url}"],
 ]
 
 

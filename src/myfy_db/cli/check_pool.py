@@ -1,0 +1,181 @@
+"""``myfy-db check-pool``: connect, ping and time the pool the application uses."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from myfy_db.cli.options import EnvFileOption, JsonOption, UrlOption
+from myfy_db.cli.runtime import load, run
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from myfy_db.output import Output
+    from myfy_db.pool_check import HistogramBucket, LatencyStats, PoolReport, TargetReport
+
+BAR_WIDTH = 40
+
+ConnectionsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--connections",
+        min=1,
+        help="Connections to open concurrently on each database (default: pool_size).",
+        show_default=False,
+        metavar="N",
+    ),
+]
+SamplesOption = Annotated[
+    int,
+    typer.Option("--samples", min=1, help="Round trips timed on each connection.", metavar="N"),
+]
+MaxLatencyOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-latency-ms",
+        min=0,
+        help="Exit 5 when a database's round-trip p95 is above this many milliseconds.",
+        show_default=False,
+        metavar="MS",
+    ),
+]
+TimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        min=0.001,
+        help="Seconds the whole check may take; past it, exit 4 naming what did not finish.",
+        metavar="SECONDS",
+    ),
+]
+
+
+def check_pool(
+    url: UrlOption = None,
+    env_file: EnvFileOption = None,
+    connections: ConnectionsOption = None,
+    samples: SamplesOption = 20,
+    max_latency_ms: MaxLatencyOption = None,
+    timeout: TimeoutOption = 30.0,
+    json_output: JsonOption = False,
+) -> None:
+    """Open the pool's connections concurrently, ping each, and time them; replicas too.
+
+    Reports physical connect time, round-trip latency of SELECT 1 on the driver's own
+    connection (n, mean, p50, p95, p99, max), the cost of a pooled checkout, the server's
+    version and connection limits, and the pool's status. Exits 4 when a database cannot be
+    reached within --timeout, 5 when --max-latency-ms is exceeded.
+    """
+
+    async def action(out: Output) -> None:
+        from myfy_db.errors import CheckFailed
+        from myfy_db.pool_check import check_pool as run_check
+
+        settings = load(url, env_file).settings
+        with out.status("checking the pool..."):
+            report = await run_check(
+                settings,
+                connections=connections,
+                samples=samples,
+                timeout=timeout,
+                max_latency_ms=max_latency_ms,
+            )
+        out.emit(report.to_dict(), lambda console: _render(console, report))
+        if not report.ok:
+            raise CheckFailed(
+                f"round-trip latency above --max-latency-ms {max_latency_ms:g}: "
+                + "; ".join(report.over_threshold)
+            )
+
+    run(action, json_mode=json_output)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _stats_row(label: str, stats: LatencyStats) -> list[str]:
+    if stats.n == 0:
+        return [label, "0", "-", "-", "-", "-", "-"]
+    values = (stats.mean_ms, stats.p50_ms, stats.p95_ms, stats.p99_ms, stats.max_ms)
+    return [label, str(stats.n), *(_fmt(v) for v in values)]
+
+
+def _histogram_lines(buckets: list[HistogramBucket]) -> list[str]:
+    if not buckets:
+        return []
+    peak = max(b.count for b in buckets) or 1
+    width = max(len(f"{_fmt(b.from_ms)}-{_fmt(b.to_ms)}") for b in buckets)
+    lines = []
+    for bucket in buckets:
+        label = f"{_fmt(bucket.from_ms)}-{_fmt(bucket.to_ms)}".rjust(width)
+        bar = "#" * max(1 if bucket.count else 0, round(BAR_WIDTH * bucket.count / peak))
+        lines.append(f"  {label} ms | {bar} {bucket.count}")
+    return lines
+
+
+def _render_target(console: Console, target: TargetReport) -> None:
+    from myfy_db.output import table
+
+    rows = [
+        _stats_row("physical connect", target.connect),
+        _stats_row("pooled checkout" + (" +ping" if target.pre_ping else ""), target.checkout),
+        _stats_row("round trip", target.round_trip),
+    ]
+    title = f"{target.role}: {target.url}"
+    columns = ["measure (ms)", "n", "mean", "p50", "p95", "p99", "max"]
+    console.print(table(title, columns, rows))
+    server = target.server
+    console.print(f"server: {server.version or 'version unknown'}", markup=False)
+    if server.max_connections is not None or server.connections_in_use is not None:
+        in_use = "?" if server.connections_in_use is None else str(server.connections_in_use)
+        limit = "?" if server.max_connections is None else str(server.max_connections)
+        console.print(
+            f"server connections: {in_use} in use (with our {target.connections}) "
+            f"of max_connections {limit}",
+            markup=False,
+        )
+    pool = target.pool
+    console.print(
+        f"pool: {pool.pool_class}, {target.connections} opened concurrently; at the end: "
+        + ", ".join(
+            f"{name} {value}"
+            for name, value in (
+                ("size", pool.size),
+                ("checked in", pool.checked_in),
+                ("checked out", pool.checked_out),
+                ("overflow", pool.overflow),
+            )
+            if value is not None
+        ),
+        markup=False,
+    )
+    console.print("round trip: SELECT 1 timed on the driver's own connection", markup=False)
+    if target.pre_ping:
+        console.print("pooled checkout includes the pre-ping (pool_pre_ping on)", markup=False)
+    console.print("round-trip histogram:", markup=False)
+    for line in _histogram_lines(target.histogram):
+        console.print(line, markup=False, highlight=False)
+
+
+def _render(console: Console, report: PoolReport) -> None:
+    for index, target in enumerate(report.targets):
+        if index:
+            console.print()
+        _render_target(console, target)
+    console.print()
+    if report.max_latency_ms is None:
+        verdict = "ok"
+    elif report.ok:
+        verdict = f"ok: every round-trip p95 within {report.max_latency_ms:g} ms"
+    else:
+        verdict = f"OVER {report.max_latency_ms:g} ms: " + "; ".join(report.over_threshold)
+    console.print(
+        f"{len(report.targets)} database(s) checked in {report.elapsed_ms:.0f} ms: {verdict}",
+        markup=False,
+    )
+
+
+__all__ = ["check_pool"]

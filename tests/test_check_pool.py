@@ -1,0 +1,366 @@
+"""``myfy-db check-pool``: measurements, output, thresholds, replicas, failures and leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from helpers import CANARY, backend_of, invoke, run_process, server_for, with_password
+from myfy_db.errors import CannotConnect
+from myfy_db.pool_check import check_pool, histogram, latency_stats
+from myfy_db.settings import DatabaseSettings
+
+# The check's own bound, and a generous bound on the whole process around it.
+CHECK_TIMEOUT = "2"
+PROCESS_BOUND = 30.0
+
+
+def _json(result: Any) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def _check(*args: str, env: dict[str, str] | None = None) -> Any:
+    return invoke("check-pool", "--samples", "3", *args, env=env)
+
+
+# -- measurements on each backend ---------------------------------------------------------
+
+
+def test_reports_connect_round_trip_checkout_server_and_pool(db_url: str) -> None:
+    result = _check("--url", db_url, "--connections", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    document = _json(result)
+    assert document["ok"] is True
+    assert document["connections"] == 2
+    (target,) = document["targets"]
+    assert target["role"] == "primary"
+    assert target["backend"] == backend_of(db_url)
+    assert target["connect"]["n"] == 2
+    assert target["round_trip"]["n"] == 2 * 3
+    assert target["checkout"]["n"] == 3
+    stats = target["round_trip"]
+    assert 0 < stats["min_ms"] <= stats["p50_ms"] <= stats["p95_ms"] <= stats["max_ms"]
+    assert sum(bucket["count"] for bucket in target["histogram"]) == 6
+    assert target["server"]["version"]
+    assert target["pool"]["checked_out"] == 0
+    assert target["pool"]["checked_in"] == 2
+
+
+def test_server_limits_and_connections_in_use_are_reported(server_url: str) -> None:
+    document = _json(_check("--url", server_url, "--connections", "3", "--json"))
+    server = document["targets"][0]["server"]
+    assert server["max_connections"] > 0
+    # Counted while our three connections were open.
+    assert server["connections_in_use"] >= 3
+
+
+def test_connections_default_to_pool_size(sqlite_url: str) -> None:
+    result = invoke("check-pool", "--url", sqlite_url, "--json", env={"MYFY_DATA_POOL_SIZE": "3"})
+    assert result.exit_code == 0, result.stderr
+    assert _json(result)["targets"][0]["connect"]["n"] == 3
+
+
+def test_in_memory_sqlite_checks_its_one_shared_connection() -> None:
+    result = _check("--url", "sqlite+aiosqlite://", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert _json(result)["targets"][0]["connections"] == 1
+
+
+def test_more_connections_than_the_pool_allows_is_a_usage_error(sqlite_url: str) -> None:
+    result = invoke(
+        "check-pool",
+        "--url",
+        sqlite_url,
+        "--connections",
+        "4",
+        env={"MYFY_DATA_POOL_SIZE": "2", "MYFY_DATA_MAX_OVERFLOW": "1"},
+    )
+    assert result.exit_code == 2
+    assert "at most 3" in result.stderr
+
+
+# -- output ------------------------------------------------------------------------------
+
+
+def _walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item, f"{path}[]")
+    else:
+        yield path, value
+
+
+def test_json_is_one_document_with_every_time_in_ms_keys(sqlite_url: str) -> None:
+    result = _check("--url", sqlite_url, "--json", "--max-latency-ms", "10000")
+    document = _json(result)  # the whole of stdout parses as one document
+    floats = [path for path, value in _walk(document) if isinstance(value, float)]
+    assert floats
+    timeless = [p for p in floats if not p.endswith(("_ms", ".timeout_s"))]
+    assert timeless == []
+    assert document["max_latency_ms"] == 10000
+    for key in ("n", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"):
+        assert key in document["targets"][0]["round_trip"]
+
+
+def test_human_output_is_a_table_and_a_histogram(sqlite_url: str) -> None:
+    result = _check("--url", sqlite_url)
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    for text in ("physical connect", "pooled checkout", "round trip", "p95", "p99"):
+        assert text in out
+    assert "round-trip histogram" in out
+    assert " ms | #" in out
+    assert "server: SQLite" in out
+    assert "1 database(s) checked" in out
+
+
+def test_stats_and_histogram_of_known_values() -> None:
+    values = [float(v) for v in range(1, 101)]
+    stats = latency_stats(values)
+    assert (stats.n, stats.min_ms, stats.max_ms, stats.mean_ms) == (100, 1.0, 100.0, 50.5)
+    assert stats.p50_ms == pytest.approx(50.5)
+    assert stats.p95_ms == pytest.approx(95.05)
+    assert stats.p99_ms == pytest.approx(99.01)
+    buckets = histogram(values)
+    assert sum(b.count for b in buckets) == 100
+    assert buckets[0].from_ms == 1.0
+    assert buckets[-1].to_ms == 100.0
+
+
+# -- threshold ---------------------------------------------------------------------------
+
+
+def test_p95_over_max_latency_exits_5_after_the_report(db_url: str) -> None:
+    result = _check("--url", db_url, "--connections", "1", "--max-latency-ms", "0", "--json")
+    assert result.exit_code == 5
+    document = _json(result)
+    assert document["ok"] is False
+    assert document["over_threshold"][0].startswith("primary")
+    assert "above --max-latency-ms 0" in result.stderr
+
+
+def test_p95_within_max_latency_exits_0(sqlite_url: str) -> None:
+    result = _check("--url", sqlite_url, "--max-latency-ms", "60000")
+    assert result.exit_code == 0, result.stderr
+    assert "within 60000 ms" in result.stdout
+
+
+# -- replicas ----------------------------------------------------------------------------
+
+
+def test_every_replica_is_checked_beside_the_primary(server_url: str) -> None:
+    server = server_for(backend_of(server_url))
+    with server.fresh_database() as replica_url:
+        result = _check(
+            "--url",
+            server_url,
+            "--connections",
+            "2",
+            "--json",
+            env={"MYFY_DATA_REPLICA_URLS": replica_url},
+        )
+    assert result.exit_code == 0, result.stderr
+    primary, replica = _json(result)["targets"]
+    assert primary["role"] == "primary"
+    assert replica["role"] == "replica 1"
+    assert replica["target"].endswith(make_url(replica_url).database)
+    assert replica["round_trip"]["n"] == 2 * 3
+
+
+def test_replicas_appear_in_the_human_report(sqlite_url: str, tmp_path: Any) -> None:
+    replica = f"sqlite+aiosqlite:///{tmp_path / 'replica.db'}"
+    result = _check("--url", sqlite_url, env={"MYFY_DATA_REPLICA_URLS": replica})
+    assert result.exit_code == 0, result.stderr
+    assert "primary: " in result.stdout
+    assert "replica 1: " in result.stdout
+    assert "2 database(s) checked" in result.stdout
+
+
+def test_an_unreachable_replica_is_named(sqlite_url: str) -> None:
+    replica = f"postgresql+asyncpg://u@127.0.0.1:{_free_port()}/db"
+    result = _check("--url", sqlite_url, env={"MYFY_DATA_REPLICA_URLS": replica})
+    assert result.exit_code == 4
+    assert "replica 1: connection refused" in result.stderr
+
+
+# -- failures: exit 4 within the bound, naming what failed, no password ------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A local socket that accepts connections and never answers (a hung server)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+def _failing(url: str) -> subprocess.CompletedProcess[str]:
+    """Run the check as a process with a short bound; the process must end well inside it."""
+    return run_process(
+        "check-pool", "--url", url, "--timeout", CHECK_TIMEOUT, timeout=PROCESS_BOUND
+    )
+
+
+SCHEMES = ["postgresql+asyncpg", "mysql+aiomysql"]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_refused_port_exits_4(scheme: str) -> None:
+    result = _failing(f"{scheme}://u:{CANARY}@127.0.0.1:{_free_port()}/db")
+    assert result.returncode == 4
+    assert "primary: connection refused by 127.0.0.1" in result.stderr
+    assert CANARY not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_hung_server_exits_4_within_the_timeout(scheme: str, silent_port: int) -> None:
+    result = _failing(f"{scheme}://u:{CANARY}@127.0.0.1:{silent_port}/db")
+    assert result.returncode == 4
+    assert f"did not finish within {CHECK_TIMEOUT} s" in result.stderr
+    assert f"connecting to primary 127.0.0.1:{silent_port}/db" in result.stderr
+    assert CANARY not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_unknown_host_exits_4(scheme: str) -> None:
+    result = _failing(f"{scheme}://u@no-such-host.invalid/db")
+    assert result.returncode == 4
+    assert "cannot resolve host 'no-such-host.invalid'" in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_missing_database_exits_4_naming_it(backend: str) -> None:
+    server = server_for(backend)
+    server.require()
+    result = _failing(server.url_for("myfy_no_such_database"))
+    assert result.returncode == 4
+    assert "database 'myfy_no_such_database' does not exist" in result.stderr
+
+
+def test_wrong_password_exits_4_without_the_password() -> None:
+    server = server_for("mysql")
+    server.require()
+    result = _failing(with_password(server.url))
+    assert result.returncode == 4
+    assert "authentication failed for user 'root'" in result.stderr
+    assert CANARY not in result.stderr + result.stdout
+
+
+def test_timeout_is_raised_by_the_library_as_cannot_connect(silent_port: int) -> None:
+    settings = DatabaseSettings(database_url=f"postgresql+asyncpg://u@127.0.0.1:{silent_port}/d")
+    with pytest.raises(CannotConnect, match=r"did not finish within 0\.5 s"):
+        asyncio.run(check_pool(settings, timeout=0.5))
+
+
+# -- no leaks ----------------------------------------------------------------------------
+
+
+def _connections_to(url: str) -> int:
+    backend = backend_of(url)
+    database = make_url(url).database
+    if backend == "postgresql":
+        sql = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}'"
+    else:
+        sql = f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{database}'"
+    return int(server_for(backend).admin(sql)[0][0][0])
+
+
+def _wait_for_count(url: str, wanted: Any, bound: float = 15.0) -> int:
+    """Poll the server's count until ``wanted(count)``; the last count seen."""
+    deadline = time.monotonic() + bound
+    count = _connections_to(url)
+    while not wanted(count) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = _connections_to(url)
+    return count
+
+
+def test_connections_are_closed_after_a_run(server_url: str) -> None:
+    before = _connections_to(server_url)
+    result = _check("--url", server_url, "--connections", "3")
+    assert result.exit_code == 0, result.stderr
+    assert _wait_for_count(server_url, lambda n: n == before) == before
+
+
+def test_connections_are_closed_after_a_failed_check(server_url: str) -> None:
+    before = _connections_to(server_url)
+    result = _check("--url", server_url, "--connections", "3", "--max-latency-ms", "0")
+    assert result.exit_code == 5
+    assert _wait_for_count(server_url, lambda n: n == before) == before
+
+
+def test_primary_connections_are_closed_when_a_replica_fails(server_url: str) -> None:
+    before = _connections_to(server_url)
+    replica = f"postgresql+asyncpg://u@127.0.0.1:{_free_port()}/db"
+    result = _check(
+        "--url", server_url, "--connections", "3", env={"MYFY_DATA_REPLICA_URLS": replica}
+    )
+    assert result.exit_code == 4
+    assert _wait_for_count(server_url, lambda n: n == before) == before
+
+
+def test_connections_are_closed_when_the_check_is_cancelled(server_url: str) -> None:
+    before = _connections_to(server_url)
+
+    async def scenario() -> None:
+        settings = DatabaseSettings(database_url=server_url)
+        task = asyncio.create_task(check_pool(settings, connections=3, samples=10_000_000))
+        deadline = time.monotonic() + 15
+        while await asyncio.to_thread(_connections_to, server_url) < before + 3:
+            assert time.monotonic() < deadline, "the check never opened its connections"
+            assert not task.done()
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert _wait_for_count(server_url, lambda n: n == before) == before
+
+
+def test_ctrl_c_exits_130_and_closes_every_connection(server_url: str) -> None:
+    before = _connections_to(server_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
+    argv = [sys.executable, "-m", "myfy_db", "check-pool", "--url", server_url]
+    argv += ["--connections", "3", "--samples", "10000000", "--timeout", "600"]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        opened = _wait_for_count(server_url, lambda n: n >= before + 3)
+        assert opened >= before + 3, "the check never opened its connections"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=PROCESS_BOUND)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130
+    assert b"Interrupted" in stderr
+    assert b"Traceback" not in stderr
+    assert _wait_for_count(server_url, lambda n: n == before) == before
