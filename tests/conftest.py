@@ -8,6 +8,7 @@ An unreachable server skips its tests with the reason, unless ``MYFY_TEST_REQUIR
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +69,15 @@ def db_url(request: pytest.FixtureRequest) -> str:
 def server_url(request: pytest.FixtureRequest) -> str:
     """A fresh, empty database on each server backend (PostgreSQL, MariaDB) in turn."""
     return str(request.getfixturevalue(f"{request.param.replace('postgresql', 'postgres')}_url"))
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A local socket that accepts connections and never answers (a hung server)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    try:
+        yield int(sock.getsockname()[1])
+    finally:
+        sock.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -118,6 +119,13 @@ _SERVERS = {"postgresql": Server("postgresql", POSTGRES_URL), "mysql": Server("m
 
 def server_for(backend: str) -> Server:
     return _SERVERS[backend]
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (connections to it are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def backend_of(url: str) -> str:

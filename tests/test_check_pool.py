@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from helpers import CANARY, backend_of, invoke, run_process, server_for, with_password
+from helpers import CANARY, backend_of, free_port, invoke, run_process, server_for, with_password
 from myfy_db.errors import CannotConnect
 from myfy_db.pool_check import check_pool, histogram, latency_stats
 from myfy_db.settings import DatabaseSettings
@@ -192,31 +191,13 @@ def test_replicas_appear_in_the_human_report(sqlite_url: str, tmp_path: Any) -> 
 
 
 def test_an_unreachable_replica_is_named(sqlite_url: str) -> None:
-    replica = f"postgresql+asyncpg://u@127.0.0.1:{_free_port()}/db"
+    replica = f"postgresql+asyncpg://u@127.0.0.1:{free_port()}/db"
     result = _check("--url", sqlite_url, env={"MYFY_DATA_REPLICA_URLS": replica})
     assert result.exit_code == 4
     assert "replica 1: connection refused" in result.stderr
 
 
 # -- failures: exit 4 within the bound, naming what failed, no password ------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A local socket that accepts connections and never answers (a hung server)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    try:
-        yield int(sock.getsockname()[1])
-    finally:
-        sock.close()
 
 
 def _failing(url: str) -> subprocess.CompletedProcess[str]:
@@ -231,7 +212,7 @@ SCHEMES = ["postgresql+asyncpg", "mysql+aiomysql"]
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_refused_port_exits_4(scheme: str) -> None:
-    result = _failing(f"{scheme}://u:{CANARY}@127.0.0.1:{_free_port()}/db")
+    result = _failing(f"{scheme}://u:{CANARY}@127.0.0.1:{free_port()}/db")
     assert result.returncode == 4
     assert "primary: connection refused by 127.0.0.1" in result.stderr
     assert CANARY not in result.stderr + result.stdout
@@ -318,7 +299,7 @@ def test_connections_are_closed_after_a_failed_check(server_url: str) -> None:
 
 def test_primary_connections_are_closed_when_a_replica_fails(server_url: str) -> None:
     before = _connections_to(server_url)
-    replica = f"postgresql+asyncpg://u@127.0.0.1:{_free_port()}/db"
+    replica = f"postgresql+asyncpg://u@127.0.0.1:{free_port()}/db"
     result = _check(
         "--url", server_url, "--connections", "3", env={"MYFY_DATA_REPLICA_URLS": replica}
     )

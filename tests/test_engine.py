@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.pool import StaticPool
 
-from helpers import CANARY, MYSQL_URL, POSTGRES_URL, server_for, with_password
+from helpers import CANARY, MYSQL_URL, POSTGRES_URL, free_port, server_for, with_password
 from myfy_db import DatabaseSettings, SessionFactory, create_engine, open_engine
 from myfy_db.engine import engine_options, translate_errors
 from myfy_db.errors import CannotConnect, OperationFailed
@@ -89,27 +87,9 @@ async def _connect(url: str, **settings: float) -> None:
         await engine.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A local socket that accepts connections and never answers (a hung server)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    try:
-        yield int(sock.getsockname()[1])
-    finally:
-        sock.close()
-
-
 @pytest.mark.parametrize("scheme", ["postgresql+asyncpg", "mysql+aiomysql"])
 def test_refused_port_is_cannot_connect(scheme: str) -> None:
-    url = f"{scheme}://u:{CANARY}@127.0.0.1:{_free_port()}/db"
+    url = f"{scheme}://u:{CANARY}@127.0.0.1:{free_port()}/db"
     with pytest.raises(CannotConnect, match="connection refused") as caught:
         asyncio.run(_connect(url))
     assert CANARY not in str(caught.value)
