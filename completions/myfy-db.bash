@@ -8,18 +8,27 @@ _myfy_db() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
-        case "${COMP_WORDS[i-1]}" in --env-file|--metadata|--url) continue ;; esac
-        case "||" in
+        case "${COMP_WORDS[i-1]}" in --config|--env-file|--lock-timeout|--message|--metadata|--url|-m) continue ;; esac
+        case "||migrate|" in
             *"|$path|"*) path="${path:+$path }$word" ;;
         esac
     done
     case "$prev" in
-        --env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --metadata|--url) COMPREPLY=(); return ;;
+        --config|--env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --lock-timeout|--message|--metadata|--url|-m) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "") words="config --version --traceback --help -h" ;;
+        "") words="config migrate --version --traceback --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
+        "migrate") words="check down history init new stamp status up --url --env-file --config --lock-timeout --sql --json --help -h" ;;
+        "migrate check") words="--url --env-file --metadata --json --help -h" ;;
+        "migrate down") words="--url --env-file --config --lock-timeout --sql --yes -y --json --help -h" ;;
+        "migrate history") words="--config --json --help -h" ;;
+        "migrate init") words="--config --json --help -h" ;;
+        "migrate new") words="--message -m --autogenerate --url --env-file --config --metadata --json --help -h" ;;
+        "migrate stamp") words="--url --env-file --config --lock-timeout --json --help -h" ;;
+        "migrate status") words="--url --env-file --config --json --help -h" ;;
+        "migrate up") words="--url --env-file --config --lock-timeout --sql --json --help -h" ;;
         *) words="" ;;
     esac
     COMPREPLY=($(compgen -W "$words" -- "$cur"))

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from myfy_db._version import __version__
-from myfy_db.cli import config_cmd
+from myfy_db.cli import config_cmd, migrate_cmd
 from myfy_db.cli.runtime import set_traceback
 
 app = typer.Typer(
@@ -52,6 +52,7 @@ def main_callback(
 
 
 app.command("config")(config_cmd.config)
+app.add_typer(migrate_cmd.app, name="migrate")
 
 
 def main() -> None:
