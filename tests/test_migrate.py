@@ -170,13 +170,15 @@ def test_failing_revision_on_mysql_says_where_the_database_is(
     assert query(mysql_url, "SELECT version_num FROM alembic_version") == [("r3",)]
 
 
-def test_failing_revision_on_sqlite_exits_1_naming_it(tmp_path: Path, sqlite_url: str) -> None:
+def test_failing_revision_on_sqlite_is_rolled_back_too(tmp_path: Path, sqlite_url: str) -> None:
     write_project(tmp_path, [*STANDARD, FAILING])
     result = migrate("--url", sqlite_url, "--json")
     assert result.exit_code == 1
     error = json.loads(result.stdout)["error"]
     assert "revision r4" in error["message"]
-    assert "r3" in error["hint"]
+    assert "stays at revision r3" in error["hint"]
+    assert "half" not in tables(sqlite_url)
+    assert runs(sqlite_url) == ["r1", "r2", "r3"]
 
 
 # -- the guard -----------------------------------------------------------------------------

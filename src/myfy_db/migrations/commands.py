@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from myfy_db.engine import describe_target, open_engine, translate_errors
 from myfy_db.errors import ConfigError, MyfyDbError, OperationFailed
 from myfy_db.guard import Change, ProductionGuard
+from myfy_db.migrations import environment as env
 from myfy_db.migrations.lock import APPLICATION_NAME, migration_lock
 from myfy_db.migrations.project import MigrationProject
 from myfy_db.urls import redact
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import Script, ScriptDirectory
     from sqlalchemy import Connection, MetaData
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from myfy_db.settings import DatabaseSettings, LoadedSettings
 
@@ -178,6 +180,24 @@ def _engine_overrides(settings: DatabaseSettings, url: str) -> dict[str, Any]:
     return overrides
 
 
+def _sqlite_transactional_ddl(engine: AsyncEngine) -> None:
+    """Make the SQLite driver emit BEGIN itself, so DDL runs inside the transaction.
+
+    Python's sqlite3 module only opens a transaction before DML, committing DDL on its own;
+    this is SQLAlchemy's documented recipe for real transactions (and transactional DDL) on
+    SQLite. A migration revision then commits once, atomically.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _no_driver_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
 def _failure_detail(exc: BaseException) -> str:
     original = getattr(exc, "orig", None) or exc
     text = str(original).strip()
@@ -276,7 +296,8 @@ async def _run_writing(
         config = project.config(
             settings, url, connection=connection, on_version_apply=on_version_apply
         )
-        config.attributes["myfy_db.metadata"] = None  # no model import needed to migrate
+        config.attributes[env.METADATA] = None  # no model import needed to migrate
+        config.attributes[env.TRANSACTIONAL_DDL] = connection.dialect.name == "sqlite"
         with _tracking_steps() as tracker:
             try:
                 with _alembic_errors():
@@ -298,6 +319,8 @@ async def _run_writing(
             migration_lock(engine, url, lock_timeout, report) as lock,
         ):
             run.lock, run.lock_wait_ms = lock.kind, lock.waited_ms
+            if engine.dialect.name == "sqlite":
+                _sqlite_transactional_ddl(engine)
             async with engine.connect() as connection:
                 await connection.run_sync(locked)
     run.duration_ms = (time.perf_counter() - started) * 1000
@@ -318,7 +341,7 @@ def _revision_failed(
         connection.rollback()
     except Exception:
         now = "unknown (could not read it back)"
-    if connection.dialect.name == "postgresql":
+    if connection.dialect.name in ("postgresql", "sqlite"):  # DDL inside the transaction
         hint = f"the database stays at revision {now}; nothing of the failing revision was kept"
     else:
         hint = (
@@ -418,7 +441,7 @@ def render_sql(
 
     project.script()
     config = project.config(settings, output_buffer=output or sys.stdout)
-    config.attributes["myfy_db.metadata"] = None
+    config.attributes[env.METADATA] = None
     with _alembic_errors():
         if downgrade:
             command.downgrade(config, revision, sql=True)

@@ -27,6 +27,7 @@ SETTINGS = "myfy_db.settings"
 URL = "myfy_db.url"
 METADATA = "myfy_db.metadata"
 ON_VERSION_APPLY = "myfy_db.on_version_apply"
+TRANSACTIONAL_DDL = "myfy_db.transactional_ddl"
 #: Tables a migration never manages: the guard's environment record and Alembic's own.
 IGNORED_TABLES = frozenset({META_TABLE, "alembic_version"})
 
@@ -77,6 +78,10 @@ def migration_options(config: Config, dialect_name: str) -> dict[str, Any]:
         "include_name": include_name,
         "render_as_batch": dialect_name == "sqlite",
     }
+    if config.attributes.get(TRANSACTIONAL_DDL):
+        # myfy-db's SQLite connection emits its own BEGIN (see commands.py), so DDL joins
+        # the revision's transaction: each revision is atomic, with one commit.
+        options["transactional_ddl"] = True
     callback: Callable[..., None] | None = config.attributes.get(ON_VERSION_APPLY)
     if callback is not None:
         options["on_version_apply"] = callback
