@@ -110,6 +110,14 @@ def test_unknown_revision_is_a_usage_error(project: Path, sqlite_url: str) -> No
     assert "nope" in result.stderr
 
 
+def test_unreachable_database_exits_4_and_names_no_password(project: Path) -> None:
+    url = with_password("postgresql+asyncpg://app@127.0.0.1:1/nowhere")
+    result = migrate("--url", url, "--lock-timeout", "1")
+    assert result.exit_code == 4
+    assert "connection refused" in result.stderr
+    assert CANARY not in result.stderr + result.stdout
+
+
 def test_no_alembic_ini_is_a_configuration_error(sqlite_url: str) -> None:
     result = migrate("--url", sqlite_url)
     assert result.exit_code == 2
@@ -306,8 +314,8 @@ def test_check_without_metadata_is_a_configuration_error(sqlite_url: str) -> Non
     assert result.exit_code == 2
 
 
-def test_init_scaffold_holds_no_url_or_credential(tmp_path: Path, postgres_url: str) -> None:
-    secret_url = with_password(postgres_url)
+def test_init_scaffold_holds_no_url_or_credential(tmp_path: Path) -> None:
+    secret_url = with_password("postgresql+asyncpg://app@db.internal:5432/prod")
     result = migrate("init", env={"MYFY_DATA_DATABASE_URL": secret_url})
     assert result.exit_code == 0, result.stderr
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
