@@ -22,7 +22,7 @@ from pathlib import Path
 from common import BIN, Comparison
 
 REVISIONS = 100
-ROUNDS = 7
+ROUNDS = 9
 POSTGRES_URL = os.environ.get(
     "MYFY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
