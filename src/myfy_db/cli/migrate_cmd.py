@@ -92,13 +92,14 @@ def _render_run(out: Output, run_result: MigrationRun) -> None:
         end = run_result.to_revision or "base"
         count = len(run_result.applied)
         if run_result.command == "stamp":
-            console.print(f"{run_result.database}: stamped {end} (was {start})")
+            console.print(f"{run_result.database}: stamped {end} (was {start})", soft_wrap=True)
         elif count == 0:
-            console.print(f"{run_result.database}: already at {end}; nothing to do")
+            console.print(f"{run_result.database}: already at {end}; nothing to do", soft_wrap=True)
         else:
             console.print(
                 f"{run_result.database}: {run_result.command} {start} -> {end}, "
-                f"{count} revision(s) in {run_result.duration_ms:.0f} ms"
+                f"{count} revision(s) in {run_result.duration_ms:.0f} ms",
+                soft_wrap=True,
             )
 
     out.emit(run_result.to_dict(), human)
@@ -409,7 +410,7 @@ def check(
 
         def human(console: Console) -> None:
             if not report.drift:
-                console.print(f"{report.database}: no drift from {report.metadata}")
+                console.print(f"{report.database}: no drift from {report.metadata}", soft_wrap=True)
                 return
             rows = [[d.kind, d.detail] for d in report.differences]
             title = f"{report.database} differs from {report.metadata}"
@@ -445,7 +446,8 @@ def init(
                 console.print(f"created {path}")
             console.print(
                 "next: myfy-db migrate new -m 'first revision' --autogenerate "
-                "(the URL comes from MYFY_DATA_DATABASE_URL or --url)"
+                "(the URL comes from MYFY_DATA_DATABASE_URL or --url)",
+                soft_wrap=True,
             )
 
         out.emit({"created": [str(p) for p in written]}, human)

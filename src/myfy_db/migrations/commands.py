@@ -274,40 +274,54 @@ async def _run_writing(
     started = time.perf_counter()
     run = MigrationRun(command, describe_target(url), None, None)
 
+    from sqlalchemy import event
+
     def locked(connection: Connection) -> None:
         guard.check(connection, guard_command, change)
         before = _current_heads(connection)  # re-read now that the lock is held
         connection.commit()
         run.from_revision = _heads_text(before)
 
+        pending: list[tuple[str, str | None, str, float]] = []
+
         def on_version_apply(*, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
-            done = AppliedRevision(
-                step.up_revision_id,
-                (step.up_revision.doc or None) if step.up_revision is not None else None,
-                "stamp" if step.is_stamp else ("up" if step.is_upgrade else "down"),
-                round((time.perf_counter() - tracker.started) * 1000, 3),
-            )
-            tracker.step = None
-            tracker.started = time.perf_counter()
-            run.applied.append(done)
-            if progress is not None:
-                progress(done)
+            script = step.up_revision
+            direction = "stamp" if step.is_stamp else ("up" if step.is_upgrade else "down")
+            message = (script.doc or None) if script is not None else None
+            pending.append((step.up_revision_id, message, direction, tracker.started))
+
+        def on_commit(_connection: Any = None) -> None:
+            """A revision counts as applied once its transaction has committed."""
+            now = time.perf_counter()
+            for revision, message, direction, began in pending:
+                done = AppliedRevision(revision, message, direction, round((now - began) * 1000, 3))
+                run.applied.append(done)
+                if progress is not None:
+                    progress(done)
+            pending.clear()
+            tracker.started = now
 
         config = project.config(
             settings, url, connection=connection, on_version_apply=on_version_apply
         )
         config.attributes[env.METADATA] = None  # no model import needed to migrate
         config.attributes[env.TRANSACTIONAL_DDL] = connection.dialect.name == "sqlite"
-        with _tracking_steps() as tracker:
-            try:
-                with _alembic_errors():
-                    alembic_call(config)
-            except MyfyDbError:
-                connection.rollback()
-                raise
-            except Exception as exc:
-                connection.rollback()
-                raise _revision_failed(connection, tracker, exc) from exc
+        event.listen(connection, "commit", on_commit)
+        try:
+            with _tracking_steps() as tracker:
+                try:
+                    with _alembic_errors():
+                        alembic_call(config)
+                except MyfyDbError:
+                    connection.rollback()
+                    raise
+                except Exception as exc:
+                    pending.clear()  # rolled back, or reported by the error below
+                    connection.rollback()
+                    raise _revision_failed(connection, tracker, exc) from exc
+        finally:
+            event.remove(connection, "commit", on_commit)
+        on_commit()  # anything applied inside a transaction committed below
         guard.record(connection)
         run.to_revision = _heads_text(_current_heads(connection))
         connection.commit()
