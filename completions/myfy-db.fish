@@ -2,7 +2,7 @@
 # Install: copy to ~/.config/fish/completions/myfy-db.fish
 complete -c myfy-db -f
 complete -c myfy-db -n '__fish_use_subcommand' -a config -d 'Show the effective settings and where each came from; exit 2 when they are invalid.'
-complete -c myfy-db -n '__fish_use_subcommand' -a migrate -d 'Alembic migrations over the shared async engine, under a lock.'
+complete -c myfy-db -n '__fish_use_subcommand' -a migrate -d 'Upgrade the database to head under the migration lock (--sql: print the SQL instead).'
 complete -c myfy-db -n '__fish_use_subcommand' -l version -d 'Show the version and exit.'
 complete -c myfy-db -n '__fish_use_subcommand' -l traceback -d 'Show the full traceback when a command fails.'
 complete -c myfy-db -n '__fish_use_subcommand' -l help -s h -d 'Show the help and exit.'

@@ -52,7 +52,6 @@ RevisionArgument = Annotated[
 
 app = typer.Typer(
     name="migrate",
-    help="Alembic migrations over the shared async engine, under a lock.",
     no_args_is_help=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -187,7 +186,8 @@ def migrate(
     The URL comes from MYFY_DATA_DATABASE_URL or --url, never from alembic.ini. One
     progress line per revision goes to stderr; --json writes the summary (from, to, each
     applied revision with its duration). Concurrent runs wait for the lock; the others find
-    the database at head.
+    the database at head. --url, --env-file and --config given here also apply to a
+    subcommand (myfy-db migrate --url URL status).
     """
     ctx.obj = {"url": url, "env_file": env_file, "config": config}
     if ctx.invoked_subcommand is not None:
