@@ -8,21 +8,30 @@ _myfy_db() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
-        case "${COMP_WORDS[i-1]}" in --env-file|--command|--concurrency|--connections|--duration|--max-latency-ms|--max-overflow|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--samples|--tier|--timeout|--url|--workers|-c) continue ;; esac
-        case "||" in
+        case "${COMP_WORDS[i-1]}" in --config|--env-file|--command|--concurrency|--connections|--duration|--lock-timeout|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--samples|--tier|--timeout|--url|--workers|-c|-m) continue ;; esac
+        case "||migrate|" in
             *"|$path|"*) path="${path:+$path }$word" ;;
         esac
     done
     case "$prev" in
-        --env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --command|--concurrency|--connections|--duration|--max-latency-ms|--max-overflow|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--samples|--tier|--timeout|--url|--workers|-c) COMPREPLY=(); return ;;
+        --config|--env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --command|--concurrency|--connections|--duration|--lock-timeout|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--samples|--tier|--timeout|--url|--workers|-c|-m) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "") words="check-pool config create-tables drop-tables profile-pool shell --version --traceback --help -h" ;;
+        "") words="check-pool config create-tables drop-tables migrate profile-pool shell --version --traceback --help -h" ;;
         "check-pool") words="--url --env-file --connections --samples --max-latency-ms --timeout --json --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
         "create-tables") words="--url --env-file --metadata --sql --json --help -h" ;;
         "drop-tables") words="--url --env-file --metadata --all --dry-run --yes -y --json --help -h" ;;
+        "migrate") words="check down history init new stamp status up --url --env-file --config --lock-timeout --sql --json --help -h" ;;
+        "migrate check") words="--url --env-file --metadata --json --help -h" ;;
+        "migrate down") words="--url --env-file --config --lock-timeout --sql --yes -y --json --help -h" ;;
+        "migrate history") words="--config --json --help -h" ;;
+        "migrate init") words="--config --json --help -h" ;;
+        "migrate new") words="--message -m --autogenerate --url --env-file --config --metadata --json --help -h" ;;
+        "migrate stamp") words="--url --env-file --config --lock-timeout --json --help -h" ;;
+        "migrate status") words="--url --env-file --config --json --help -h" ;;
+        "migrate up") words="--url --env-file --config --lock-timeout --sql --json --help -h" ;;
         "profile-pool") words="--url --env-file --json --tier --workers --rps --query-ms --offline --load --concurrency --duration --pool-size --max-overflow --pool-timeout --pool-recycle --pre-ping --no-pre-ping --lifo --no-lifo --help -h" ;;
         "shell") words="-c --command --sandbox --no-sandbox --read-only --ipython --ptpython --url --env-file --metadata --yes -y --help -h" ;;
         *) words="" ;;

@@ -17,6 +17,9 @@ from sqlalchemy.engine import make_url
 
 from helpers import CANARY, run_process, server_for, with_password
 
+# The repository's own Alembic project, for the read-only migrate invocations.
+REPO_INI = str(Path(__file__).resolve().parent.parent / "alembic.ini")
+
 # Each entry: the arguments after `myfy-db`; "{url}" is replaced by the canary URL.
 INVOCATIONS: list[list[str]] = [
     ["config", "--url", "{url}"],
@@ -32,6 +35,11 @@ INVOCATIONS: list[list[str]] = [
     ["drop-tables", "--yes", "--metadata", "myfy_db.example:Base", "--url", "{url}"],
     ["check-pool", "--samples", "2", "--url", "{url}"],
     ["check-pool", "--samples", "2", "--json", "--url", "{url}"],
+    ["migrate", "--url", "{url}"],
+    ["migrate", "status", "--config", REPO_INI, "--url", "{url}"],
+    ["migrate", "status", "--json", "--config", REPO_INI, "--url", "{url}"],
+    ["migrate", "--sql", "--config", REPO_INI, "--url", "{url}"],
+    ["migrate", "check", "--metadata", "myfy_db.example:Base", "--url", "{url}"],
 ]
 
 

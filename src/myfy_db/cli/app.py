@@ -12,7 +12,14 @@ from typing import Annotated
 import typer
 
 from myfy_db._version import __version__
-from myfy_db.cli import check_pool, config_cmd, create_tables, drop_tables, profile_pool
+from myfy_db.cli import (
+    check_pool,
+    config_cmd,
+    create_tables,
+    drop_tables,
+    migrate_cmd,
+    profile_pool,
+)
 from myfy_db.cli import shell as shell_cmd
 from myfy_db.cli.runtime import set_traceback
 
@@ -55,6 +62,7 @@ def main_callback(
 app.command("config")(config_cmd.config)
 app.command("create-tables")(create_tables.create_tables)
 app.command("drop-tables")(drop_tables.drop_tables)
+app.add_typer(migrate_cmd.app, name="migrate")
 app.command("check-pool")(check_pool.check_pool)
 app.command("profile-pool")(profile_pool.profile_pool)
 app.command("shell")(shell_cmd.shell)

@@ -1,0 +1,581 @@
+"""The ``migrate`` operations: plain async functions over a project and the settings.
+
+Every writing operation (upgrade, downgrade, stamp) runs the same way: one engine from the
+shared factory; the migration lock on a dedicated connection (:mod:`.lock`); on a second
+connection the production guard's check, a fresh read of the current revision, Alembic run
+in-process on that live connection (``config.attributes["connection"]``), then the
+environment record. Each revision is its own transaction, so a failing revision on
+PostgreSQL leaves the database at the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from myfy_db.engine import describe_target, open_engine, translate_errors
+from myfy_db.errors import ConfigError, MyfyDbError, OperationFailed
+from myfy_db.guard import Change, ProductionGuard
+from myfy_db.migrations import environment as env
+from myfy_db.migrations.lock import APPLICATION_NAME, migration_lock
+from myfy_db.migrations.project import MigrationProject
+from myfy_db.urls import redact
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import Script, ScriptDirectory
+    from sqlalchemy import Connection, MetaData
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from myfy_db.settings import DatabaseSettings, LoadedSettings
+
+Progress = Callable[["AppliedRevision"], None]
+Reporter = Callable[[str], None]
+DEFAULT_LOCK_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    """One revision of the project."""
+
+    revision: str
+    message: str | None
+    down_revision: str | None
+    is_head: bool = False
+    current: bool = False
+
+    @classmethod
+    def of(
+        cls, script: Script, *, heads: tuple[str, ...] = (), current: tuple[str, ...] = ()
+    ) -> RevisionInfo:
+        down = script.down_revision
+        if isinstance(down, (tuple, list)):
+            down = ", ".join(down)
+        return cls(
+            script.revision,
+            script.doc or None,
+            down,
+            script.revision in heads,
+            script.revision in current,
+        )
+
+
+@dataclass(frozen=True)
+class AppliedRevision:
+    """A revision a run applied (or undid, or stamped), and how long it took."""
+
+    revision: str
+    message: str | None
+    direction: str
+    duration_ms: float
+
+
+@dataclass
+class MigrationRun:
+    """The result of ``upgrade``, ``downgrade`` or ``stamp``."""
+
+    command: str
+    database: str
+    from_revision: str | None
+    to_revision: str | None
+    applied: list[AppliedRevision] = field(default_factory=list)
+    lock: str = ""
+    lock_wait_ms: float = 0.0
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "database": self.database,
+            "from": self.from_revision,
+            "to": self.to_revision,
+            "applied": [asdict(a) for a in self.applied],
+            "lock": self.lock,
+            "lock_wait_ms": round(self.lock_wait_ms, 3),
+            "duration_ms": round(self.duration_ms, 3),
+        }
+
+
+@dataclass
+class MigrationStatus:
+    """Where the database is against the project's revisions."""
+
+    database: str
+    current: list[str]
+    heads: list[str]
+    pending: list[RevisionInfo]
+
+    @property
+    def at_head(self) -> bool:
+        return sorted(self.current) == sorted(self.heads)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "current": self.current,
+            "heads": self.heads,
+            "at_head": self.at_head,
+            "pending": [asdict(p) for p in self.pending],
+        }
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One difference between the models and the database."""
+
+    kind: str
+    detail: str
+
+
+@dataclass
+class DriftReport:
+    """The result of ``check``: models against the database."""
+
+    database: str
+    metadata: str
+    differences: list[Difference]
+
+    @property
+    def drift(self) -> bool:
+        return bool(self.differences)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "metadata": self.metadata,
+            "drift": self.drift,
+            "differences": [asdict(d) for d in self.differences],
+        }
+
+
+def _heads_text(heads: tuple[str, ...] | list[str]) -> str | None:
+    return ", ".join(heads) if heads else None
+
+
+def _current_heads(connection: Connection) -> tuple[str, ...]:
+    from alembic.runtime.migration import MigrationContext
+
+    return tuple(MigrationContext.configure(connection).get_current_heads())
+
+
+def _engine_overrides(settings: DatabaseSettings, url: str) -> dict[str, Any]:
+    """A pool of two connections (lock + migration) named ``myfy-db migrate`` on PostgreSQL."""
+    from sqlalchemy.engine import make_url
+
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return {}
+    overrides: dict[str, Any] = {"pool_size": 2, "max_overflow": 0}
+    if backend == "postgresql":
+        overrides["connect_args"] = {
+            "timeout": settings.connect_timeout,
+            "server_settings": {"application_name": APPLICATION_NAME},
+        }
+    return overrides
+
+
+def _sqlite_transactional_ddl(engine: AsyncEngine) -> None:
+    """Make the SQLite driver emit BEGIN itself, so DDL runs inside the transaction.
+
+    Python's sqlite3 module only opens a transaction before DML, committing DDL on its own;
+    this is SQLAlchemy's documented recipe for real transactions (and transactional DDL) on
+    SQLite. A migration revision then commits once, atomically.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _no_driver_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def _failure_detail(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip()
+    first = text.splitlines()[0] if text else ""
+    return redact(f"{type(original).__name__}: {first}" if first else type(original).__name__)
+
+
+class _StepTracker(logging.Handler):
+    """Notes which revision Alembic is running (from its "Running ..." log record)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.step: Any = None
+        self.started = time.perf_counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "Running %s" and record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            self.step = args[0]
+            self.started = time.perf_counter()
+
+    @property
+    def revision(self) -> tuple[str, str | None] | None:
+        script = getattr(self.step, "revision", None)
+        if script is None:
+            return None
+        return script.revision, script.doc or None
+
+
+@contextmanager
+def _tracking_steps() -> Iterator[_StepTracker]:
+    logger = logging.getLogger("alembic.runtime.migration")
+    tracker = _StepTracker()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(tracker)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield tracker
+    finally:
+        logger.removeHandler(tracker)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+@contextmanager
+def _alembic_errors() -> Iterator[None]:
+    """Alembic's own errors (unknown revision, bad target) are usage errors (exit 2)."""
+    from alembic.util import CommandError
+
+    try:
+        yield
+    except CommandError as exc:
+        raise ConfigError(redact(str(exc).strip().splitlines()[0])) from None
+
+
+async def _run_writing(
+    project: MigrationProject,
+    loaded: LoadedSettings,
+    *,
+    command: str,
+    guard_command: str,
+    change: Change,
+    alembic_call: Callable[[Config], None],
+    lock_timeout: float,
+    progress: Progress | None,
+    report: Reporter,
+) -> MigrationRun:
+    settings = loaded.settings
+    url = settings.database_url
+    guard = ProductionGuard(loaded)
+    guard.check_local(guard_command)
+    project.script()  # a broken project fails before anything connects
+    started = time.perf_counter()
+    run = MigrationRun(command, describe_target(url), None, None)
+
+    from sqlalchemy import event
+
+    def locked(connection: Connection) -> None:
+        guard.check(connection, guard_command, change)
+        before = _current_heads(connection)  # re-read now that the lock is held
+        connection.commit()
+        run.from_revision = _heads_text(before)
+
+        pending: list[tuple[str, str | None, str, float]] = []
+
+        def on_version_apply(*, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+            script = step.up_revision
+            direction = "stamp" if step.is_stamp else ("up" if step.is_upgrade else "down")
+            message = (script.doc or None) if script is not None else None
+            pending.append((step.up_revision_id, message, direction, tracker.started))
+
+        def on_commit(_connection: Any = None) -> None:
+            """A revision counts as applied once its transaction has committed."""
+            now = time.perf_counter()
+            for revision, message, direction, began in pending:
+                done = AppliedRevision(revision, message, direction, round((now - began) * 1000, 3))
+                run.applied.append(done)
+                if progress is not None:
+                    progress(done)
+            pending.clear()
+            tracker.started = now
+
+        config = project.config(
+            settings, url, connection=connection, on_version_apply=on_version_apply
+        )
+        config.attributes[env.METADATA] = None  # no model import needed to migrate
+        config.attributes[env.TRANSACTIONAL_DDL] = connection.dialect.name == "sqlite"
+        event.listen(connection, "commit", on_commit)
+        try:
+            with _tracking_steps() as tracker:
+                try:
+                    with _alembic_errors():
+                        alembic_call(config)
+                except MyfyDbError:
+                    connection.rollback()
+                    raise
+                except Exception as exc:
+                    pending.clear()  # rolled back, or reported by the error below
+                    connection.rollback()
+                    raise _revision_failed(connection, tracker, exc) from exc
+        finally:
+            event.remove(connection, "commit", on_commit)
+        on_commit()  # anything applied inside a transaction committed below
+        guard.record(connection)
+        run.to_revision = _heads_text(_current_heads(connection))
+        connection.commit()
+
+    with translate_errors(url, f"migrate {command}"):
+        overrides = _engine_overrides(settings, url)
+        async with (
+            open_engine(settings, url, **overrides) as engine,
+            migration_lock(engine, url, lock_timeout, report) as lock,
+        ):
+            run.lock, run.lock_wait_ms = lock.kind, lock.waited_ms
+            if engine.dialect.name == "sqlite":
+                _sqlite_transactional_ddl(engine)
+            async with engine.connect() as connection:
+                await connection.run_sync(locked)
+    run.duration_ms = (time.perf_counter() - started) * 1000
+    return run
+
+
+def _revision_failed(
+    connection: Connection, tracker: _StepTracker, exc: Exception
+) -> OperationFailed:
+    failing = tracker.revision
+    what = (
+        f"revision {failing[0]}" + (f" ({failing[1]})" if failing[1] else "")
+        if failing
+        else "migration"
+    )
+    try:
+        now = _heads_text(_current_heads(connection)) or "base"
+        connection.rollback()
+    except Exception:
+        now = "unknown (could not read it back)"
+    if connection.dialect.name in ("postgresql", "sqlite"):  # DDL inside the transaction
+        hint = f"the database stays at revision {now}; nothing of the failing revision was kept"
+    else:
+        hint = (
+            f"the database is now at revision {now}; {connection.dialect.name} commits DDL as it "
+            "runs, so statements of the failing revision that ran before the error remain"
+        )
+    return OperationFailed(f"{what} failed: {_failure_detail(exc)}", hint=hint)
+
+
+async def upgrade(
+    project: MigrationProject,
+    loaded: LoadedSettings,
+    revision: str = "head",
+    *,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    progress: Progress | None = None,
+    report: Reporter = lambda _: None,
+) -> MigrationRun:
+    """Upgrade the database to ``revision`` (default: head) under the migration lock."""
+    from alembic import command
+
+    return await _run_writing(
+        project,
+        loaded,
+        command="upgrade",
+        guard_command="migrate",
+        change=Change.SCHEMA,
+        alembic_call=lambda config: command.upgrade(config, revision),
+        lock_timeout=lock_timeout,
+        progress=progress,
+        report=report,
+    )
+
+
+async def downgrade(
+    project: MigrationProject,
+    loaded: LoadedSettings,
+    revision: str,
+    *,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    progress: Progress | None = None,
+    report: Reporter = lambda _: None,
+) -> MigrationRun:
+    """Downgrade the database to ``revision``; guarded as destructive."""
+    from alembic import command
+
+    return await _run_writing(
+        project,
+        loaded,
+        command="downgrade",
+        guard_command="migrate down",
+        change=Change.DESTRUCTIVE,
+        alembic_call=lambda config: command.downgrade(config, revision),
+        lock_timeout=lock_timeout,
+        progress=progress,
+        report=report,
+    )
+
+
+async def stamp(
+    project: MigrationProject,
+    loaded: LoadedSettings,
+    revision: str,
+    *,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    report: Reporter = lambda _: None,
+) -> MigrationRun:
+    """Record ``revision`` as the database's current one without running anything."""
+    from alembic import command
+
+    return await _run_writing(
+        project,
+        loaded,
+        command="stamp",
+        guard_command="migrate stamp",
+        change=Change.SCHEMA,
+        alembic_call=lambda config: command.stamp(config, revision, purge=False),
+        lock_timeout=lock_timeout,
+        progress=None,
+        report=report,
+    )
+
+
+def render_sql(
+    project: MigrationProject,
+    settings: DatabaseSettings,
+    revision: str = "head",
+    *,
+    downgrade: bool = False,
+    output: TextIO | None = None,
+) -> None:
+    """Write the SQL of an upgrade (or downgrade) to ``output``; no database is touched.
+
+    ``revision`` may be a range ``FROM:TO``; a downgrade needs one (e.g. ``head:base``).
+    """
+    from alembic import command
+
+    project.script()
+    config = project.config(settings, output_buffer=output or sys.stdout)
+    config.attributes[env.METADATA] = None
+    with _alembic_errors():
+        if downgrade:
+            command.downgrade(config, revision, sql=True)
+        else:
+            command.upgrade(config, revision, sql=True)
+
+
+def _pending(
+    script: ScriptDirectory, current: tuple[str, ...], heads: tuple[str, ...]
+) -> list[RevisionInfo]:
+    from alembic.script.revision import ResolutionError
+    from alembic.util import CommandError
+
+    try:
+        revisions = list(script.iterate_revisions(heads, current or "base"))
+    except (CommandError, ResolutionError) as exc:
+        raise OperationFailed(
+            f"the database is at revision {_heads_text(current)}, which the project does not "
+            f"know: {redact(str(exc).splitlines()[0])}",
+            hint="is this the right project for this database?",
+        ) from None
+    return [RevisionInfo.of(r, heads=heads) for r in reversed(revisions)]
+
+
+async def status(project: MigrationProject, loaded: LoadedSettings) -> MigrationStatus:
+    """The current revision, the heads and the pending revisions (nothing is written)."""
+    settings = loaded.settings
+    url = settings.database_url
+    script = project.script()
+    heads = tuple(script.get_heads())
+    with translate_errors(url, "migrate status"):
+        async with open_engine(settings, url) as engine, engine.connect() as connection:
+            current = await connection.run_sync(_current_heads)
+    pending = _pending(script, current, heads) if sorted(current) != sorted(heads) else []
+    return MigrationStatus(describe_target(url), list(current), list(heads), pending)
+
+
+def history(project: MigrationProject) -> list[RevisionInfo]:
+    """Every revision of the project, newest first (no database needed)."""
+    script = project.script()
+    heads = tuple(script.get_heads())
+    with _alembic_errors():
+        return [RevisionInfo.of(r, heads=heads) for r in script.walk_revisions()]
+
+
+async def new_revision(
+    project: MigrationProject,
+    loaded: LoadedSettings,
+    message: str,
+    *,
+    autogenerate: bool = False,
+    metadata: MetaData | None = None,
+) -> list[Path]:
+    """Write a new revision file (compared against the database with ``autogenerate``)."""
+    from alembic import command
+
+    settings = loaded.settings
+    url = settings.database_url
+    project.script()
+    if autogenerate and metadata is None:
+        raise ConfigError(
+            "--autogenerate needs the models' metadata",
+            hint="pass --metadata module:attr or set MYFY_DATA_METADATA",
+        )
+
+    def write(connection: Connection | None) -> list[Path]:
+        config = project.config(settings, url, metadata=metadata, connection=connection)
+        with _alembic_errors():
+            result = command.revision(config, message=message, autogenerate=autogenerate)
+        scripts = result if isinstance(result, list) else [result]
+        return [Path(s.path) for s in scripts if s is not None]
+
+    if not autogenerate:
+        return write(None)
+    with translate_errors(url, "migrate new --autogenerate"):
+        async with open_engine(settings, url) as engine, engine.connect() as connection:
+            return await connection.run_sync(write)
+
+
+def _describe_difference(diff: Any) -> Difference:
+    if isinstance(diff, list):  # modify_* operations come grouped per column
+        parts = [_describe_difference(d) for d in diff]
+        return Difference(parts[0].kind, "; ".join(p.detail for p in parts))
+    kind = str(diff[0])
+    if kind in ("add_table", "remove_table"):
+        return Difference(kind, f"table {diff[1].name}")
+    if kind in ("add_column", "remove_column"):
+        return Difference(kind, f"column {diff[2]}.{diff[3].name} ({diff[3].type})")
+    if kind.startswith("modify_"):
+        _, _, table, column, _, old, new = diff
+        return Difference(kind, f"{table}.{column}: database {old!r}, models {new!r}")
+    if kind in ("add_index", "remove_index", "add_constraint", "remove_constraint") or kind in (
+        "add_fk",
+        "remove_fk",
+    ):
+        item = diff[1]
+        table = getattr(getattr(item, "table", None), "name", None)
+        name = getattr(item, "name", None) or "(unnamed)"
+        return Difference(kind, f"{name}" + (f" on {table}" if table else ""))
+    return Difference(kind, redact(repr(diff[1:])))
+
+
+async def check(loaded: LoadedSettings, metadata: MetaData, spec: str) -> DriftReport:
+    """Compare the models' ``metadata`` with the database; nothing is written."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from myfy_db.migrations.environment import include_name
+
+    settings = loaded.settings
+    url = settings.database_url
+
+    def compare(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(
+            connection,
+            opts={"compare_type": True, "include_name": include_name, "target_metadata": metadata},
+        )
+        return list(compare_metadata(context, metadata))
+
+    with translate_errors(url, "migrate check"):
+        async with open_engine(settings, url) as engine, engine.connect() as connection:
+            diffs = await connection.run_sync(compare)
+    return DriftReport(describe_target(url), spec, [_describe_difference(d) for d in diffs])

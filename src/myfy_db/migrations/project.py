@@ -1,0 +1,99 @@
+"""An Alembic project (``alembic.ini`` + script directory) and its in-process ``Config``.
+
+The ``Config`` is built in memory for each run: ``script_location`` comes from the project's
+``alembic.ini``; the database URL never does. Settings, URL, metadata and the live connection
+travel to ``env.py`` through ``config.attributes`` (see :mod:`myfy_db.migrations.environment`).
+"""
+
+from __future__ import annotations
+
+import configparser
+import sys
+from argparse import Namespace
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from myfy_db.errors import ConfigError
+from myfy_db.migrations import environment as env
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import Connection, MetaData
+
+    from myfy_db.settings import DatabaseSettings
+
+DEFAULT_INI = "alembic.ini"
+INIT_HINT = "run `myfy-db migrate init` to create one, or pass --config PATH"
+
+
+@dataclass(frozen=True)
+class MigrationProject:
+    """An Alembic project on disk, found by its ``alembic.ini``."""
+
+    ini_path: Path
+    #: Set when ``alembic.ini`` holds a ``sqlalchemy.url``, which myfy-db ignores.
+    ignores_ini_url: bool = False
+
+    def config(
+        self,
+        settings: DatabaseSettings,
+        url: str | None = None,
+        *,
+        metadata: MetaData | None = None,
+        connection: Connection | None = None,
+        on_version_apply: Callable[..., None] | None = None,
+        output_buffer: TextIO | None = None,
+    ) -> Config:
+        """The Alembic ``Config`` for one in-process run."""
+        from alembic.config import Config
+
+        attributes: dict[str, Any] = {
+            "configure_logger": False,
+            env.SETTINGS: settings,
+            env.URL: url or settings.database_url,
+        }
+        if metadata is not None:
+            attributes[env.METADATA] = metadata
+        if connection is not None:
+            attributes[env.CONNECTION] = connection
+        if on_version_apply is not None:
+            attributes[env.ON_VERSION_APPLY] = on_version_apply
+        return Config(
+            self.ini_path,
+            output_buffer=output_buffer,
+            stdout=sys.stderr,
+            cmd_opts=Namespace(quiet=True),
+            attributes=attributes,
+        )
+
+    def script(self) -> ScriptDirectory:
+        """The project's script directory (its revisions)."""
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+        from alembic.util import CommandError
+
+        try:
+            return ScriptDirectory.from_config(Config(self.ini_path))
+        except CommandError as exc:
+            raise ConfigError(
+                f"{self.ini_path}: {exc}", hint="check script_location in alembic.ini"
+            ) from None
+
+
+def find_project(config_path: Path | None = None) -> MigrationProject:
+    """The project whose ``alembic.ini`` is ``config_path``, or the one in the working directory."""
+    path = config_path if config_path is not None else Path(DEFAULT_INI)
+    if not path.is_file():
+        where = f"{path}" if config_path is not None else f"{DEFAULT_INI} in {Path.cwd()}"
+        raise ConfigError(f"no Alembic project: {where} not found", hint=INIT_HINT)
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as exc:
+        raise ConfigError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if not parser.has_option("alembic", "script_location"):
+        raise ConfigError(f"{path} has no [alembic] script_location", hint=INIT_HINT)
+    return MigrationProject(path.resolve(), parser.has_option("alembic", "sqlalchemy.url"))

@@ -1,0 +1,128 @@
+"""A small Alembic project written into a test's directory, and ways to look at its database.
+
+Revisions r1..r3 build a schema and each inserts its own id into ``runs``, so counting the
+rows of ``runs`` proves how many times each revision ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import inspect, text
+
+from myfy_db import DatabaseSettings, open_engine
+from myfy_db.migrations.scaffold import init_project
+
+REVISION = '''\
+"""{message}"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = {revision!r}
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+{upgrade}
+
+
+def downgrade():
+{downgrade}
+'''
+
+
+def _record(revision: str) -> str:
+    return f"op.execute(\"INSERT INTO runs (rev) VALUES ('{revision}')\")"
+
+
+def _forget(revision: str) -> str:
+    return f"op.execute(\"DELETE FROM runs WHERE rev = '{revision}'\")"
+
+
+STANDARD: list[tuple[str, str, str, str]] = [
+    (
+        "r1",
+        "create items and runs",
+        "\n".join(
+            [
+                'op.create_table("runs", sa.Column("rev", sa.String(32), nullable=False))',
+                'op.create_table("items", sa.Column("id", sa.Integer, primary_key=True),'
+                ' sa.Column("name", sa.String(50), nullable=False))',
+                _record("r1"),
+            ]
+        ),
+        'op.drop_table("items")\nop.drop_table("runs")',
+    ),
+    (
+        "r2",
+        "add items.note",
+        'op.add_column("items", sa.Column("note", sa.String(100)))\n' + _record("r2"),
+        _forget("r2") + '\nwith op.batch_alter_table("items") as batch:\n'
+        '    batch.drop_column("note")',
+    ),
+    (
+        "r3",
+        "create tags",
+        'op.create_table("tags", sa.Column("id", sa.Integer, primary_key=True))\n' + _record("r3"),
+        _forget("r3") + '\nop.drop_table("tags")',
+    ),
+]
+
+FAILING = (
+    "r4",
+    "a revision that fails half-way",
+    'op.create_table("half", sa.Column("id", sa.Integer, primary_key=True))\n'
+    + _record("r4")
+    + '\nop.execute("SELECT * FROM no_such_table")',
+    'op.drop_table("half")',
+)
+
+
+def write_project(root: Path, revisions: list[tuple[str, str, str, str]] | None = None) -> Path:
+    """An Alembic project scaffolded by ``migrate init`` in ``root``, with ``revisions``."""
+    init_project(root / "migrations", root / "alembic.ini")
+    down = None
+    for revision, message, upgrade, downgrade in revisions if revisions is not None else STANDARD:
+        body = REVISION.format(
+            message=message,
+            revision=revision,
+            down=down,
+            upgrade=textwrap.indent(upgrade, "    "),
+            downgrade=textwrap.indent(downgrade, "    "),
+        )
+        (root / "migrations" / "versions" / f"{revision}.py").write_text(body)
+        down = revision
+    return root / "alembic.ini"
+
+
+def query(url: str, sql: str) -> list[Any]:
+    """Rows of ``sql`` on the database at ``url``."""
+
+    async def go() -> list[Any]:
+        settings = DatabaseSettings(database_url=url)
+        async with open_engine(settings) as engine, engine.connect() as conn:
+            return [tuple(r) for r in (await conn.execute(text(sql))).all()]
+
+    return asyncio.run(go())
+
+
+def tables(url: str) -> set[str]:
+    """The table names the database has."""
+
+    async def go() -> set[str]:
+        settings = DatabaseSettings(database_url=url)
+        async with open_engine(settings) as engine, engine.connect() as conn:
+            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+    return asyncio.run(go())
+
+
+def runs(url: str) -> list[str]:
+    """The revision ids recorded in ``runs``, sorted."""
+    return sorted(row[0] for row in query(url, "SELECT rev FROM runs"))
