@@ -88,13 +88,25 @@ class Output:
             human(self.out)
         self.emitted = True
 
+    def _say(self, message: str, style: str | None = None) -> None:
+        """One line on stderr: styled by rich on a terminal, plain text otherwise.
+
+        Plain text needs no rich, which keeps CI and scripted runs from importing it just
+        to print a progress line.
+        """
+        if self._err is None and not sys.stderr.isatty():
+            sys.stderr.write(redact(message) + "\n")
+            sys.stderr.flush()
+            return
+        self.err.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
+
     def info(self, message: str) -> None:
         """A line of prose or progress on stderr."""
-        self.err.print(message, markup=False, highlight=False, soft_wrap=True)
+        self._say(message)
 
     def warn(self, message: str) -> None:
         """A warning on stderr."""
-        self.err.print(f"warning: {message}", style="yellow", markup=False, soft_wrap=True)
+        self._say(f"warning: {message}", "yellow")
 
     def error(self, error: MyfyDbError) -> None:
         """Report ``error``: a line (and an optional hint) on stderr; a JSON document too."""
@@ -109,14 +121,14 @@ class Output:
             }
             sys.stdout.write(redact(to_json(document)) + "\n")
             self.emitted = True
-        self.err.print(f"Error: {error.message}", style="bold red", markup=False, soft_wrap=True)
+        self._say(f"Error: {error.message}", "bold red")
         if error.hint:
-            self.err.print(error.hint, markup=False, soft_wrap=True)
+            self._say(error.hint)
 
     @contextmanager
     def status(self, message: str) -> Iterator[None]:
         """A spinner on stderr while the block runs (only on a terminal)."""
-        if not self.err.is_terminal:
+        if not sys.stderr.isatty():
             yield
             return
         with self.err.status(message):

@@ -62,8 +62,12 @@ def run(action: Callable[[Output], Awaitable[None] | None], *, json_mode: bool =
         out.error(error)
         raise typer.Exit(int(error.exit_code)) from None
     except KeyboardInterrupt:
-        out.err.print("Interrupted.", style="yellow")
+        out.warn("Interrupted.")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except BrokenPipeError:
+        # The reader went away (`myfy-db ... | head`): stop quietly, as Unix tools do.
+        _silence_stdout()
+        raise typer.Exit(int(ExitCode.OK)) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:
@@ -73,6 +77,18 @@ def run(action: Callable[[Output], Awaitable[None] | None], *, json_mode: bool =
         message = f"unexpected {type(exc).__name__}" + (f": {detail}" if detail else "")
         out.error(MyfyDbError(message, hint="run again with --traceback for the details"))
         raise typer.Exit(int(ExitCode.FAILED)) from None
+
+
+def _silence_stdout() -> None:
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
 
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:
