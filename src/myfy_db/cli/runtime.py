@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 from myfy_db.errors import ExitCode, MyfyDbError
-from myfy_db.output import Output
-from myfy_db.urls import redact
 
 if TYPE_CHECKING:
+    from myfy_db.output import Output
     from myfy_db.settings import LoadedSettings
 
 T = TypeVar("T")
@@ -49,6 +48,9 @@ def run(action: Callable[[Output], Awaitable[None] | None], *, json_mode: bool =
     import asyncio
     import inspect
     import traceback
+
+    from myfy_db.output import Output
+    from myfy_db.urls import redact
 
     out = Output(json_mode=json_mode)
     show_trace = wants_traceback()
@@ -97,5 +99,7 @@ async def _as_coroutine(awaitable: Awaitable[T]) -> T:
 
 def fail_usage(message: str) -> None:
     """Stop with a usage error (exit 2)."""
+    from myfy_db.urls import redact
+
     print(f"Error: {redact(message)}", file=sys.stderr)
     raise typer.Exit(int(ExitCode.USAGE))
