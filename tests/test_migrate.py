@@ -78,6 +78,12 @@ def test_status_exits_0_at_head(project: Path, db_url: str) -> None:
     assert "at head" in result.stdout
 
 
+def test_options_before_the_subcommand_apply_to_it(project: Path, sqlite_url: str) -> None:
+    result = migrate("--url", sqlite_url, "--json", "status")
+    assert result.exit_code == 5
+    assert json.loads(result.stdout)["heads"] == ["r3"]
+
+
 def test_up_to_a_revision_then_the_rest(project: Path, db_url: str) -> None:
     assert migrate("up", "r1", "--url", db_url).exit_code == 0
     status = migrate("status", "--url", db_url, "--json")

@@ -63,6 +63,12 @@ def _shared(ctx: typer.Context, **given: Any) -> dict[str, Any]:
     return {key: value if value is not None else parent.get(key) for key, value in given.items()}
 
 
+def _json(ctx: typer.Context, json_output: bool) -> bool:
+    """``--json`` given to the subcommand, or to ``migrate`` before it."""
+    parent: dict[str, Any] = ctx.obj if isinstance(ctx.obj, dict) else {}
+    return json_output or bool(parent.get("json"))
+
+
 def _project(config: Path | None, out: Output) -> MigrationProject:
     from myfy_db.migrations.project import find_project
 
@@ -153,7 +159,7 @@ def _write(
             )
         _render_run(out, result)
 
-    run(action, json_mode=json_output)
+    run(action, json_mode=_json(ctx, json_output))
 
 
 def _confirm_down(out: Output, loaded: LoadedSettings, revision: str, *, yes: bool) -> None:
@@ -189,7 +195,7 @@ def migrate(
     the database at head. --url, --env-file and --config given here also apply to a
     subcommand (myfy-db migrate --url URL status).
     """
-    ctx.obj = {"url": url, "env_file": env_file, "config": config}
+    ctx.obj = {"url": url, "env_file": env_file, "config": config, "json": json_output}
     if ctx.invoked_subcommand is not None:
         return
     _write(
@@ -319,7 +325,7 @@ def status(
                 hint="run `myfy-db migrate`",
             )
 
-    run(action, json_mode=json_output)
+    run(action, json_mode=_json(ctx, json_output))
 
 
 @app.command("history")
@@ -346,7 +352,7 @@ def history(
 
         out.emit({"revisions": [r.__dict__ for r in revisions]}, human)
 
-    run(action, json_mode=json_output)
+    run(action, json_mode=_json(ctx, json_output))
 
 
 @app.command("new")
@@ -387,11 +393,12 @@ def new(
 
         out.emit({"created": [str(p) for p in paths]}, human)
 
-    run(action, json_mode=json_output)
+    run(action, json_mode=_json(ctx, json_output))
 
 
 @app.command("check")
 def check(
+    ctx: typer.Context,
     url: UrlOption = None,
     env_file: EnvFileOption = None,
     metadata: MetadataOption = None,
@@ -423,11 +430,12 @@ def check(
                 hint="write a revision: myfy-db migrate new -m MSG --autogenerate",
             )
 
-    run(action, json_mode=json_output)
+    run(action, json_mode=_json(ctx, json_output))
 
 
 @app.command("init")
 def init(
+    ctx: typer.Context,
     directory: Annotated[
         Path, typer.Argument(help="Where the migration scripts go.", metavar="DIR")
     ] = Path("migrations"),
@@ -452,7 +460,7 @@ def init(
 
         out.emit({"created": [str(p) for p in written]}, human)
 
-    run(action, json_mode=json_output)
+    run(action, json_mode=_json(ctx, json_output))
 
 
 __all__ = ["app"]
