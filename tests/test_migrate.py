@@ -78,7 +78,7 @@ def test_status_exits_0_at_head(project: Path, db_url: str) -> None:
     assert "at head" in result.stdout
 
 
-def test_options_before_the_subcommand_apply_to_it(project: Path, sqlite_url: str) -> None:
+def test_json_before_the_subcommand_applies_to_it(project: Path, sqlite_url: str) -> None:
     result = migrate("--url", sqlite_url, "--json", "status")
     assert result.exit_code == 5
     assert json.loads(result.stdout)["heads"] == ["r3"]
