@@ -22,7 +22,6 @@ every connection is closed and every engine disposed on success, failure and can
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from myfy_db.engine import create_engine, describe_target, translate_errors
 from myfy_db.errors import CannotConnect, ConfigError
 from myfy_db.settings import DatabaseSettings
+from myfy_db.stats import log_buckets, percentile
 from myfy_db.urls import is_sqlite_memory, mask_url
 
 if TYPE_CHECKING:
@@ -147,16 +147,6 @@ class PoolReport:
         return document
 
 
-def percentile(ordered: Sequence[float], fraction: float) -> float:
-    """The ``fraction`` percentile of sorted values, interpolated linearly between ranks."""
-    if not ordered:
-        return 0.0
-    position = (len(ordered) - 1) * fraction
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def latency_stats(values_ms: Sequence[float]) -> LatencyStats:
     """n, mean, min, p50, p95, p99 and max of ``values_ms``."""
     ordered = sorted(values_ms)
@@ -176,27 +166,8 @@ def latency_stats(values_ms: Sequence[float]) -> LatencyStats:
 def histogram(
     values_ms: Sequence[float], buckets: int = HISTOGRAM_BUCKETS
 ) -> list[HistogramBucket]:
-    """Buckets from the smallest to the largest value, equal in width on a log scale.
-
-    Latencies are skewed (a few slow outliers); log-width buckets keep the bulk readable.
-    """
-    if not values_ms:
-        return []
-    low, high = min(values_ms), max(values_ms)
-    if high <= low or low <= 0:
-        if high <= low:
-            return [HistogramBucket(low, high, len(values_ms))]
-        low = min(v for v in values_ms if v > 0) if any(v > 0 for v in values_ms) else high
-    ratio = (high / low) if low > 0 else 1.0
-    edges = [low * ratio ** (i / buckets) for i in range(buckets + 1)]
-    edges[-1] = high
-    counts = [0] * buckets
-    for value in values_ms:
-        index = 0
-        while index < buckets - 1 and value >= edges[index + 1]:
-            index += 1
-        counts[index] += 1
-    return [HistogramBucket(edges[i], edges[i + 1], counts[i]) for i in range(buckets)]
+    """Log-width buckets from the smallest to the largest value (see :func:`log_buckets`)."""
+    return [HistogramBucket(*bucket) for bucket in log_buckets(values_ms, buckets)]
 
 
 def _ms(start: float) -> float:

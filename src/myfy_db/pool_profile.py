@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from myfy_db import stats
 from myfy_db.errors import ConfigError
 from myfy_db.settings import DatabaseSettings
 from myfy_db.urls import is_sqlite_memory
@@ -657,31 +658,12 @@ def _sqlite_findings(settings: DatabaseSettings, sources: Mapping[str, str]) -> 
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0..100) of ``values``, by linear interpolation."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    return stats.percentile(values, q / 100)
 
 
 def histogram(values_ms: Sequence[float], buckets: int = 8) -> list[tuple[float, float, int]]:
     """Counts of ``values_ms`` in log-spaced buckets: ``(low_ms, high_ms, count)`` each."""
-    if not values_ms:
-        return []
-    low = max(min(values_ms), 0.001)
-    high = max(max(values_ms), low * 1.0001)
-    ratio = (high / low) ** (1 / buckets)
-    edges = [low * ratio**i for i in range(buckets + 1)]
-    edges[0], edges[-1] = min(values_ms), max(values_ms)
-    counts = [0] * buckets
-    for value in values_ms:
-        index = 0
-        while index < buckets - 1 and value > edges[index + 1]:
-            index += 1
-        counts[index] += 1
-    return [(edges[i], edges[i + 1], counts[i]) for i in range(buckets)]
+    return stats.log_buckets(values_ms, buckets)
 
 
 @dataclass(frozen=True)

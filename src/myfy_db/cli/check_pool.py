@@ -13,9 +13,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from myfy_db.output import Output
-    from myfy_db.pool_check import HistogramBucket, LatencyStats, PoolReport, TargetReport
+    from myfy_db.pool_check import LatencyStats, PoolReport, TargetReport
 
-BAR_WIDTH = 40
 
 ConnectionsOption = Annotated[
     int | None,
@@ -103,21 +102,9 @@ def _stats_row(label: str, stats: LatencyStats) -> list[str]:
     return [label, str(stats.n), *(_fmt(v) for v in values)]
 
 
-def _histogram_lines(buckets: list[HistogramBucket]) -> list[str]:
-    if not buckets:
-        return []
-    peak = max(b.count for b in buckets) or 1
-    width = max(len(f"{_fmt(b.from_ms)}-{_fmt(b.to_ms)}") for b in buckets)
-    lines = []
-    for bucket in buckets:
-        label = f"{_fmt(bucket.from_ms)}-{_fmt(bucket.to_ms)}".rjust(width)
-        bar = "#" * max(1 if bucket.count else 0, round(BAR_WIDTH * bucket.count / peak))
-        lines.append(f"  {label} ms | {bar} {bucket.count}")
-    return lines
-
-
 def _render_target(console: Console, target: TargetReport) -> None:
     from myfy_db.output import table
+    from myfy_db.stats import histogram_lines
 
     rows = [
         _stats_row("physical connect", target.connect),
@@ -156,7 +143,7 @@ def _render_target(console: Console, target: TargetReport) -> None:
     if target.pre_ping:
         console.print("pooled checkout includes the pre-ping (pool_pre_ping on)", markup=False)
     console.print("round-trip histogram:", markup=False)
-    for line in _histogram_lines(target.histogram):
+    for line in histogram_lines([(b.from_ms, b.to_ms, b.count) for b in target.histogram]):
         console.print(line, markup=False, highlight=False)
 
 

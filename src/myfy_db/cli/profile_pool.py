@@ -274,6 +274,7 @@ def _show(value: Any) -> str:
 def _render(console: Console, document: dict[str, Any], report: LoadReport | None) -> None:
     from myfy_db.output import table
     from myfy_db.pool_profile import TIER_NAMES, histogram
+    from myfy_db.stats import histogram_lines
 
     rows = []
     for name, entry in document["settings"].items():
@@ -361,12 +362,10 @@ def _render(console: Console, document: dict[str, Any], report: LoadReport | Non
             )
         )
         buckets = histogram(report.waits_ms)
-        most = max((n for _, _, n in buckets), default=0)
-        if most:
+        if buckets:
             console.print("Checkout wait:")
-            for low, high, count in buckets:
-                bar = "#" * max(1 if count else 0, round(30 * count / most))
-                console.print(f"  {low:9.3f} - {high:9.3f} ms  {bar} {count}", markup=False)
+            for line in histogram_lines(buckets, width=30):
+                console.print(line, markup=False)
         console.print(f"pool_timeout {figures['pool_timeout_ms'] / 1000:g} s; {report.pool_status}")
 
 
