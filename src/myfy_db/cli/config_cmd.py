@@ -37,16 +37,11 @@ def config(
                 for e in invalid.errors
             ]
 
-            def render_errors(console: Console) -> None:
-                rows = [[e["setting"], e["value"], e["source"], e["message"]] for e in errors]
-                columns = ["setting", "value", "source", "problem"]
-                console.print(table("Invalid settings", columns, rows))
-
-            if out.json_mode:
-                out.emit({"valid": False, "errors": errors}, render_errors)
-            else:
+            def list_errors(_: Console) -> None:
                 for error in invalid.errors:
                     out.info(str(error))
+
+            out.emit({"valid": False, "errors": errors}, list_errors)
             raise ConfigError(f"configuration is invalid ({len(errors)} setting(s))") from None
         rows = describe_settings(loaded)
         settings = loaded.settings
