@@ -32,14 +32,15 @@ def config(
         try:
             loaded = load(url, env_file, metadata=metadata)
         except InvalidSettings as invalid:
+            problems = invalid.errors
             errors = [
                 {"setting": e.field, "source": e.source, "value": e.value, "message": e.message}
-                for e in invalid.errors
+                for e in problems
             ]
 
             def list_errors(_: Console) -> None:
-                for error in invalid.errors:
-                    out.info(str(error))
+                for problem in problems:
+                    out.info(str(problem))
 
             out.emit({"valid": False, "errors": errors}, list_errors)
             raise ConfigError(f"configuration is invalid ({len(errors)} setting(s))") from None
