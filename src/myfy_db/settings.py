@@ -306,10 +306,8 @@ def load_settings(
         raise ConfigError(f"env file not found: {path}", hint="check the --env-file path")
     sources, raw = _collect_sources(given, path)
     try:
-        settings = DatabaseSettings(
-            _env_file=path if path is not None else ".env",  # type: ignore[call-arg]
-            **given,
-        )
+        # The sources were read once above; validate exactly those values.
+        settings = DatabaseSettings.model_validate(raw)
     except ValidationError as exc:
         errors = []
         for err in exc.errors():
