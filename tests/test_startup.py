@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from helpers import run_process
 from myfy_db import __version__
@@ -63,3 +64,71 @@ def test_bad_setting_in_a_real_process_exits_2_without_traceback() -> None:
     assert result.returncode == 2
     assert "pool_size" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- the process: the collector paused for start-up, a direct exit -----------------------
+
+
+def test_user_code_runs_with_the_collector_on_and_start_up_frozen(sqlite_url: str) -> None:
+    code = "import gc; (gc.isenabled(), gc.get_freeze_count() > 10_000)"
+    result = run_process("shell", "--url", sqlite_url, "-c", code)
+    assert result.returncode == 0, result.stderr
+    # start-up ran with the collector paused; the shell turned it back on before the user's
+    # code and froze what start-up had built
+    assert result.stdout.strip() == "(True, True)"
+
+
+def test_the_app_called_in_process_leaves_the_collector_alone(sqlite_url: str) -> None:
+    code = (
+        "import gc\n"
+        "from typer.testing import CliRunner\n"
+        "from myfy_db.cli import app\n"
+        f"r = CliRunner().invoke(app, ['shell', '--url', {sqlite_url!r}, '-c', '1'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(gc.isenabled(), gc.get_freeze_count())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["True", "0"]
+
+
+def test_atexit_handlers_run_and_output_is_complete_at_the_direct_exit(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "atexit-ran"
+    code = (
+        "import atexit, pathlib, sys\n"
+        f"atexit.register(pathlib.Path({str(marker)!r}).write_text, 'ran')\n"
+        "sys.stdout.write('x' * 1_000_000)\n"
+        "_ = sys.stderr.write('y' * 100_000)"
+    )
+    result = run_process("shell", "--url", sqlite_url, "-c", code)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert result.stdout == "x" * 1_000_000
+    assert result.stderr.count("y") == 100_000
+    assert marker.read_text() == "ran"
+
+
+def test_exit_codes_survive_the_direct_exit(sqlite_url: str) -> None:
+    assert run_process("shell", "--url", sqlite_url, "-c", "raise SystemExit(7)").returncode == 7
+    failed = run_process("shell", "--url", sqlite_url, "-c", "1/0")
+    assert failed.returncode == 1
+    assert "ZeroDivisionError" in failed.stderr
+    assert run_process("config", "--url", "postgresql://u@h/d").returncode == 2
+
+
+def test_a_reader_that_goes_away_ends_the_process_quietly(sqlite_url: str) -> None:
+    code = "for i in range(200_000): print(i)"
+    argv = [sys.executable, "-m", "myfy_db", "shell", "--url", sqlite_url, "-c", code]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout.readline() == "0\n"
+        process.stdout.close()
+        stderr = process.stderr.read()
+        status = process.wait(timeout=60)
+    assert stderr == ""
+    assert status == 0

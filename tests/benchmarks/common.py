@@ -14,6 +14,23 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
+def compile_package() -> None:
+    """Compile myfy-db's bytecode, as a regular ``pip install`` does.
+
+    An editable install (``pip install -e``) compiles nothing, and where
+    ``PYTHONDONTWRITEBYTECODE`` is set (as on CI machines) Python never caches it either, so
+    every run would compile each of the package's modules from source: a cost no installed
+    copy pays. The references' own packages (SQLAlchemy, Alembic, Typer) were compiled when
+    pip installed them; scripts written by a benchmark (an ``env.py``, revisions) are compiled
+    on every run on both sides alike.
+    """
+    import compileall
+
+    import myfy_db
+
+    compileall.compile_dir(str(Path(myfy_db.__file__).parent), quiet=1)
+
+
 @dataclass
 class Comparison:
     """One figure of ours beside its reference: ``ratio = ours / reference``."""

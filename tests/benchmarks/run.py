@@ -14,12 +14,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import Comparison  # noqa: E402
+from common import Comparison, compile_package  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
     names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     results: list[Comparison] = []
+    compile_package()
     for name in names:
         module = importlib.import_module(f"bench_{name}")
         print(f"== {name}", flush=True)

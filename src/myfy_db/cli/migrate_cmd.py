@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption, YesOption
+from myfy_db.cli.process import resume_gc
 from myfy_db.cli.runtime import load, run
 from myfy_db.errors import CheckFailed
 
@@ -134,6 +135,7 @@ def _write(
             commands.render_sql(project, loaded.settings, revision, downgrade=kind == "down")
             return
         report = out.info
+        resume_gc()  # revisions are user code: data migrations can run for a long time
         if kind == "up":
             result = await commands.upgrade(
                 project,

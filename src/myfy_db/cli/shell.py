@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from myfy_db.cli.options import EnvFileOption, MetadataOption, UrlOption, YesOption
+from myfy_db.cli.process import resume_gc
 from myfy_db.cli.runtime import fail_usage, load, run
 
 if TYPE_CHECKING:
@@ -113,6 +114,7 @@ async def _run_command(
     from myfy_db.urls import redact
 
     context = await open_shell(settings, sandbox=sandbox, read_only=read_only)
+    resume_gc()  # start-up is over: what runs now is the user's code
     failure: OperationFailed | None = None
     try:
         try:
@@ -122,6 +124,8 @@ async def _run_command(
                 code = exit_request.code if isinstance(exit_request.code, int) else 1
                 raise typer.Exit(code) from None
             value = None
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): the edge ends the run quietly
         except Exception as exc:
             message, where = describe_error(exc, source)
             failure = OperationFailed(f"the code raised {message}", hint=where)
@@ -146,6 +150,7 @@ def _run_interactive(
         return library.open_shell(settings, sandbox=sandbox, read_only=read_only)
 
     def banner(context: ShellContext) -> None:
+        resume_gc()  # start-up is over: the session is the user's from here on
         _print_banner(out, settings, context, flavour)
 
     if flavour == "ipython":

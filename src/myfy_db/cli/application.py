@@ -67,8 +67,3 @@ app.add_typer(migrate_cmd.app, name="migrate")
 app.command("check-pool")(check_pool.check_pool)
 app.command("profile-pool")(profile_pool.profile_pool)
 app.command("shell")(shell_cmd.shell)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
