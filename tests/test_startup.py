@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,100 @@ def test_the_app_called_in_process_leaves_the_collector_alone(sqlite_url: str) -
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["True", "0"]
+
+
+def test_main_called_in_process_returns_to_its_caller() -> None:
+    code = (
+        "import sys\n"
+        "from myfy_db.cli import main\n"
+        "sys.argv = ['myfy-db', '--version']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as done:\n"
+        "    print('returned', done.code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.splitlines()[-1] == "returned 0"
+
+
+def test_a_thread_started_by_shell_code_finishes_before_the_process_ends(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "thread-done"
+    code = (
+        "import pathlib, threading, time\n"
+        "def work():\n"
+        "    time.sleep(0.5)\n"
+        f"    pathlib.Path({str(marker)!r}).write_text('done')\n"
+        "threading.Thread(target=work).start()"
+    )
+    result = run_process("shell", "--url", sqlite_url, "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert marker.read_text() == "done"
+
+
+def test_a_file_left_open_by_shell_code_is_flushed(sqlite_url: str, tmp_path: Path) -> None:
+    target = tmp_path / "left-open.txt"
+    code = f"f = open({str(target)!r}, 'w')\n_ = f.write('kept')"
+    result = run_process("shell", "--url", sqlite_url, "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == "kept"
+
+
+def test_a_thread_started_by_the_metadata_module_is_waited_for(tmp_path: Path) -> None:
+    marker = tmp_path / "thread-done"
+    (tmp_path / "threaded_models.py").write_text(
+        "import pathlib, threading, time\n"
+        "from sqlalchemy import Column, Integer, MetaData, Table\n"
+        "metadata = MetaData()\n"
+        "Table('things', metadata, Column('id', Integer, primary_key=True))\n"
+        "def work():\n"
+        "    time.sleep(0.5)\n"
+        f"    pathlib.Path({str(marker)!r}).write_text('done')\n"
+        "threading.Thread(target=work).start()\n"
+    )
+    result = run_process(
+        "create-tables", "--metadata", "threaded_models:metadata", cwd=str(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    assert marker.read_text() == "done"
+
+
+def test_output_that_cannot_be_written_at_exit_is_an_error() -> None:
+    code = (
+        "import sys\n"
+        "from myfy_db.cli.process import _exit\n"
+        "sys.stdout.write('buffered until exit')\n"
+        "_exit(0)\n"
+    )
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=buffered,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Error: could not write the output: [Errno 28] No space left on device"
+    )
+
+
+def test_a_full_disk_under_json_output_is_one_error_without_traceback() -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "myfy_db", "config", "--json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert result.returncode == 1
+    assert "No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_atexit_handlers_run_and_output_is_complete_at_the_direct_exit(

@@ -1,6 +1,6 @@
-"""``python -m myfy_db``: the myfy-db command line."""
+"""``python -m myfy_db``: the myfy-db command line, as the console script runs it."""
 
-from myfy_db.cli import main
+from myfy_db.cli.process import run_console_script
 
 if __name__ == "__main__":
-    main()
+    run_console_script()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import IO, TYPE_CHECKING, Any
 
 from myfy_db.errors import MyfyDbError
@@ -119,7 +119,8 @@ class Output:
                     "exit_code": int(error.exit_code),
                 }
             }
-            sys.stdout.write(redact(to_json(document)) + "\n")
+            with suppress(OSError):  # stdout itself may be what failed (a full disk)
+                sys.stdout.write(redact(to_json(document)) + "\n")
             self.emitted = True
         self._say(f"Error: {error.message}", "bold red")
         if error.hint:

@@ -1,7 +1,9 @@
 """The myfy-db command line (a thin layer over the library).
 
-``main`` is the console script; ``app`` (the Typer application) is imported on first use, so
-that :mod:`myfy_db.cli.process` can set up the process before anything heavy loads.
+``app`` is the Typer application and ``main()`` runs it, for programs that embed the command
+line. The ``myfy-db`` console script is :func:`myfy_db.cli.process.run_console_script`, which
+also manages the process it owns. ``app`` is imported on first use, so that the console script
+can set up its process before anything heavy loads.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console-script entry point: ``myfy-db`` and ``python -m myfy_db``."""
-    from myfy_db.cli.process import run_console_script
+    """Run the command line given in ``sys.argv`` (ends in ``SystemExit``, as Typer does)."""
+    from myfy_db.cli.application import app
 
-    run_console_script()
+    app()
 
 
 def __getattr__(name: str) -> Any:

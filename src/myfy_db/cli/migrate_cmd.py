@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption, YesOption
-from myfy_db.cli.process import resume_gc
 from myfy_db.cli.runtime import load, run
 from myfy_db.errors import CheckFailed
 
@@ -129,13 +128,12 @@ def _write(
     async def action(out: Output) -> None:
         from myfy_db.migrations import commands
 
-        loaded = load(shared["url"], shared["env_file"])
         project = _project(shared["config"], out)
+        loaded = load(shared["url"], shared["env_file"])
         if sql:
             commands.render_sql(project, loaded.settings, revision, downgrade=kind == "down")
             return
         report = out.info
-        resume_gc()  # revisions are user code: data migrations can run for a long time
         if kind == "up":
             result = await commands.upgrade(
                 project,
@@ -307,8 +305,9 @@ def status(
         from myfy_db.migrations import commands
         from myfy_db.output import table
 
+        project = _project(shared["config"], out)
         loaded = load(shared["url"], shared["env_file"])
-        result = await commands.status(_project(shared["config"], out), loaded)
+        result = await commands.status(project, loaded)
 
         def human(console: Console) -> None:
             console.print(f"database: {result.database}")
@@ -380,8 +379,8 @@ def new(
         from myfy_db.metadata import load_metadata
         from myfy_db.migrations import commands
 
-        loaded = load(shared["url"], shared["env_file"], metadata=metadata)
         project = _project(shared["config"], out)
+        loaded = load(shared["url"], shared["env_file"], metadata=metadata)
         models = None
         if autogenerate or loaded.settings.metadata:
             models = load_metadata(loaded.settings.metadata).metadata

@@ -1,22 +1,27 @@
 """The life of a ``myfy-db`` process: start-up without the cyclic GC, and a direct exit.
 
-Two costs of a short command have nothing to do with its work, and both are avoided here:
+Two costs of a short command have nothing to do with its work, and the console script
+avoids both:
 
 - **Start-up.** A command imports Typer, pydantic, SQLAlchemy and a driver: hundreds of
   thousands of long-lived objects and next to no garbage cycles. The cyclic garbage
   collector would walk that growing heap again and again while it loads, so it is paused
-  from the first line until :func:`resume_gc`, which open-ended work (the shell's user code
-  and REPL, a load test, migration scripts) calls first. Objects from start-up are then
-  frozen into the permanent generation, so later collections do not walk them again.
-- **Exit.** After the command has finished, its output is flushed and the ``atexit``
-  handlers have run, the interpreter would still tear down every module and object one by
-  one before the process ends; with SQLAlchemy and pydantic loaded that takes longer than
-  most commands' own work, and the operating system frees it all at once. So the process
-  exits directly with the command's exit code.
+  from the first line until :func:`resume_gc`, which :func:`myfy_db.cli.runtime.load` calls
+  once the settings are loaded: everything after that (the user's metadata module,
+  migration scripts, the shell's code, a check or a load test of any length) runs with the
+  collector on. What start-up built is frozen first, so collections do not walk it again.
+- **Exit.** Once the command has finished, the ``atexit`` handlers have run and the output
+  is flushed, the interpreter would still tear down every module and object one by one, and
+  with SQLAlchemy and pydantic loaded that takes longer than most commands' own work. The
+  operating system frees it all at once, so the process exits directly with the command's
+  exit code. It does not when user code may own something that only the interpreter's own
+  shutdown finishes: after the shell has run the user's code (files it left open are
+  flushed as their objects go), or while a non-daemon thread is still running (the
+  interpreter waits for it).
 
-Both apply only to the console script (``myfy-db``, ``python -m myfy_db``): a program or a
-test that calls the Typer ``app`` in-process keeps its collector and its shutdown as they are.
-``tests/benchmarks`` measures what each saves.
+This is the console script only (``myfy-db``, ``python -m myfy_db``): a program or a test
+that calls :func:`myfy_db.cli.main` or the Typer ``app`` keeps its collector and its
+shutdown as they are. ``tests/benchmarks/bench_process.py`` measures what it saves.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ import atexit
 import gc
 import os
 import sys
+import threading
 from contextlib import suppress
 
-_state = {"gc_paused": False}
+_state = {"gc_paused": False, "user_code_ran": False}
 
 
 def pause_gc() -> None:
@@ -38,7 +44,7 @@ def pause_gc() -> None:
 
 
 def resume_gc() -> None:
-    """Restart cyclic garbage collection before open-ended work (a no-op unless paused).
+    """Restart cyclic garbage collection: start-up is over (a no-op unless paused).
 
     What start-up built is frozen first: it lives as long as the process, and collections
     that skip it stay as cheap as in a process that had imported nothing.
@@ -47,6 +53,11 @@ def resume_gc() -> None:
         _state["gc_paused"] = False
         gc.freeze()
         gc.enable()
+
+
+def user_code_runs() -> None:
+    """Note that the user's own code runs in this process: it ends with a normal exit."""
+    _state["user_code_ran"] = True
 
 
 def run_console_script() -> None:
@@ -58,8 +69,16 @@ def run_console_script() -> None:
         app()  # Typer's standalone mode ends every run, success included, in SystemExit
         status = 0
     except SystemExit as done:
+        if _state["user_code_ran"] or _other_threads_running():
+            raise
         status = _exit_status(done.code)
     _exit(status)
+
+
+def _other_threads_running() -> bool:
+    """True while a non-daemon thread other than this one runs: the interpreter waits for it."""
+    current = threading.current_thread()
+    return any(t is not current and not t.daemon and t.is_alive() for t in threading.enumerate())
 
 
 def _exit_status(code: object) -> int:
@@ -75,8 +94,14 @@ def _exit_status(code: object) -> int:
 def _exit(status: int) -> None:
     """Run the ``atexit`` handlers, flush the standard streams and end the process now."""
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        # a reader that went away (`| head`) or a closed stream: nothing left to deliver
-        with suppress(OSError, ValueError):
+    streams = [sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__]
+    for stream in dict.fromkeys(s for s in streams if s is not None):
+        try:
             stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the reader went away (`| head`) or the stream is closed: nothing to deliver
+        except OSError as error:  # a full disk, an I/O error: the output is incomplete
+            with suppress(OSError, ValueError):
+                os.write(2, f"Error: could not write the output: {error}\n".encode())
+            status = status or 1
     os._exit(status & 0xFF)  # as the interpreter would: sys.exit(-1) ends with 255

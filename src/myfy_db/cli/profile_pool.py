@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from myfy_db.cli.options import EnvFileOption, JsonOption, UrlOption
-from myfy_db.cli.process import resume_gc
 from myfy_db.cli.runtime import load, run
 from myfy_db.errors import CheckFailed, ConfigError
 
@@ -153,7 +152,6 @@ def profile_pool(
         report = None
         if load_run:
             tasks = concurrency or settings.pool_size + settings.max_overflow
-            resume_gc()  # a load test of --duration seconds is not start-up
             report = await _run_load_with_progress(out, run_load, settings, tasks, duration)
             findings += load_findings(report)
         short = shortfall(settings, tier) if tier is not None else []

@@ -36,11 +36,20 @@ def wants_traceback() -> bool:
 
 
 def load(url: str | None = None, env_file: Path | None = None, **flags: Any) -> LoadedSettings:
-    """Effective settings: command-line flags over environment, ``.env`` and pyproject."""
+    """Effective settings: command-line flags over environment, ``.env`` and pyproject.
+
+    Loading them ends the start-up of a ``myfy-db`` process (see :mod:`myfy_db.cli.process`):
+    a command imports what it needs first, and what runs after this (the user's modules, the
+    work itself) runs with the cyclic garbage collector on.
+    """
+    from myfy_db.cli.process import resume_gc
     from myfy_db.settings import load_settings
 
     overrides: Mapping[str, Any] = {"database_url": url, **flags}
-    return load_settings(overrides, env_file)
+    try:
+        return load_settings(overrides, env_file)
+    finally:
+        resume_gc()
 
 
 def run(action: Callable[[Output], Awaitable[None] | None], *, json_mode: bool = False) -> None:

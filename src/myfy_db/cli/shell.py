@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from myfy_db.cli.options import EnvFileOption, MetadataOption, UrlOption, YesOption
-from myfy_db.cli.process import resume_gc
+from myfy_db.cli.process import user_code_runs
 from myfy_db.cli.runtime import fail_usage, load, run
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ def shell(
         fail_usage("-c runs without a REPL; leave out --ipython/--ptpython")
 
     def action(out: Output) -> Any:
+        import myfy_db.shell  # noqa: F401  (SQLAlchemy and the session load with start-up)
+
         settings = load(url, env_file, metadata=metadata).settings
         use_sandbox = _sandbox_mode(out, settings, sandbox, yes=yes)
         if command is not None:
@@ -114,7 +116,7 @@ async def _run_command(
     from myfy_db.urls import redact
 
     context = await open_shell(settings, sandbox=sandbox, read_only=read_only)
-    resume_gc()  # start-up is over: what runs now is the user's code
+    user_code_runs()
     failure: OperationFailed | None = None
     try:
         try:
@@ -150,7 +152,7 @@ def _run_interactive(
         return library.open_shell(settings, sandbox=sandbox, read_only=read_only)
 
     def banner(context: ShellContext) -> None:
-        resume_gc()  # start-up is over: the session is the user's from here on
+        user_code_runs()
         _print_banner(out, settings, context, flavour)
 
     if flavour == "ipython":

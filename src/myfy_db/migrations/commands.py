@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from alembic import command
+
 from myfy_db.engine import describe_target, open_engine, translate_errors
 from myfy_db.errors import ConfigError, MyfyDbError, OperationFailed
 from myfy_db.guard import Change, ProductionGuard
@@ -375,8 +377,6 @@ async def upgrade(
     report: Reporter = lambda _: None,
 ) -> MigrationRun:
     """Upgrade the database to ``revision`` (default: head) under the migration lock."""
-    from alembic import command
-
     return await _run_writing(
         project,
         loaded,
@@ -400,8 +400,6 @@ async def downgrade(
     report: Reporter = lambda _: None,
 ) -> MigrationRun:
     """Downgrade the database to ``revision``; guarded as destructive."""
-    from alembic import command
-
     return await _run_writing(
         project,
         loaded,
@@ -424,8 +422,6 @@ async def stamp(
     report: Reporter = lambda _: None,
 ) -> MigrationRun:
     """Record ``revision`` as the database's current one without running anything."""
-    from alembic import command
-
     return await _run_writing(
         project,
         loaded,
@@ -451,8 +447,6 @@ def render_sql(
 
     ``revision`` may be a range ``FROM:TO``; a downgrade needs one (e.g. ``head:base``).
     """
-    from alembic import command
-
     project.script()
     config = project.config(settings, output_buffer=output or sys.stdout)
     config.attributes[env.METADATA] = None
@@ -510,8 +504,6 @@ async def new_revision(
     metadata: MetaData | None = None,
 ) -> list[Path]:
     """Write a new revision file (compared against the database with ``autogenerate``)."""
-    from alembic import command
-
     settings = loaded.settings
     url = settings.database_url
     project.script()
