@@ -128,8 +128,8 @@ def _write(
     async def action(out: Output) -> None:
         from myfy_db.migrations import commands
 
-        project = _project(shared["config"], out)
         loaded = load(shared["url"], shared["env_file"])
+        project = _project(shared["config"], out)
         if sql:
             commands.render_sql(project, loaded.settings, revision, downgrade=kind == "down")
             return
@@ -305,9 +305,8 @@ def status(
         from myfy_db.migrations import commands
         from myfy_db.output import table
 
-        project = _project(shared["config"], out)
         loaded = load(shared["url"], shared["env_file"])
-        result = await commands.status(project, loaded)
+        result = await commands.status(_project(shared["config"], out), loaded)
 
         def human(console: Console) -> None:
             console.print(f"database: {result.database}")
@@ -379,8 +378,8 @@ def new(
         from myfy_db.metadata import load_metadata
         from myfy_db.migrations import commands
 
-        project = _project(shared["config"], out)
         loaded = load(shared["url"], shared["env_file"], metadata=metadata)
+        project = _project(shared["config"], out)
         models = None
         if autogenerate or loaded.settings.metadata:
             models = load_metadata(loaded.settings.metadata).metadata
