@@ -9,6 +9,7 @@ This module imports nothing heavy: the CLI loads it on every start.
 
 from __future__ import annotations
 
+import sys
 from enum import IntEnum
 
 
@@ -73,3 +74,19 @@ class CheckFailed(MyfyDbError):
     """
 
     exit_code = ExitCode.CHECK_FAILED
+
+
+def system_exit_status(code: object) -> int:
+    """The exit status the interpreter gives ``SystemExit(code)``.
+
+    None is 0 and an int is itself; anything else is printed to stderr (passwords removed)
+    and is 1.
+    """
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    from myfy_db.urls import redact
+
+    print(redact(str(code)), file=sys.stderr)
+    return 1

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from myfy_db.engine import SessionFactory, create_engine, translate_errors
-from myfy_db.errors import ConfigError
+from myfy_db.errors import ConfigError, system_exit_status
 from myfy_db.urls import redact
 
 if TYPE_CHECKING:
@@ -499,16 +499,6 @@ def _setup_readline(namespace: dict[str, Any], history: Path) -> Callable[[], No
     return save
 
 
-def _exit_code(exit_request: SystemExit) -> int:
-    code_ = exit_request.code
-    if code_ is None:
-        return 0
-    if isinstance(code_, int):
-        return code_
-    print(code_, file=sys.stderr)
-    return 1
-
-
 def interact(
     start: Callable[[], Any],
     banner: Callable[[ShellContext], None],
@@ -532,7 +522,7 @@ def interact(
             try:
                 console.interact(banner="", exitmsg="")
             except SystemExit as exit_request:
-                status = _exit_code(exit_request)
+                status = system_exit_status(exit_request.code)
             finally:
                 save_history()
         finally:

@@ -33,6 +33,8 @@ import sys
 import threading
 from contextlib import suppress
 
+from myfy_db.errors import system_exit_status
+
 _state = {"gc_paused": False, "user_code_ran": False}
 
 
@@ -71,7 +73,7 @@ def run_console_script() -> None:
     except SystemExit as done:
         if _state["user_code_ran"] or _other_threads_running():
             raise
-        status = _exit_status(done.code)
+        status = system_exit_status(done.code)
     _exit(status)
 
 
@@ -79,16 +81,6 @@ def _other_threads_running() -> bool:
     """True while a non-daemon thread other than this one runs: the interpreter waits for it."""
     current = threading.current_thread()
     return any(t is not current and not t.daemon and t.is_alive() for t in threading.enumerate())
-
-
-def _exit_status(code: object) -> int:
-    """The process exit status for ``SystemExit(code)``, as the interpreter computes it."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
 
 
 def _exit(status: int) -> None:
