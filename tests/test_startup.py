@@ -22,14 +22,28 @@ HEAVY = (
 )
 
 
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter; it must succeed."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+
+def _thread_that_writes(marker: Path) -> str:
+    """Source that starts a non-daemon thread writing ``done`` to ``marker`` after 0.5 s."""
+    return (
+        "import pathlib, threading, time\n"
+        "def work():\n"
+        "    time.sleep(0.5)\n"
+        f"    pathlib.Path({str(marker)!r}).write_text('done')\n"
+        "threading.Thread(target=work).start()\n"
+    )
+
+
 def test_importing_the_cli_loads_no_sqlalchemy_alembic_or_driver() -> None:
     code = (
         "import sys, json, myfy_db.cli\n"
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    result = _python(code)
     assert json.loads(result.stdout) == []
 
 
@@ -42,9 +56,7 @@ def test_help_loads_no_sqlalchemy_alembic_or_driver() -> None:
         "assert r.exit_code == 0, r.output\n"
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    result = _python(code)
     assert json.loads(result.stdout) == []
 
 
@@ -88,9 +100,7 @@ def test_the_app_called_in_process_leaves_the_collector_alone(sqlite_url: str) -
         "assert r.exit_code == 0, r.output\n"
         "print(gc.isenabled(), gc.get_freeze_count())"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    result = _python(code)
     assert result.stdout.split() == ["True", "0"]
 
 
@@ -104,9 +114,7 @@ def test_main_called_in_process_returns_to_its_caller() -> None:
         "except SystemExit as done:\n"
         "    print('returned', done.code)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    result = _python(code)
     assert result.stdout.splitlines()[-1] == "returned 0"
 
 
@@ -114,14 +122,7 @@ def test_a_thread_started_by_shell_code_finishes_before_the_process_ends(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     marker = tmp_path / "thread-done"
-    code = (
-        "import pathlib, threading, time\n"
-        "def work():\n"
-        "    time.sleep(0.5)\n"
-        f"    pathlib.Path({str(marker)!r}).write_text('done')\n"
-        "threading.Thread(target=work).start()"
-    )
-    result = run_process("shell", "--url", sqlite_url, "-c", code)
+    result = run_process("shell", "--url", sqlite_url, "-c", _thread_that_writes(marker))
     assert result.returncode == 0, result.stderr
     assert marker.read_text() == "done"
 
@@ -137,14 +138,10 @@ def test_a_file_left_open_by_shell_code_is_flushed(sqlite_url: str, tmp_path: Pa
 def test_a_thread_started_by_the_metadata_module_is_waited_for(tmp_path: Path) -> None:
     marker = tmp_path / "thread-done"
     (tmp_path / "threaded_models.py").write_text(
-        "import pathlib, threading, time\n"
         "from sqlalchemy import Column, Integer, MetaData, Table\n"
         "metadata = MetaData()\n"
         "Table('things', metadata, Column('id', Integer, primary_key=True))\n"
-        "def work():\n"
-        "    time.sleep(0.5)\n"
-        f"    pathlib.Path({str(marker)!r}).write_text('done')\n"
-        "threading.Thread(target=work).start()\n"
+        + _thread_that_writes(marker)
     )
     result = run_process(
         "create-tables", "--metadata", "threaded_models:metadata", cwd=str(tmp_path)
