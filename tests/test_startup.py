@@ -129,7 +129,8 @@ def test_a_thread_started_by_shell_code_finishes_before_the_process_ends(
 
 def test_a_file_left_open_by_shell_code_is_flushed(sqlite_url: str, tmp_path: Path) -> None:
     target = tmp_path / "left-open.txt"
-    code = f"f = open({str(target)!r}, 'w')\n_ = f.write('kept')"
+    # held by a module until the interpreter shuts down, not just by the snippet's namespace
+    code = f"import json\njson.kept = open({str(target)!r}, 'w')\n_ = json.kept.write('kept')"
     result = run_process("shell", "--url", sqlite_url, "-c", code)
     assert result.returncode == 0, result.stderr
     assert target.read_text() == "kept"
