@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from fault_proxy import FaultProxy
 from helpers import Server, server_for
 
 BACKENDS = ("sqlite", "postgresql", "mysql")
@@ -81,3 +82,23 @@ def silent_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
     finally:
         sock.close()
+
+
+@pytest.fixture
+def fault_proxy() -> Iterator[Callable[[str], FaultProxy]]:
+    """Make a freezable, killable proxy in front of a server URL: ``fault_proxy(url).url``.
+
+    Every proxy made is thawed and closed when the test ends.
+    """
+    made: list[FaultProxy] = []
+
+    def make(url: str) -> FaultProxy:
+        proxy = FaultProxy.for_url(url)
+        made.append(proxy)
+        return proxy
+
+    try:
+        yield make
+    finally:
+        for proxy in made:
+            proxy.close()

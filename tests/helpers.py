@@ -94,6 +94,28 @@ class Server:
                 pytest.fail(f"MYFY_TEST_REQUIRE_SERVERS=1 but {reason}")
             pytest.skip(reason)
 
+    def connection_count(self, database: str) -> int:
+        """How many sessions the server holds on ``database`` (the admin's own excluded)."""
+        if self.backend == "postgresql":
+            sql = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}'"
+        else:
+            sql = f"SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = '{database}'"
+        return int(self.admin(sql)[0][0][0])
+
+    def wait_for_connections(self, database: str, count: int = 0, within: float = 5.0) -> int:
+        """Poll until the server holds ``count`` sessions on ``database``; return the last count.
+
+        A server notices a closed client socket a moment later, never at once.
+        """
+        import time
+
+        deadline = time.monotonic() + within
+        while True:
+            seen = self.connection_count(database)
+            if seen == count or time.monotonic() >= deadline:
+                return seen
+            time.sleep(0.05)
+
     def url_for(self, database: str) -> str:
         return make_url(self.url).set(database=database).render_as_string(hide_password=False)
 
@@ -152,6 +174,23 @@ def run_process(
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+def start_process(
+    *args: str, env: dict[str, str] | None = None, cwd: str | None = None
+) -> subprocess.Popen[str]:
+    """Start ``python -m myfy_db`` as a real subprocess, to signal it or watch it end."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
+    full_env.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "myfy_db", *args],
+        env=full_env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
