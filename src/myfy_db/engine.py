@@ -22,12 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from myfy_db.command_name import command_name, current_command
 from myfy_db.errors import CannotConnect, ConfigError, MyfyDbError, OperationFailed
 from myfy_db.settings import DatabaseSettings
 from myfy_db.urls import is_sqlite_memory, mask_url, redact, register_url_secret
 
 __all__ = [
     "SessionFactory",
+    "command_name",
     "create_engine",
     "describe_target",
     "engine_options",
@@ -36,14 +38,29 @@ __all__ = [
 ]
 
 
-def engine_options(settings: DatabaseSettings, url: str | None = None) -> dict[str, Any]:
+#: PostgreSQL truncates application_name to 63 bytes (NAMEDATALEN - 1).
+_NAME_LIMIT = 63
+
+
+def _connection_name(command: str | None) -> str | None:
+    name = command if command is not None else current_command()
+    if not name:
+        return None
+    return name.encode()[:_NAME_LIMIT].decode(errors="ignore")
+
+
+def engine_options(
+    settings: DatabaseSettings, url: str | None = None, *, command: str | None = None
+) -> dict[str, Any]:
     """The keyword arguments :func:`create_engine` passes to SQLAlchemy for ``url``.
 
     Pool arguments are passed only where the pool takes them; in-memory SQLite gets a
     static pool (one shared connection); the connect timeout goes in each driver's own form.
+    ``command`` (default: the one :func:`command_name` set) names the connections.
     """
     target = url or settings.database_url
     backend = make_url(target).get_backend_name()
+    name = _connection_name(command)
     options: dict[str, Any] = {"echo": settings.echo}
     if backend == "sqlite":
         if is_sqlite_memory(target):
@@ -54,8 +71,12 @@ def engine_options(settings: DatabaseSettings, url: str | None = None) -> dict[s
         options["connect_args"] = {"timeout": settings.connect_timeout}
     elif backend == "postgresql":
         options["connect_args"] = {"timeout": settings.connect_timeout}
+        if name:
+            options["connect_args"]["server_settings"] = {"application_name": name}
     elif backend in ("mysql", "mariadb"):
         options["connect_args"] = {"connect_timeout": int(max(1, settings.connect_timeout))}
+        if name:
+            options["connect_args"]["program_name"] = name
     options.update(
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
@@ -68,22 +89,30 @@ def engine_options(settings: DatabaseSettings, url: str | None = None) -> dict[s
 
 
 def create_engine(
-    settings: DatabaseSettings, url: str | None = None, **overrides: Any
+    settings: DatabaseSettings,
+    url: str | None = None,
+    *,
+    command: str | None = None,
+    **overrides: Any,
 ) -> AsyncEngine:
     """Build the async engine for ``settings`` (or for ``url``, e.g. a replica).
 
     ``overrides`` are passed to :func:`sqlalchemy.ext.asyncio.create_async_engine` on top of
-    :func:`engine_options`.
+    :func:`engine_options`. ``command`` names the connections (``application_name``) after
+    a myfy-db command; by default the one running (:func:`command_name`), else none.
     """
     target = url or settings.database_url
     register_url_secret(target)
-    options = engine_options(settings, target)
+    name = _connection_name(command)
+    options = engine_options(settings, target, command=name)
     options.update(overrides)
     if options.get("echo"):
         _echo_to_stderr()
     try:
         if make_url(target).get_backend_name() in ("mysql", "mariadb"):
-            options["async_creator"] = _bounded_mysql_connect(target, settings.connect_timeout)
+            options["async_creator"] = _bounded_mysql_connect(
+                target, settings.connect_timeout, name
+            )
             options.pop("connect_args", None)
         return _create_async_engine(target, **options)
     except (sa_exc.ArgumentError, ImportError, TypeError, ValueError) as exc:
@@ -119,7 +148,9 @@ def _echo_to_stderr() -> None:
         logger.addHandler(_StderrHandler())
 
 
-def _bounded_mysql_connect(url: str, timeout: float) -> Callable[[], Awaitable[Any]]:
+def _bounded_mysql_connect(
+    url: str, timeout: float, program_name: str | None = None
+) -> Callable[[], Awaitable[Any]]:
     """A connect function for aiomysql bounded as a whole by ``timeout``.
 
     aiomysql's own ``connect_timeout`` covers only the TCP connect; a server that accepts and
@@ -128,6 +159,8 @@ def _bounded_mysql_connect(url: str, timeout: float) -> Callable[[], Awaitable[A
     parsed = make_url(url)
     args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
     kwargs["connect_timeout"] = int(max(1, timeout))
+    if program_name:
+        kwargs["program_name"] = program_name
 
     async def connect() -> Any:
         import aiomysql
@@ -139,10 +172,14 @@ def _bounded_mysql_connect(url: str, timeout: float) -> Callable[[], Awaitable[A
 
 @asynccontextmanager
 async def open_engine(
-    settings: DatabaseSettings, url: str | None = None, **overrides: Any
+    settings: DatabaseSettings,
+    url: str | None = None,
+    *,
+    command: str | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[AsyncEngine]:
     """An engine that is disposed (every pooled connection closed) when the block ends."""
-    engine = create_engine(settings, url, **overrides)
+    engine = create_engine(settings, url, command=command, **overrides)
     try:
         yield engine
     finally:

@@ -21,7 +21,7 @@ from myfy_db.cli import (
     profile_pool,
 )
 from myfy_db.cli import shell as shell_cmd
-from myfy_db.cli.runtime import set_traceback
+from myfy_db.cli.runtime import set_invoked_command, set_traceback
 
 app = typer.Typer(
     name="myfy-db",
@@ -42,6 +42,7 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def main_callback(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -58,6 +59,7 @@ def main_callback(
     [tool.myfy-db] in pyproject.toml, in that order.
     """
     set_traceback(traceback)
+    set_invoked_command(ctx.invoked_subcommand)
 
 
 app.command("config")(config_cmd.config)

@@ -23,6 +23,7 @@ T = TypeVar("T")
 
 
 _state = {"traceback": False}
+_invoked: dict[str, str | None] = {"command": None}
 
 
 def set_traceback(enabled: bool) -> None:
@@ -33,6 +34,11 @@ def set_traceback(enabled: bool) -> None:
 def wants_traceback() -> bool:
     """True when ``--traceback`` was given to the top-level command."""
     return _state["traceback"]
+
+
+def set_invoked_command(name: str | None) -> None:
+    """Record the command this invocation runs (``migrate``), to name its connections."""
+    _invoked["command"] = f"myfy-db {name}" if name else None
 
 
 def load(url: str | None = None, env_file: Path | None = None, **flags: Any) -> LoadedSettings:
@@ -52,21 +58,32 @@ def load(url: str | None = None, env_file: Path | None = None, **flags: Any) -> 
         resume_gc()
 
 
-def run(action: Callable[[Output], Awaitable[None] | None], *, json_mode: bool = False) -> None:
-    """Run one command's ``action`` and translate whatever it raises, once, at the edge."""
+def run(
+    action: Callable[[Output], Awaitable[None] | None],
+    *,
+    json_mode: bool = False,
+    command: str | None = None,
+) -> None:
+    """Run one command's ``action`` and translate whatever it raises, once, at the edge.
+
+    The connections the action opens are named after ``command`` (default: the command
+    invoked, e.g. ``myfy-db check-pool``; see :func:`set_invoked_command`).
+    """
     import asyncio
     import inspect
     import traceback
 
+    from myfy_db.command_name import command_name
     from myfy_db.output import Output
     from myfy_db.urls import redact
 
     out = Output(json_mode=json_mode)
     show_trace = wants_traceback()
     try:
-        result = action(out)
-        if inspect.isawaitable(result):
-            asyncio.run(_as_coroutine(result))
+        with command_name(command or _invoked["command"]):
+            result = action(out)
+            if inspect.isawaitable(result):
+                asyncio.run(_as_coroutine(result))
     except MyfyDbError as error:
         if show_trace:
             traceback.print_exc()
