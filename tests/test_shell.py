@@ -229,7 +229,9 @@ def test_ipython_and_ptpython_together_is_a_usage_error(sqlite_url: str) -> None
 class _Pty:
     """``python -m myfy_db ARGS`` on a pseudo-terminal that is its controlling terminal."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         full_env = {
             k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))
         }
@@ -246,6 +248,7 @@ class _Pty:
             stdout=slave,
             stderr=slave,
             env=full_env,
+            cwd=cwd,
             preexec_fn=controlling_terminal,
         )
         os.close(slave)

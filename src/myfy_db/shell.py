@@ -37,6 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 from myfy_db.engine import SessionFactory, create_engine, translate_errors
 from myfy_db.errors import ConfigError, system_exit_status
+from myfy_db.shell_errors import (
+    SNIPPET_FILENAME,
+    format_full_traceback,
+    input_filename,
+    remember_source,
+)
 from myfy_db.urls import redact
 
 if TYPE_CHECKING:
@@ -56,7 +62,6 @@ __all__ = [
 ]
 
 HISTORY_ENV = "MYFY_DB_HISTORY_FILE"
-SNIPPET_FILENAME = "<shell>"
 VERBS = ("select", "insert", "update", "delete", "text", "func")
 READ_ONLY_SQL = {
     "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
@@ -264,6 +269,7 @@ async def run_snippet(
     Returns the value of a trailing expression, as the REPL would show it (None otherwise).
     A syntax error or whatever the code raises propagates.
     """
+    remember_source(source, filename)
     tree = ast.parse(source, filename=filename, mode="exec")
     last: ast.expr | None = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
@@ -283,44 +289,23 @@ async def run_snippet(
     return value
 
 
-def _is_snippet_frame(frame: traceback.FrameSummary) -> bool:
-    return frame.filename.startswith("<") and "frozen" not in frame.filename
-
-
 def describe_error(exc: BaseException, source: str | None = None) -> tuple[str, str | None]:
-    """A brief account of ``exc``: one line ``Type: message``, and where in the snippet.
-
-    SQLAlchemy errors are reduced to the driver's own message (the server's refusal);
-    the location is the last snippet line on the traceback, when there is one.
+    """A brief account of ``exc``: one line ``Type: message``, then the server's DETAIL and
+    HINT and where in the user's code (see :mod:`myfy_db.shell_errors`), or None.
     """
-    orig = getattr(exc, "orig", None)
-    shown = orig if isinstance(orig, BaseException) else exc
-    if type(shown).__module__.startswith("sqlalchemy") and shown.__cause__ is not None:
-        shown = shown.__cause__  # the driver's own exception behind SQLAlchemy's adapter
-    text = str(shown).strip()
-    first = text.splitlines()[0] if text else ""
-    message = f"{type(shown).__name__}: {first}" if first else type(shown).__name__
-    where = None
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _is_snippet_frame(f)]
-    if frames:
-        frame = frames[-1]
-        line = frame.line
-        if not line and source is not None and frame.lineno:
-            lines = source.splitlines()
-            line = lines[frame.lineno - 1].strip() if frame.lineno <= len(lines) else ""
-        where = f"at line {frame.lineno} of the code: {line}" if line else None
-    return redact(message), redact(where) if where else None
+    from myfy_db.shell_errors import describe
+
+    report = describe(exc, source)
+    rest = [*report.details, *([report.where] if report.where else [])]
+    return report.message, "\n".join(rest) if rest else None
 
 
-def format_traceback_brief(exc: BaseException) -> str:
-    """The traceback as the shell shows it: only the frames of the code typed, then the error."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _is_snippet_frame(f)]
-    lines: list[str] = []
-    if frames:
-        lines.append("Traceback (most recent call last):\n")
-        lines.extend(traceback.format_list(frames))
-    lines.extend(traceback.format_exception_only(type(exc), exc))
-    return redact("".join(lines))
+def format_traceback_brief(exc: BaseException, source: str | None = None) -> str:
+    """An error at the prompt: what failed, the server's details, the line of the input."""
+    from myfy_db.shell_errors import describe
+
+    report = describe(exc, source, place="the input")
+    return "".join(line + "\n" for line in report.lines())
 
 
 # -- the interactive console ------------------------------------------------------------
@@ -440,12 +425,28 @@ class ShellConsole(code.InteractiveConsole):
         namespace: dict[str, Any],
         loop: LoopThread,
         after_cancel: Callable[[], str | None] | None = None,
+        *,
+        full_traceback: bool = False,
     ) -> None:
         super().__init__(namespace, filename=SNIPPET_FILENAME)
         self.after_cancel = after_cancel
+        self.full_traceback = full_traceback
+        self.source: str | None = None
+        self.inputs = 0
         self.compile.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
         self.runner = loop
         self.namespace = namespace
+
+    def runsource(self, source: str, filename: str = "<input>", symbol: str = "single") -> bool:
+        # Each input is its own "file", kept for tracebacks: a function defined in an earlier
+        # input still shows its own lines.
+        self.source = source
+        filename = input_filename(self.inputs + 1)
+        remember_source(source, filename)
+        more = super().runsource(source, filename, symbol)
+        if not more:
+            self.inputs += 1
+        return more
 
     def runcode(self, code: types.CodeType) -> None:
         try:
@@ -462,7 +463,10 @@ class ShellConsole(code.InteractiveConsole):
                 if note:
                     self.write(f"note: {note}\n")
         except BaseException as exc:
-            self.write(format_traceback_brief(exc))
+            if self.full_traceback:
+                self.write(format_full_traceback(exc))
+            else:
+                self.write(format_traceback_brief(exc, self.source))
 
     def showsyntaxerror(self, filename: str | None = None, **kwargs: Any) -> None:
         _, value, _ = sys.exc_info()
@@ -504,6 +508,7 @@ def interact(
     banner: Callable[[ShellContext], None],
     *,
     history: Path | None = None,
+    full_traceback: bool = False,
 ) -> int:
     """Run the interactive shell until ``exit()`` or Ctrl-D; returns the exit status.
 
@@ -517,7 +522,12 @@ def interact(
         try:
             banner(context)
             save_history = _setup_readline(context.namespace, history or history_path())
-            console = ShellConsole(context.namespace, loop, lambda: loop.call(context.recover()))
+            console = ShellConsole(
+                context.namespace,
+                loop,
+                lambda: loop.call(context.recover()),
+                full_traceback=full_traceback,
+            )
             status = 0
             try:
                 console.interact(banner="", exitmsg="")

@@ -9,7 +9,7 @@ import typer
 
 from myfy_db.cli.options import EnvFileOption, MetadataOption, UrlOption, YesOption
 from myfy_db.cli.process import user_code_runs
-from myfy_db.cli.runtime import fail_usage, load, run
+from myfy_db.cli.runtime import fail_usage, load, run, wants_traceback
 
 if TYPE_CHECKING:
     from myfy_db.output import Output
@@ -100,8 +100,8 @@ def _sandbox_mode(
 
         confirm_by_name(
             out,
-            f"Open a shell on the {settings.environment} database WITHOUT a sandbox: "
-            "every change it commits is permanent",
+            f"A shell on the {settings.environment} database WITHOUT a sandbox "
+            "(every change it commits is permanent)",
             database_name(settings.database_url),
             yes=yes,
         )
@@ -113,6 +113,7 @@ async def _run_command(
 ) -> None:
     from myfy_db.errors import OperationFailed
     from myfy_db.shell import describe_error, open_shell, run_snippet
+    from myfy_db.shell_errors import format_full_traceback
     from myfy_db.urls import redact
 
     context = await open_shell(settings, sandbox=sandbox, read_only=read_only)
@@ -129,6 +130,8 @@ async def _run_command(
         except BrokenPipeError:
             raise  # the reader went away (`| head`): the edge ends the run quietly
         except Exception as exc:
+            if wants_traceback():
+                sys.stderr.write(format_full_traceback(exc))
             message, where = describe_error(exc, source)
             failure = OperationFailed(f"the code raised {message}", hint=where)
         else:
@@ -160,7 +163,7 @@ def _run_interactive(
     elif flavour == "ptpython":
         status = library.interact_ptpython(start, banner)
     else:
-        status = library.interact(start, banner)
+        status = library.interact(start, banner, full_traceback=wants_traceback())
     if sandbox:
         out.info("sandbox rolled back: nothing this shell did was kept")
     if status:
@@ -176,7 +179,7 @@ def _print_banner(
     console.print(f"[bold]myfy-db shell[/] on {escape(settings.masked_url)}", highlight=False)
     if settings.is_protected:
         console.print(
-            f"[bold white on red] environment: {escape(settings.environment)} (PROTECTED) [/]",
+            f"[bold white on red]environment: {escape(settings.environment)} (PROTECTED)[/]",
             highlight=False,
         )
     else:

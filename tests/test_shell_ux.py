@@ -1,0 +1,183 @@
+"""The shell as a person sees it: errors at the user's own line, result tables, readable
+reprs, the preloaded helpers, the banner.
+
+Real databases (SQLite file, PostgreSQL, MariaDB), a real ``python -m myfy_db`` process, and a
+pseudo-terminal for the interactive shell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from helpers import backend_of, run_process
+from test_shell import _Pty
+
+MODELS = """
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Author(Base):
+    __tablename__ = "authors"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str | None] = mapped_column(String(100))
+    books: Mapped[list["Book"]] = relationship(back_populates="author")
+
+
+class Book(Base):
+    __tablename__ = "books"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("authors.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200), server_default="untitled")
+    author: Mapped[Author] = relationship(back_populates="books")
+"""
+
+DUPLICATE = (
+    "session.add(Author(id=2, email='ann@example.com', name='dup'))\n"
+    "await session.commit()\n"
+    "print('not reached')"
+)
+DUPLICATE_MESSAGE = {
+    "sqlite": "IntegrityError: UNIQUE constraint failed: authors.email",
+    "postgresql": 'duplicate key value violates unique constraint "authors_email_key"',
+    "mysql": "Duplicate entry 'ann@example.com' for key 'email'",
+}
+
+
+def _run(url: str, *statements: str) -> None:
+    async def go() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                for statement in statements:
+                    await conn.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def authors(db_url: str, tmp_path: Path) -> str:
+    """``db_url`` holding the authors/books schema (``models:Base`` in the working directory)
+    with ann and bob, ann having two books."""
+    (tmp_path / "models.py").write_text(MODELS)
+
+    async def go() -> None:
+        import importlib
+        import sys
+
+        sys.path.insert(0, str(tmp_path))
+        try:
+            models = importlib.import_module("models")
+            engine = create_async_engine(db_url)
+            try:
+                async with engine.begin() as conn:
+                    await conn.run_sync(models.Base.metadata.create_all)
+            finally:
+                await engine.dispose()
+        finally:
+            sys.path.remove(str(tmp_path))
+            sys.modules.pop("models", None)
+
+    asyncio.run(go())
+    _run(
+        db_url,
+        "INSERT INTO authors (id, email, name) VALUES (1, 'ann@example.com', 'Ann')",
+        "INSERT INTO authors (id, email, name) VALUES (3, 'bob@example.com', NULL)",
+        "INSERT INTO books (id, author_id, title) VALUES (10, 1, 'First')",
+        "INSERT INTO books (id, author_id, title) VALUES (11, 1, 'Second')",
+    )
+    return db_url
+
+
+def shell(url: str, code: str, *extra: str, cwd: Path | None = None) -> tuple[int, str, str]:
+    args = ["shell", "--url", url, "--metadata", "models:Base", *extra, "-c", code]
+    result = run_process(*args, cwd=str(cwd) if cwd else None)
+    return result.returncode, result.stdout, result.stderr
+
+
+# -- errors point at the user's code ------------------------------------------------------
+
+
+def test_error_names_the_users_line_and_the_servers_message(authors: str, tmp_path: Path) -> None:
+    status, out, err = shell(authors, DUPLICATE, cwd=tmp_path)
+    assert status == 1
+    assert out == ""
+    lines = err.splitlines()
+    assert DUPLICATE_MESSAGE[backend_of(authors)] in lines[0]
+    assert lines[-1] == "at line 2 of the code: await session.commit()"
+    if backend_of(authors) == "postgresql":
+        assert "DETAIL: Key (email)=(ann@example.com) already exists." in lines
+    for library_text in ("return target", "sqlalchemy", "[SQL:", "Traceback"):
+        assert library_text not in err
+
+
+def test_traceback_flag_shows_the_library_frames(sqlite_url: str, tmp_path: Path) -> None:
+    (tmp_path / "models.py").write_text(MODELS)
+    code = "await session.execute(text('SELECT * FROM nowhere_t'))"
+    result = run_process("--traceback", "shell", "--url", sqlite_url, "-c", code, cwd=str(tmp_path))
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "sqlalchemy" in result.stderr
+    assert "no such table: nowhere_t" in result.stderr
+
+
+def test_error_in_a_function_defined_in_the_snippet_names_the_failing_line(
+    sqlite_url: str,
+) -> None:
+    code = "def f():\n    x = 1\n    return x / 0\n\nf()"
+    result = run_process("shell", "--url", sqlite_url, "-c", code)
+    assert result.returncode == 1
+    assert "at line 3 of the code: return x / 0" in result.stderr
+
+
+def test_interactive_error_names_the_line_of_the_input(authors: str, tmp_path: Path) -> None:
+    env = {"MYFY_DB_HISTORY_FILE": str(tmp_path / "history")}
+    console = _Pty(["shell", "--url", authors, "--metadata", "models:Base"], env=env, cwd=tmp_path)
+    console.expect(">>> ")
+    console.send("async def add_twice():")
+    console.send("    session.add(Author(id=2, email='ann@example.com'))")
+    console.send("    await session.flush()")
+    console.send("")
+    console.expect(">>> ")
+    console.send("await add_twice()")
+    report = console.expect(">>> ")
+    assert DUPLICATE_MESSAGE[backend_of(authors)] in report
+    assert "at line 3 of the input: await session.flush()" in report
+    assert "Traceback" not in report
+    assert "sqlalchemy" not in report
+    console.send("exit()")
+    assert console.wait() == 0
+
+
+# -- small things ----------------------------------------------------------------------
+
+
+def test_protected_banner_line_starts_with_the_environment(sqlite_url: str, tmp_path: Path) -> None:
+    env = {"MYFY_DB_HISTORY_FILE": str(tmp_path / "h"), "MYFY_DATA_ENVIRONMENT": "production"}
+    console = _Pty(["shell", "--url", sqlite_url], env=env)
+    banner = console.expect(">>> ")
+    assert "\nenvironment: production (PROTECTED)" in banner.replace("\r", "")
+    console.send("exit()")
+    assert console.wait() == 0
+
+
+def test_no_sandbox_without_a_terminal_says_so_in_a_sentence(sqlite_url: str) -> None:
+    env = {"MYFY_DATA_ENVIRONMENT": "production"}
+    result = run_process("shell", "--no-sandbox", "--url", sqlite_url, "-c", "1", env=env)
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[0] == (
+        "Error: A shell on the production database WITHOUT a sandbox (every change it commits "
+        "is permanent) needs confirmation and there is no terminal"
+    )
