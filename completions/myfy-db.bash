@@ -8,14 +8,14 @@ _myfy_db() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
-        case "${COMP_WORDS[i-1]}" in --config|--env-file|--command|--concurrency|--connections|--duration|--lock-timeout|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--samples|--tier|--timeout|--url|--workers|-c|-m) continue ;; esac
+        case "${COMP_WORDS[i-1]}" in --config|--env-file|--command|--concurrency|--connections|--duration|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--rps|--samples|--tier|--timeout|--url|--workers|-c|-m) continue ;; esac
         case "||migrate|" in
             *"|$path|"*) path="${path:+$path }$word" ;;
         esac
     done
     case "$prev" in
         --config|--env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --command|--concurrency|--connections|--duration|--lock-timeout|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--query-ms|--rps|--samples|--tier|--timeout|--url|--workers|-c|-m) COMPREPLY=(); return ;;
+        --command|--concurrency|--connections|--duration|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--rps|--samples|--tier|--timeout|--url|--workers|-c|-m) COMPREPLY=(); return ;;
     esac
     case "$path" in
         "") words="check-pool config create-tables drop-tables migrate profile-pool shell --version --traceback --help -h" ;;
@@ -32,7 +32,7 @@ _myfy_db() {
         "migrate stamp") words="--url --env-file --config --lock-timeout --json --help -h" ;;
         "migrate status") words="--url --env-file --config --json --help -h" ;;
         "migrate up") words="--url --env-file --config --lock-timeout --sql --json --help -h" ;;
-        "profile-pool") words="--url --env-file --json --tier --workers --rps --query-ms --offline --load --concurrency --duration --pool-size --max-overflow --pool-timeout --pool-recycle --pre-ping --no-pre-ping --lifo --no-lifo --help -h" ;;
+        "profile-pool") words="--url --env-file --json --tier --workers --rps --query-ms --pooler-max-client-conn --max-connections --fail-on --offline --load --concurrency --duration --pool-size --max-overflow --pool-timeout --pool-recycle --pre-ping --no-pre-ping --lifo --no-lifo --help -h" ;;
         "shell") words="-c --command --sandbox --no-sandbox --read-only --ipython --ptpython --url --env-file --metadata --yes -y --help -h" ;;
         *) words="" ;;
     esac

@@ -345,3 +345,23 @@ def test_ctrl_c_exits_130_and_closes_every_connection(server_url: str) -> None:
     assert b"Interrupted" in stderr
     assert b"Traceback" not in stderr
     assert _wait_for_count(server_url, lambda n: n == before) == before
+
+
+# -- small things: the pool's numbers, the server's name -----------------------------------
+
+
+def test_pool_status_never_shows_a_negative_overflow(sqlite_url: str) -> None:
+    result = _check("--url", sqlite_url, "--connections", "2")
+    assert result.exit_code == 0, result.stderr
+    assert "overflow -" not in result.stdout
+    assert "QueuePool: size 5, 2 open (2 idle, 0 checked out), overflow 0" in result.stdout
+    document = _json(_check("--url", sqlite_url, "--connections", "2", "--json"))
+    pool = document["targets"][0]["pool"]
+    assert (pool["size"], pool["opened"], pool["overflow"]) == (5, 2, 0)
+
+
+def test_postgres_version_names_postgresql(postgres_url: str) -> None:
+    document = _json(_check("--url", postgres_url, "--connections", "1", "--json"))
+    assert document["targets"][0]["server"]["version"].startswith("PostgreSQL ")
+    result = _check("--url", postgres_url, "--connections", "1")
+    assert "server: PostgreSQL " in result.stdout

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from helpers import invoke, server_for
+from myfy_db.pool_check import PoolStatus
 from myfy_db.pool_profile import (
     LoadReport,
     Traffic,
@@ -41,7 +42,7 @@ def profile(*args: str) -> tuple[int, dict[str, Any], str]:
 
 
 def rules(document: dict[str, Any]) -> dict[str, str]:
-    return {f["rule"]: f["severity"] for f in document["findings"]}
+    return {f["id"]: f["severity"] for f in document["findings"]}
 
 
 def settings(**values: Any) -> DatabaseSettings:
@@ -207,9 +208,7 @@ def test_lifo_without_pre_ping_or_recycle_warns() -> None:
     risky = find_issues(
         settings(pool_use_lifo=True, pool_pre_ping=False, pool_recycle=-1), Traffic(), None
     )
-    assert [(f.rule, f.severity) for f in risky] == [
-        ("lifo_without_pre_ping_or_recycle", "warning")
-    ]
+    assert [(f.id, f.severity) for f in risky] == [("lifo_without_pre_ping_or_recycle", "warning")]
     for safe in (
         settings(pool_use_lifo=True, pool_pre_ping=True, pool_recycle=-1),
         settings(pool_use_lifo=True, pool_pre_ping=False, pool_recycle=1800),
@@ -224,24 +223,25 @@ def test_littles_law_beyond_pool_capacity_is_an_error() -> None:
         "--url", UNREACHABLE_PG, "--offline", "--workers", "2", "--rps", "1000",
         "--query-ms", "40",
     )  # fmt: skip
-    assert code == 0
+    assert code == 5
+    assert document["ok"] is False
     assert rules(document)["littles_law"] == "error"
     assert document["traffic"]["needed_connections"] == 40
     assert document["traffic"]["peak_connections"] == 30
-    reason = next(f["reason"] for f in document["findings"] if f["rule"] == "littles_law")
+    reason = next(f["reason"] for f in document["findings"] if f["id"] == "littles_law")
     assert "20.0 per worker" in reason
 
 
 def test_littles_law_living_on_overflow_warns() -> None:
     # 15 connections busy, pool_size 5 x 2 workers = 10 steady, 30 at peak.
     found = find_issues(settings(), Traffic(workers=2, rps=300, query_ms=50), None)
-    assert [(f.rule, f.severity) for f in found] == [("littles_law", "warning")]
+    assert [(f.id, f.severity) for f in found] == [("littles_law", "warning")]
     assert "Raise pool_size to 8" in found[0].reason
 
 
 def test_littles_law_within_pool_size_is_info() -> None:
     found = find_issues(settings(), Traffic(workers=2, rps=100, query_ms=20), None)
-    assert [(f.rule, f.severity) for f in found] == [("littles_law", "info")]
+    assert [(f.id, f.severity) for f in found] == [("littles_law", "info")]
     assert "2.0 connections busy" in found[0].reason
 
 
@@ -256,7 +256,7 @@ def test_in_memory_sqlite_names_explicit_pool_settings_that_do_not_apply() -> No
         "--url", "sqlite+aiosqlite:///:memory:", "--pool-size", "20", "--lifo"
     )
     assert code == 0
-    finding = next(f for f in document["findings"] if f["rule"] == "sqlite_settings_ignored")
+    finding = next(f for f in document["findings"] if f["id"] == "sqlite_settings_ignored")
     assert finding["severity"] == "warning"
     assert "pool_size, pool_use_lifo are set but do not apply" in finding["reason"]
 
@@ -275,8 +275,9 @@ def test_mysql_offline_checks_recycle_against_the_default_wait_timeout() -> None
     code, document, _ = profile(
         "--url", UNREACHABLE_MYSQL, "--offline", "--pool-recycle", "-1", "--no-pre-ping"
     )
-    assert code == 0
-    finding = next(f for f in document["findings"] if f["rule"] == "pool_recycle_vs_wait_timeout")
+    assert code == 5
+    assert document["ok"] is False
+    finding = next(f for f in document["findings"] if f["id"] == "pool_recycle_vs_wait_timeout")
     assert finding["severity"] == "error"
     assert "wait_timeout 28800 s (the server default, assumed" in finding["reason"]
 
@@ -306,10 +307,11 @@ def test_workers_times_pool_beyond_usable_connections_is_an_error(server_url: st
         "--url", server_url, "--workers", "4", "--pool-size", "1",
         "--max-overflow", str(per_worker - 1),
     )  # fmt: skip
-    assert code == 0
+    assert code == 5
+    assert document["ok"] is False
     assert document["server"]["usable_connections"] == usable
     assert rules(document)["max_connections"] == "error"
-    reason = next(f["reason"] for f in document["findings"] if f["rule"] == "max_connections")
+    reason = next(f["reason"] for f in document["findings"] if f["id"] == "max_connections")
     assert f"= {4 * per_worker} connections at peak, but the server allows {usable}" in reason
 
 
@@ -358,7 +360,7 @@ def test_postgres_pre_ping_off_where_idle_sessions_are_cut_is_an_error(postgres_
     database = postgres_url.rsplit("/", 1)[1]
     server_for("postgresql").admin(f"ALTER DATABASE \"{database}\" SET idle_session_timeout = '5s'")
     code, document, _ = profile("--url", postgres_url, "--no-pre-ping")
-    assert code == 0
+    assert code == 5
     assert document["server"]["idle_session_timeout_ms"] == 5000
     assert rules(document)["pre_ping_off_idle_cut"] == "error"
     for safe in (["--pre-ping"], ["--no-pre-ping", "--pool-recycle", "4"]):
@@ -422,23 +424,23 @@ def _report(waits: list[float], timeouts: int = 0, errors: int = 0) -> LoadRepor
         error_samples=["boom"] if errors else [],
         waits_ms=waits,
         pool_timeout_s=1.0,
-        pool_status="",
+        pool_status=PoolStatus("QueuePool", 4, 4, 4, 0, 0),
     )
 
 
 def test_load_timeouts_are_an_error() -> None:
-    found = {f.rule: f.severity for f in load_findings(_report([1.0], timeouts=2))}
+    found = {f.id: f.severity for f in load_findings(_report([1.0], timeouts=2))}
     assert found == {"load_timeouts": "error"}
 
 
 def test_load_wait_past_half_pool_timeout_warns() -> None:
     found = load_findings(_report([600.0] * 10))
-    assert [(f.rule, f.severity) for f in found] == [("load_wait", "warning")]
+    assert [(f.id, f.severity) for f in found] == [("load_wait", "warning")]
     assert "60% of pool_timeout" in found[0].reason
 
 
 def test_load_errors_are_reported_with_a_sample() -> None:
-    found = {f.rule: f for f in load_findings(_report([1.0], errors=3))}
+    found = {f.id: f for f in load_findings(_report([1.0], errors=3))}
     assert found["load_errors"].severity == "error"
     assert "boom" in found["load_errors"].reason
 
@@ -478,7 +480,7 @@ def test_load_on_in_memory_sqlite_shares_its_one_connection() -> None:
     assert code == 0, stderr
     assert document["load"]["errors"] == 0
     assert document["load"]["queries"] > 0
-    assert document["load"]["pool_status"] == "StaticPool"
+    assert document["load"]["pool"]["pool_class"] == "StaticPool"
 
 
 def test_load_counts_checkouts_that_hit_pool_timeout(sqlite_url: str) -> None:
@@ -487,7 +489,7 @@ def test_load_counts_checkouts_that_hit_pool_timeout(sqlite_url: str) -> None:
         "--url", sqlite_url, "--load", "--concurrency", "4", "--duration", "0.3",
         "--pool-size", "1", "--max-overflow", "0", "--pool-timeout", "0.000001",
     )  # fmt: skip
-    assert code == 0, stderr
+    assert code == 5, stderr
     assert document["load"]["timeouts"] > 0
     assert document["load"]["queries"] > 0
     assert rules(document)["load_timeouts"] == "error"
@@ -496,4 +498,146 @@ def test_load_counts_checkouts_that_hit_pool_timeout(sqlite_url: str) -> None:
 def test_default_file_sqlite_notes_pre_ping_as_info(sqlite_url: str) -> None:
     found = find_issues(settings(database_url=sqlite_url, pool_size=1, max_overflow=0),
                         Traffic(), None, {"pool_size": "command-line flag"})  # fmt: skip
-    assert [(f.rule, f.severity) for f in found] == [("sqlite_settings_ignored", "info")]
+    assert [(f.id, f.severity) for f in found] == [("sqlite_settings_ignored", "info")]
+
+
+# -- verdicts: severities, --fail-on, ok ----------------------------------------------------
+
+
+def test_every_finding_has_an_id_and_a_severity_and_the_json_has_ok() -> None:
+    code, document, stderr = profile(
+        "--url", UNREACHABLE_PG, "--offline", "--workers", "8", "--max-connections", "97"
+    )
+    assert code == 5
+    assert document["ok"] is False
+    assert document["fail_on"] == "error"
+    assert document["findings"]
+    for finding in document["findings"]:
+        assert finding["id"]
+        assert finding["severity"] in ("info", "warning", "error")
+    reason = next(f["reason"] for f in document["findings"] if f["id"] == "max_connections")
+    assert "8 worker(s) x (pool_size 5 + max_overflow 10) = 120 connections" in reason
+    assert "the server allows 97" in reason
+    assert "at or above --fail-on error: max_connections (error)" in stderr
+
+
+def test_offline_ci_step_passes_a_configuration_that_fits() -> None:
+    code, document, stderr = profile(
+        "--url", UNREACHABLE_PG, "--offline", "--workers", "5", "--max-connections", "97"
+    )
+    assert code == 0, stderr
+    assert document["ok"] is True
+    assert rules(document)["max_connections"] == "info"
+
+
+def test_fail_on_never_reports_errors_but_exits_0() -> None:
+    code, document, _ = profile(
+        "--url", UNREACHABLE_PG, "--offline", "--workers", "8", "--max-connections", "97",
+        "--fail-on", "never",
+    )  # fmt: skip
+    assert code == 0
+    assert document["ok"] is True
+    assert rules(document)["max_connections"] == "error"
+
+
+def test_fail_on_warning_fails_on_a_warning_that_error_lets_pass() -> None:
+    # 6 x 15 = 90 of 100: a warning (over 80%), no error.
+    args = ["--url", UNREACHABLE_PG, "--offline", "--workers", "6", "--max-connections", "100"]
+    code, document, _ = profile(*args)
+    assert rules(document)["max_connections"] == "warning"
+    assert code == 0
+    code, document, stderr = profile(*args, "--fail-on", "warning")
+    assert code == 5
+    assert document["ok"] is False
+    assert "max_connections (warning)" in stderr
+
+
+def test_unknown_fail_on_level_exits_2() -> None:
+    result = invoke("profile-pool", "--url", UNREACHABLE_PG, "--fail-on", "fatal")
+    assert result.exit_code == 2
+    assert "unknown --fail-on level 'fatal'" in result.stderr
+
+
+def test_human_report_renders_before_the_exit_5() -> None:
+    result = invoke(
+        "profile-pool", "--url", UNREACHABLE_PG, "--offline", "--workers", "8",
+        "--max-connections", "97",
+    )  # fmt: skip
+    assert result.exit_code == 5
+    assert "Findings" in result.stdout
+    assert "max_connections" in result.stdout
+
+
+def test_mariadb_never_recycling_without_pre_ping_exits_5(mysql_url: str) -> None:
+    code, document, _ = profile("--url", mysql_url, "--pool-recycle", "-1", "--no-pre-ping")
+    assert code == 5
+    assert document["ok"] is False
+    assert rules(document)["pool_recycle_vs_wait_timeout"] == "error"
+
+
+def test_pooler_client_limit_replaces_max_connections_offline() -> None:
+    code, document, _stderr = profile(
+        "--url", UNREACHABLE_PG, "--offline", "--workers", "8", "--pooler-max-client-conn", "100"
+    )
+    assert code == 5
+    found = rules(document)
+    assert found["pooler_max_client_conn"] == "error"
+    assert "max_connections" not in found
+    reason = next(f["reason"] for f in document["findings"] if f["id"] == "pooler_max_client_conn")
+    assert "= 120 connections at peak, but the pooler accepts 100 client connections" in reason
+    code, document, _ = profile(
+        "--url", UNREACHABLE_PG, "--offline", "--workers", "8", "--pooler-max-client-conn", "1000"
+    )
+    assert code == 0
+    assert rules(document)["pooler_max_client_conn"] == "info"
+
+
+def test_pooler_client_limit_is_judged_instead_of_the_servers(postgres_url: str) -> None:
+    # 8 x 15 = 120: beyond the server's slots, within the pooler's 1000 client connections.
+    code, document, _ = profile(
+        "--url", postgres_url, "--workers", "8", "--pooler-max-client-conn", "1000"
+    )
+    assert code == 0
+    assert "max_connections" not in rules(document)
+    assert rules(document)["pooler_max_client_conn"] == "info"
+
+
+def test_load_with_failed_queries_exits_5(postgres_url: str) -> None:
+    import threading
+
+    database = postgres_url.rsplit("/", 1)[1]
+    server = server_for("postgresql")
+    stop = threading.Event()
+
+    def terminate_backends() -> None:
+        while not stop.is_set():
+            server.admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+            )
+            stop.wait(0.05)
+
+    killer = threading.Thread(target=terminate_backends)
+    killer.start()
+    try:
+        code, document, stderr = profile(
+            "--url", postgres_url, "--load", "--duration", "1", "--concurrency", "2",
+            "--no-pre-ping",
+        )  # fmt: skip
+    finally:
+        stop.set()
+        killer.join()
+    assert document["load"]["errors"] > 0
+    assert code == 5, stderr
+    assert document["ok"] is False
+    assert rules(document)["load_errors"] == "error"
+
+
+def test_load_report_ends_with_the_pools_numbers_not_sqlalchemys_status(sqlite_url: str) -> None:
+    result = invoke(
+        "profile-pool", "--url", sqlite_url, "--load", "--concurrency", "2", "--duration", "0.1"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "Pool size:" not in result.stdout
+    assert "Current Overflow" not in result.stdout
+    assert "QueuePool: size 5, 2 open (2 idle, 0 checked out), overflow 0" in result.stdout

@@ -49,6 +49,7 @@ __all__ = [
     "check_pool",
     "histogram",
     "latency_stats",
+    "pool_status",
 ]
 
 DEFAULT_SAMPLES = 20
@@ -94,14 +95,35 @@ class ServerInfo:
 
 @dataclass(frozen=True)
 class PoolStatus:
-    """The pool's state at the end of the check."""
+    """A pool's state, in plain numbers (None where the pool class does not tell).
+
+    ``size`` is ``pool_size``; ``opened`` the connections the pool holds open (idle or
+    checked out); ``overflow`` how many of them are beyond ``pool_size`` (never negative:
+    SQLAlchemy's own counter starts at ``-pool_size``).
+    """
 
     pool_class: str
     size: int | None
+    opened: int | None
     checked_in: int | None
     checked_out: int | None
     overflow: int | None
-    status: str
+
+    def describe(self) -> str:
+        """``QueuePool: size 5, 2 open (2 idle, 0 checked out), overflow 0``."""
+        if self.size is None:
+            return f"{self.pool_class} (one shared connection)"
+        parts = [f"size {self.size}"]
+        if self.opened is not None:
+            detail = ", ".join(
+                f"{value} {name}"
+                for name, value in (("idle", self.checked_in), ("checked out", self.checked_out))
+                if value is not None
+            )
+            parts.append(f"{self.opened} open" + (f" ({detail})" if detail else ""))
+        if self.overflow is not None:
+            parts.append(f"overflow {self.overflow}")
+        return f"{self.pool_class}: " + ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -244,6 +266,16 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
+def product_version(backend: str, version: str) -> str:
+    """The version with the product's name: ``PostgreSQL 16.4``, ``SQLite 3.45.1``,
+    ``MySQL 8.0.36``; MariaDB names itself in its version (``10.11.6-MariaDB``)."""
+    if backend == "postgresql":
+        return f"PostgreSQL {version}"
+    if backend == "sqlite":
+        return f"SQLite {version}"
+    return version if "mariadb" in version.casefold() else f"MySQL {version}"
+
+
 async def _server_info(backend: str, driver: Any) -> ServerInfo:
     if backend == "postgresql":
         version = await _scalar(backend, driver, "SHOW server_version")
@@ -270,13 +302,14 @@ async def _server_info(backend: str, driver: Any) -> ServerInfo:
         version = await _scalar(backend, driver, "SELECT sqlite_version()")
         limit = in_use = None
     return ServerInfo(
-        version=None if version is None else f"{'SQLite ' if backend == 'sqlite' else ''}{version}",
+        version=None if version is None else product_version(backend, str(version)),
         max_connections=_as_int(limit),
         connections_in_use=_as_int(in_use),
     )
 
 
-def _pool_status(engine: AsyncEngine) -> PoolStatus:
+def pool_status(engine: AsyncEngine) -> PoolStatus:
+    """The state of ``engine``'s pool, in plain numbers."""
     pool = engine.pool
 
     def number(name: str) -> int | None:
@@ -288,13 +321,16 @@ def _pool_status(engine: AsyncEngine) -> PoolStatus:
         except Exception:
             return None
 
+    size = number("size")
+    counter = number("overflow")  # SQLAlchemy's: opened - pool_size, from -pool_size up
+    opened = None if size is None or counter is None else size + counter
     return PoolStatus(
         pool_class=type(pool).__name__,
-        size=number("size"),
+        size=size,
+        opened=opened,
         checked_in=number("checkedin"),
         checked_out=number("checkedout"),
-        overflow=number("overflow"),
-        status=pool.status(),
+        overflow=None if counter is None else max(0, counter),
     )
 
 
@@ -377,7 +413,7 @@ async def _check_target(
                 await conn.start()
                 checkout_ms.append(_ms(start))
                 await opened.pop().close()
-            pool = _pool_status(engine)
+            pool = pool_status(engine)
     except BaseException:
         # Interrupted, timed out or failed: a connection may be mid-query, so it is closed
         # without a reset (invalidated) rather than returned to the pool.

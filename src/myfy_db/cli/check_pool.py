@@ -124,19 +124,8 @@ def _render_target(console: Console, target: TargetReport) -> None:
             f"of max_connections {limit}",
             markup=False,
         )
-    pool = target.pool
     console.print(
-        f"pool: {pool.pool_class}, {target.connections} opened concurrently; at the end: "
-        + ", ".join(
-            f"{name} {value}"
-            for name, value in (
-                ("size", pool.size),
-                ("checked in", pool.checked_in),
-                ("checked out", pool.checked_out),
-                ("overflow", pool.overflow),
-            )
-            if value is not None
-        ),
+        f"pool: {target.connections} opened concurrently; at the end {target.pool.describe()}",
         markup=False,
     )
     console.print("round trip: SELECT 1 timed on the driver's own connection", markup=False)

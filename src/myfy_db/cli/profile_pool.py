@@ -52,6 +52,35 @@ def profile_pool(
             show_default=False,
         ),
     ] = None,
+    pooler_max_client_conn: Annotated[
+        int | None,
+        typer.Option(
+            "--pooler-max-client-conn",
+            min=1,
+            help="A pooler (PgBouncer) sits in between and accepts this many client "
+            "connections: judge workers x (pool_size + max_overflow) against it.",
+            show_default=False,
+            metavar="N",
+        ),
+    ] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(
+            "--max-connections",
+            min=1,
+            help="The server's usable connections, for --offline (read from the server otherwise).",
+            show_default=False,
+            metavar="N",
+        ),
+    ] = None,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on",
+            help="Exit 5 when a finding is at or above this severity: error, warning, info, never.",
+            metavar="LEVEL",
+        ),
+    ] = "error",
     offline: Annotated[
         bool,
         typer.Option("--offline", help="Do not contact the server: skip the server findings."),
@@ -112,13 +141,16 @@ def profile_pool(
     tier's value, and adds what the table cannot see: workers x (pool_size + max_overflow)
     against max_connections, pool_recycle against MySQL's wait_timeout, pre-ping and LIFO
     hazards, and a Little's-law estimate from --rps and --query-ms. --load measures checkout
-    wait, throughput and timeouts under concurrent load. Exits 5 when --tier falls short.
+    wait, throughput and timeouts under concurrent load. Every finding has an id and a
+    severity (info, warning, error); exits 5 when a finding is at or above --fail-on or
+    --tier falls short.
     """
 
     async def action(out: Output) -> None:
         from myfy_db.pool_profile import (
             Traffic,
             assess_tiers,
+            failing,
             fetch_server_facts,
             find_issues,
             get_tier,
@@ -129,12 +161,19 @@ def profile_pool(
 
         if tier is not None:
             get_tier(tier)
+        failing([], fail_on)  # an unknown level is exit 2 before anything connects
         if offline and load_run:
             raise ConfigError(
                 "--load needs the database and --offline forbids contacting it",
                 hint="drop one of the two flags",
             )
-        traffic = Traffic(workers=workers, rps=rps, query_ms=query_ms)
+        traffic = Traffic(
+            workers=workers,
+            rps=rps,
+            query_ms=query_ms,
+            pooler_max_client_conn=pooler_max_client_conn,
+            max_connections=max_connections,
+        )
         loaded = load(
             url,
             env_file,
@@ -155,15 +194,24 @@ def profile_pool(
             report = await _run_load_with_progress(out, run_load, settings, tasks, duration)
             findings += load_findings(report)
         short = shortfall(settings, tier) if tier is not None else []
+        failed = failing(findings, fail_on)
         document = _document(
             loaded, assessment, tier, short, facts, traffic, findings, report, offline
         )
+        document["fail_on"] = fail_on.strip().casefold()
+        document["ok"] = not failed and not short
         out.emit(document, lambda console: _render(console, document, report))
+        problems = []
         if tier is not None and short:
             gaps = "; ".join(
                 f"{s.setting} {_show(s.value)} needs {s.required} ({s.gap})" for s in short
             )
-            raise CheckFailed(f"the pool falls short of the {tier.strip().casefold()} tier: {gaps}")
+            problems.append(f"the pool falls short of the {tier.strip().casefold()} tier: {gaps}")
+        if failed:
+            ids = ", ".join(dict.fromkeys(f"{f.id} ({f.severity})" for f in failed))
+            problems.append(f"{len(failed)} finding(s) at or above --fail-on {fail_on}: {ids}")
+        if problems:
+            raise CheckFailed("; ".join(problems))
 
     run(action, json_mode=json_output)
 
@@ -335,9 +383,9 @@ def _render(console: Console, document: dict[str, Any], report: LoadReport | Non
     elif document["backend"] != "sqlite":
         console.print("Server not consulted (--offline): server findings skipped.")
     if document["findings"]:
-        findings = table("Findings", ["severity", "rule", "reason"], [])
+        findings = table("Findings", ["severity", "id", "reason"], [])
         for f in document["findings"]:
-            findings.add_row(f["severity"], f["rule"], f["reason"], style=_STYLE[f["severity"]])
+            findings.add_row(f["severity"], f["id"], f["reason"], style=_STYLE[f["severity"]])
         console.print(findings)
     else:
         console.print("No findings.")
@@ -366,7 +414,11 @@ def _render(console: Console, document: dict[str, Any], report: LoadReport | Non
             console.print("Checkout wait:")
             for line in histogram_lines(buckets, width=30):
                 console.print(line, markup=False)
-        console.print(f"pool_timeout {figures['pool_timeout_ms'] / 1000:g} s; {report.pool_status}")
+        console.print(
+            f"pool_timeout {figures['pool_timeout_ms'] / 1000:g} s; at the end "
+            f"{report.pool_status.describe()}",
+            markup=False,
+        )
 
 
 def _idle_cut(server: dict[str, Any]) -> str:
