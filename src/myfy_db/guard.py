@@ -7,13 +7,22 @@ Two layers protect a production database:
    refuse, naming the environment and where it was set.
 2. The database's own record (table ``myfy_db_meta``): commands that change the schema refuse
    when the database is recorded as a protected environment and the current one differs;
-   destructive commands refuse when the record differs at all. The only override is the
-   environment variable ``MYFY_DB_DISABLE_ENVIRONMENT_CHECK=1``, never a flag.
+   destructive commands refuse when the record differs at all. The record carries whether
+   its environment is protected, so a custom protected environment (``live``) stays
+   protected for every later invocation, whatever that invocation's own protected list
+   says. Environments are compared trimmed and case-folded on both sides. The only override
+   is the environment variable ``MYFY_DB_DISABLE_ENVIRONMENT_CHECK=1``, never a flag.
 
-After a successful schema change, :func:`record_environment` writes the record when there is
-none, keeps it current when it matches, raises it to a protected environment, and never
-lowers it from a protected one. The functions take a synchronous ``Connection`` so they also
-run inside Alembic's ``run_sync``; async callers use ``await conn.run_sync(...)``.
+Every guarded path calls :meth:`ProductionGuard.prepare` before its first change: it runs
+both checks and writes the record (when there is none, kept current when it matches, raised
+to a protected environment, never lowered from a protected one except under the override)
+in its own committed transaction, so a run that fails halfway still leaves the database
+protected. The override lets a command past the record; it does not rewrite it: nothing
+myfy-db does lowers or deletes a protected record. The functions take a synchronous
+``Connection`` so they also run inside Alembic's ``run_sync``; async callers use
+``await conn.run_sync(...)``.
+
+The shell asks the same rule through :meth:`ProductionGuard.shell_decision`.
 """
 
 from __future__ import annotations
@@ -24,14 +33,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 
-from sqlalchemy import Column, Connection, DateTime, Integer, MetaData, String, Table, inspect
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    inspect,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
 
 from myfy_db._version import __version__
 from myfy_db.errors import Refused
-from myfy_db.settings import LoadedSettings, is_protected_environment
+from myfy_db.settings import LoadedSettings, is_protected_environment, normalise_environment
 
 META_TABLE = "myfy_db_meta"
 OVERRIDE_VARIABLE = "MYFY_DB_DISABLE_ENVIRONMENT_CHECK"
+_OVERRIDE_HINT = f"point at the right database, or set {OVERRIDE_VARIABLE}=1 if you must"
 
 _meta = MetaData()
 meta_table = Table(
@@ -41,6 +63,9 @@ meta_table = Table(
     Column("environment", String(64), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("tool_version", String(32), nullable=False),
+    # Added after the first release: a record written before it has no such column, and
+    # is then protected when its environment is one of the always-protected names.
+    Column("protected", Boolean, nullable=True),
 )
 
 
@@ -57,11 +82,26 @@ REFUSED_WHEN_PROTECTED = frozenset({"create-tables", "drop-tables", "migrate dow
 
 @dataclass(frozen=True)
 class EnvironmentRecord:
-    """What ``myfy_db_meta`` says about the database."""
+    """What ``myfy_db_meta`` says about the database.
+
+    ``environment`` is as stored (compare it with :func:`same_environment`); ``protected``
+    is what the record carries, or for a record written before that column existed, whether
+    the environment is one of the always-protected names.
+    """
 
     environment: str
     recorded_at: datetime | None
     tool_version: str
+    protected: bool = False
+
+    @property
+    def normalised(self) -> str:
+        return normalise_environment(self.environment)
+
+
+def same_environment(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` name the same environment (trimmed, case-folded)."""
+    return normalise_environment(a) == normalise_environment(b)
 
 
 def override_enabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -70,12 +110,29 @@ def override_enabled(environ: Mapping[str, str] | None = None) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+@dataclass(frozen=True)
+class ShellDecision:
+    """What the guard says about opening a shell on a database.
+
+    ``sandbox``: the shell opens sandboxed by default (the current environment is protected,
+    or the database is recorded as a protected environment). ``no_sandbox_refusal``: the
+    error to raise when ``--no-sandbox`` is asked for, or None when it is allowed.
+    ``confirm``: ``--no-sandbox`` must then be confirmed by typing the database name.
+    """
+
+    record: EnvironmentRecord | None
+    sandbox: bool
+    no_sandbox_refusal: Refused | None
+    confirm: bool
+    reason: str
+
+
 class ProductionGuard:
     """The guard for one command run, from the effective settings."""
 
     def __init__(self, loaded: LoadedSettings, environ: Mapping[str, str] | None = None) -> None:
         self.settings = loaded.settings
-        self.environment = loaded.settings.environment
+        self.environment = normalise_environment(loaded.settings.environment)
         self.source = loaded.source_of("environment")
         self.protected = loaded.settings.protected_environments
         self.override = override_enabled(environ)
@@ -83,32 +140,54 @@ class ProductionGuard:
     def is_protected(self, environment: str) -> bool:
         return is_protected_environment(environment, self.protected)
 
+    def record_is_protected(self, record: EnvironmentRecord | None) -> bool:
+        """True when ``record`` protects the database (by its own flag or by name)."""
+        return record is not None and (record.protected or self.is_protected(record.environment))
+
     def check_local(self, command: str) -> None:
         """Refuse ``command`` when the current environment is protected and it is guarded."""
-        if command in REFUSED_WHEN_PROTECTED and self.settings.is_protected:
+        if command in REFUSED_WHEN_PROTECTED and self.is_protected(self.environment):
             raise Refused(
                 f"{command} refused: environment {self.environment!r} (from {self.source}) "
                 "is protected",
                 hint="this command never runs in a protected environment",
             )
 
-    def check_record(self, record: EnvironmentRecord | None, command: str, change: Change) -> None:
-        """Refuse when the database's record forbids ``change`` from this environment."""
-        if record is None or self.override or record.environment == self.environment:
-            return
+    def refusal(
+        self, record: EnvironmentRecord | None, command: str, change: Change
+    ) -> Refused | None:
+        """The error the database's record raises against ``command``, or None."""
+        if record is None or self.override:
+            return None
         recorded = record.environment
-        if self.is_protected(recorded):
-            raise Refused(
+        protected = self.record_is_protected(record)
+        if same_environment(recorded, self.environment):
+            if protected and command in REFUSED_WHEN_PROTECTED:
+                return Refused(
+                    f"{command} refused: the database is recorded as {recorded!r}, a protected "
+                    f"environment (current environment {self.environment!r}, from {self.source})",
+                    hint="this command never runs on a protected database",
+                )
+            return None
+        if protected:
+            return Refused(
                 f"{command} refused: the database is recorded as {recorded!r} (protected) but "
                 f"the current environment is {self.environment!r} (from {self.source})",
-                hint=f"point at the right database, or set {OVERRIDE_VARIABLE}=1 if you must",
+                hint=_OVERRIDE_HINT,
             )
         if change is Change.DESTRUCTIVE:
-            raise Refused(
+            return Refused(
                 f"{command} refused: the database is recorded as {recorded!r} but the current "
                 f"environment is {self.environment!r} (from {self.source})",
-                hint=f"point at the right database, or set {OVERRIDE_VARIABLE}=1 if you must",
+                hint=_OVERRIDE_HINT,
             )
+        return None
+
+    def check_record(self, record: EnvironmentRecord | None, command: str, change: Change) -> None:
+        """Refuse when the database's record forbids ``change`` from this environment."""
+        error = self.refusal(record, command, change)
+        if error is not None:
+            raise error
 
     def check(
         self, connection: Connection, command: str, change: Change
@@ -119,37 +198,121 @@ class ProductionGuard:
         self.check_record(record, command, change)
         return record
 
+    def prepare(self, connection: Connection, command: str, change: Change) -> EnvironmentRecord:
+        """Check ``command``, then write the record and commit, before any change is made.
+
+        Call it on the connection that will make the change, before the change: the record
+        is committed in its own transaction, so a run that fails later still leaves it.
+        """
+        self.check(connection, command, change)
+        record = self.record(connection)
+        connection.commit()
+        return record
+
     def record(self, connection: Connection) -> EnvironmentRecord:
-        """Write or update the record after a successful change (see module docs)."""
+        """Write or update the record (see module docs); the caller commits."""
         return record_environment(connection, self.environment, self.protected)
+
+    def shell_decision(self, record: EnvironmentRecord | None) -> ShellDecision:
+        """How a shell opens on a database carrying ``record`` (read with :func:`read_record`)."""
+        local = self.is_protected(self.environment)
+        recorded = self.record_is_protected(record)
+        if recorded and record is not None:
+            reason = f"the database is recorded as {record.environment!r} (protected)"
+        elif local:
+            reason = f"environment {self.environment!r} (from {self.source}) is protected"
+        else:
+            reason = ""
+        refusal = None
+        if (
+            recorded
+            and record is not None
+            and not self.override
+            and not same_environment(record.environment, self.environment)
+        ):
+            refusal = Refused(
+                f"--no-sandbox refused: the database is recorded as {record.environment!r} "
+                f"(protected) but the current environment is {self.environment!r} "
+                f"(from {self.source})",
+                hint=_OVERRIDE_HINT,
+            )
+        return ShellDecision(
+            record=record,
+            sandbox=local or recorded,
+            no_sandbox_refusal=refusal,
+            confirm=local or recorded,
+            reason=reason,
+        )
+
+
+def _columns(connection: Connection) -> set[str] | None:
+    inspector = inspect(connection)
+    if not inspector.has_table(META_TABLE):
+        return None
+    return {c["name"].lower() for c in inspector.get_columns(META_TABLE)}
 
 
 def read_record(connection: Connection) -> EnvironmentRecord | None:
     """The database's environment record, or None when it has none (no table, no row)."""
-    if not inspect(connection).has_table(META_TABLE):
+    columns = _columns(connection)
+    if columns is None:
         return None
-    row = connection.execute(meta_table.select().where(meta_table.c.id == 1)).mappings().first()
+    wanted = [c for c in meta_table.c if c.name in columns]
+    row = connection.execute(select(*wanted).where(meta_table.c.id == 1)).mappings().first()
     if row is None:
         return None
-    return EnvironmentRecord(row["environment"], row["recorded_at"], row["tool_version"])
+    environment = str(row["environment"])
+    flag = row.get("protected")
+    protected = bool(flag) or is_protected_environment(environment)
+    return EnvironmentRecord(environment, row["recorded_at"], str(row["tool_version"]), protected)
 
 
 def record_environment(
-    connection: Connection, environment: str, protected: list[str] | None = None
+    connection: Connection,
+    environment: str,
+    protected: list[str] | None = None,
 ) -> EnvironmentRecord:
-    """Record ``environment`` in ``myfy_db_meta`` following the never-lower rule."""
-    _meta.create_all(connection, checkfirst=True)
+    """Record ``environment`` in ``myfy_db_meta`` following the never-lower rule.
+
+    The record is written when there is none, kept current when it matches (a protected
+    record stays protected), raised when ``environment`` is protected and the record is
+    not, and otherwise left as it is.
+    """
+    try:
+        return _record_environment(connection, environment, protected)
+    except IntegrityError:
+        # Another run inserted the row between our read and our insert: read it again.
+        connection.rollback()
+        return _record_environment(connection, environment, protected)
+
+
+def _record_environment(
+    connection: Connection, environment: str, protected: list[str] | None
+) -> EnvironmentRecord:
+    columns = _columns(connection)
+    if columns is None:
+        _meta.create_all(connection, checkfirst=True)
+    elif "protected" not in columns:
+        connection.exec_driver_sql(f"ALTER TABLE {META_TABLE} ADD COLUMN protected BOOLEAN")
+    environment = normalise_environment(environment)
     now = datetime.now(UTC)
     current = read_record(connection)
-    new = EnvironmentRecord(environment, now, __version__)
-    values = {"environment": environment, "recorded_at": now, "tool_version": __version__}
+    is_protected = is_protected_environment(environment, protected)
+    if current is not None:
+        if same_environment(current.environment, environment):
+            is_protected = is_protected or current.protected
+        elif is_protected and not current.protected:
+            pass  # raised to a protected environment
+        else:
+            return current  # never lowered, never moved sideways
+    values = {
+        "environment": environment,
+        "recorded_at": now,
+        "tool_version": __version__,
+        "protected": is_protected,
+    }
     if current is None:
         connection.execute(meta_table.insert().values(id=1, **values))
-        return new
-    if current.environment == environment or (
-        is_protected_environment(environment, protected)
-        and not is_protected_environment(current.environment, protected)
-    ):
+    else:
         connection.execute(meta_table.update().where(meta_table.c.id == 1).values(**values))
-        return new
-    return current
+    return EnvironmentRecord(environment, now, __version__, is_protected)

@@ -2,8 +2,9 @@
 
 :func:`create_tables` creates the tables of a :class:`~sqlalchemy.MetaData` that the database
 does not have yet, in dependency order, and reports each table as created or already present.
-The guard check, the creates and the environment record (``myfy_db_meta``) run in one
-transaction, so on PostgreSQL and SQLite a failure leaves the database as it was.
+The guard check and the environment record (``myfy_db_meta``) come first, committed on their
+own, so even a failed run leaves the database protected; the creates then run in one
+transaction, so on PostgreSQL and SQLite a failure leaves the tables as they were.
 
 :func:`drop_tables` drops the metadata's tables (or, with ``metadata=None``, every table the
 database holds) in reverse dependency order. Foreign keys that form a cycle are dropped
@@ -128,11 +129,13 @@ async def create_tables(
     """Create the tables of ``metadata`` the database lacks, after the guard allows it.
 
     Raises :class:`~myfy_db.errors.Refused` (exit 3) when the guard refuses; nothing is
-    created then. The environment is recorded in ``myfy_db_meta`` in the same transaction.
+    created then. The environment is recorded in ``myfy_db_meta`` before anything else, in a
+    transaction of its own.
     """
     async with engine.connect() as conn:
+        record = await conn.run_sync(guard.prepare, "create-tables", Change.SCHEMA)
         await _begin_ddl(conn)
-        tables, existing = await conn.run_sync(_check_and_list, metadata, guard)
+        tables, existing = await conn.run_sync(_list_tables, metadata)
         missing = [t for t in tables if t.fullname not in existing]
         if missing and conn.dialect.name == "postgresql":
             # One round trip for the whole DDL script instead of a prepare and an execute per
@@ -142,7 +145,6 @@ async def create_tables(
         elif missing:
             # create_all orders the subset by dependency and adds use_alter foreign keys last.
             await conn.run_sync(_create_all, metadata, missing)
-        record = await conn.run_sync(guard.record)
         await conn.commit()
     statuses = [
         TableStatus(t.fullname, "present" if t.fullname in existing else "created") for t in tables
@@ -158,10 +160,7 @@ def _existing_tables(connection: Connection, schemas: Iterable[str | None]) -> s
     return existing
 
 
-def _check_and_list(
-    connection: Connection, metadata: MetaData, guard: ProductionGuard
-) -> tuple[list[Table], set[str]]:
-    guard.check(connection, "create-tables", Change.SCHEMA)
+def _list_tables(connection: Connection, metadata: MetaData) -> tuple[list[Table], set[str]]:
     tables = [t for t in metadata.sorted_tables if t.name != META_TABLE]
     return tables, _existing_tables(connection, {t.schema for t in tables})
 

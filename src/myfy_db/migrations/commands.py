@@ -279,7 +279,7 @@ async def _run_writing(
     from sqlalchemy import event
 
     def locked(connection: Connection) -> None:
-        guard.check(connection, guard_command, change)
+        guard.prepare(connection, guard_command, change)  # the record, committed, first
         before = _current_heads(connection)  # re-read now that the lock is held
         connection.commit()
         run.from_revision = _heads_text(before)
@@ -324,7 +324,6 @@ async def _run_writing(
         finally:
             event.remove(connection, "commit", on_commit)
         on_commit()  # anything applied inside a transaction committed below
-        guard.record(connection)
         run.to_revision = _heads_text(_current_heads(connection))
         connection.commit()
 
