@@ -197,3 +197,54 @@ def start_process(
 def with_password(url: str, password: str = CANARY) -> str:
     """``url`` with its password replaced by ``password``."""
     return make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
+def on_a_terminal(
+    args: Sequence[str], answer: str, cwd: str, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Run ``python -m myfy_db ARGS`` on a pseudo-terminal and type ``answer`` at the prompt.
+
+    Returns the exit code and everything the terminal showed.
+    """
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
+    full_env.update(COLUMNS="120", TERM="dumb", **(env or {}))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "myfy_db", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=cwd,
+        env=full_env,
+        close_fds=True,
+    )
+    os.close(slave)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if not answered and b"to confirm:" in seen:
+                os.write(master, answer.encode() + b"\r")
+                answered = True
+            if child.poll() is not None and not ready:
+                break
+        code = child.wait(timeout=30)
+    finally:
+        os.close(master)
+        if child.poll() is None:
+            child.kill()
+    return code, seen.decode(errors="replace")

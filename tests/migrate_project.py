@@ -126,3 +126,39 @@ def tables(url: str) -> set[str]:
 def runs(url: str) -> list[str]:
     """The revision ids recorded in ``runs``, sorted."""
     return sorted(row[0] for row in query(url, "SELECT rev FROM runs"))
+
+
+def add_revision(
+    root: Path,
+    revision: str,
+    down: str | tuple[str, ...] | None,
+    message: str = "",
+    upgrade: str = "pass",
+    downgrade: str = "pass",
+) -> Path:
+    """Write one more revision (any parent(s): branches and merges) into ``root``'s project."""
+    body = REVISION.format(
+        message=message or f"revision {revision}",
+        revision=revision,
+        down=down,
+        upgrade=textwrap.indent(upgrade, "    "),
+        downgrade=textwrap.indent(downgrade, "    "),
+    )
+    path = root / "migrations" / "versions" / f"{revision}.py"
+    path.write_text(body)
+    return path
+
+
+def branched_project(root: Path) -> Path:
+    """r1..r3, and a second branch b1 from r1: two heads, r3 and b1."""
+    ini = write_project(root)
+    add_revision(
+        root,
+        "b1",
+        "r1",
+        "create branch_items",
+        'op.create_table("branch_items", sa.Column("id", sa.Integer, primary_key=True))\n'
+        + _record("b1"),
+        _forget("b1") + '\nop.drop_table("branch_items")',
+    )
+    return ini

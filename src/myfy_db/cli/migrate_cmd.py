@@ -7,10 +7,12 @@ Options given before a subcommand (``myfy-db migrate --url X status``) apply to 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption, YesOption
 from myfy_db.cli.runtime import load, run
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
     from myfy_db.migrations.commands import AppliedRevision, MigrationRun
     from myfy_db.migrations.project import MigrationProject
+    from myfy_db.migrations.revisions import RevisionInfo
     from myfy_db.output import Output
     from myfy_db.settings import LoadedSettings
 
@@ -47,8 +50,29 @@ SqlOption = Annotated[
     typer.Option("--sql", help="Write the SQL to stdout instead of running it (offline)."),
 ]
 RevisionArgument = Annotated[
-    str, typer.Argument(help="Target revision: an id, a prefix, head, base, +N / -N.")
+    str,
+    typer.Argument(
+        help="Target revision: an id, a prefix, head, heads, base, +N / -N, REV+N / REV-N.",
+        metavar="REV",
+    ),
 ]
+DryRunOption = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="List the revisions it would undo, in order, and change nothing."
+    ),
+]
+_RELATIVE = re.compile(r"^-\d+$")
+
+
+class RevisionCommand(TyperCommand):
+    """A command taking a revision: Alembic's relative targets (``-1``) are arguments."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if any(_RELATIVE.match(arg) for arg in args):
+            ctx.ignore_unknown_options = True
+        return list(super().parse_args(ctx, args))
+
 
 app = typer.Typer(
     name="migrate",
@@ -96,7 +120,18 @@ def _render_run(out: Output, run_result: MigrationRun) -> None:
         start = run_result.from_revision or "base"
         end = run_result.to_revision or "base"
         count = len(run_result.applied)
-        if run_result.command == "stamp":
+        if run_result.dry_run:
+            planned = run_result.planned or []
+            if not planned:
+                console.print(f"{run_result.database}: at {start}; nothing to undo", soft_wrap=True)
+                return
+            console.print(
+                f"{run_result.database}: would undo {len(planned)} revision(s), in this order "
+                "(dry run, nothing changed)",
+                soft_wrap=True,
+            )
+            console.print(_revision_table(None, planned))
+        elif run_result.command == "stamp":
             console.print(f"{run_result.database}: stamped {end} (was {start})", soft_wrap=True)
         elif count == 0:
             console.print(f"{run_result.database}: already at {end}; nothing to do", soft_wrap=True)
@@ -122,6 +157,7 @@ def _write(
     sql: bool,
     json_output: bool,
     yes: bool = False,
+    dry_run: bool = False,
 ) -> None:
     shared = _shared(ctx, url=url, env_file=env_file, config=config)
 
@@ -144,7 +180,6 @@ def _write(
                 report=report,
             )
         elif kind == "down":
-            _confirm_down(out, loaded, revision, yes=yes)
             result = await commands.downgrade(
                 project,
                 loaded,
@@ -152,6 +187,8 @@ def _write(
                 lock_timeout=lock_timeout,
                 progress=_progress(out),
                 report=report,
+                confirm=_confirm_down(out, loaded, revision, yes=yes),
+                dry_run=dry_run,
             )
         else:
             result = await commands.stamp(
@@ -162,19 +199,38 @@ def _write(
     run(action, json_mode=_json(ctx, json_output))
 
 
-def _confirm_down(out: Output, loaded: LoadedSettings, revision: str, *, yes: bool) -> None:
+def _revision_table(title: str | None, revisions: list[RevisionInfo]) -> Any:
+    from myfy_db.output import table
+
+    rows = [[n, r.revision, r.message or ""] for n, r in enumerate(revisions, 1)]
+    return table(title, ["#", "revision", "message"], rows)
+
+
+def _confirm_down(out: Output, loaded: LoadedSettings, revision: str, *, yes: bool) -> Any:
+    """Ask for the database name, after listing the revisions the downgrade will undo."""
+    import sys
+
     from myfy_db.cli.confirm import confirm_by_name, database_name
     from myfy_db.engine import describe_target
-    from myfy_db.guard import ProductionGuard
 
-    ProductionGuard(loaded).check_local("migrate down")
     url = loaded.settings.database_url
-    confirm_by_name(
-        out,
-        f"migrate down to {revision} on {describe_target(url)}",
-        database_name(url),
-        yes=yes,
-    )
+    target = describe_target(url)
+
+    def confirm(planned: list[RevisionInfo]) -> None:
+        if not yes and sys.stdin.isatty():
+            out.info(f"migrate down will undo {len(planned)} revision(s) on {target}, in order:")
+            for number, info in enumerate(planned, 1):
+                out.info(
+                    f"  {number}. {info.revision}" + (f" {info.message}" if info.message else "")
+                )
+        confirm_by_name(
+            out,
+            f"Undo {len(planned)} revision(s) (down to {revision}) on {target}",
+            database_name(url),
+            yes=yes,
+        )
+
+    return confirm
 
 
 @app.callback(invoke_without_command=True)
@@ -211,7 +267,7 @@ def migrate(
     )
 
 
-@app.command("up")
+@app.command("up", cls=RevisionCommand)
 def up(
     ctx: typer.Context,
     revision: RevisionArgument,
@@ -236,7 +292,7 @@ def up(
     )
 
 
-@app.command("down")
+@app.command("down", cls=RevisionCommand)
 def down(
     ctx: typer.Context,
     revision: RevisionArgument,
@@ -245,12 +301,14 @@ def down(
     config: ConfigOption = None,
     lock_timeout: LockTimeoutOption = 60.0,
     sql: SqlOption = False,
+    dry_run: DryRunOption = False,
     yes: YesOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Downgrade to REV: asks for the database name; refused in a protected environment.
+    """Downgrade to REV: lists the revisions to undo and asks for the database name.
 
-    With --sql, REV must be a range such as head:base, and only the SQL is printed.
+    Refused in a protected environment. --dry-run lists them and changes nothing. With
+    --sql, REV must be a range such as head:base, and only the SQL is printed.
     """
     _write(
         ctx,
@@ -263,10 +321,11 @@ def down(
         sql=sql,
         json_output=json_output,
         yes=yes,
+        dry_run=dry_run,
     )
 
 
-@app.command("stamp")
+@app.command("stamp", cls=RevisionCommand)
 def stamp(
     ctx: typer.Context,
     revision: RevisionArgument,
@@ -331,26 +390,203 @@ def status(
 @app.command("history")
 def history(
     ctx: typer.Context,
+    url: UrlOption = None,
+    env_file: EnvFileOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Every revision of the project, newest first (no database needed)."""
+    """Every revision, newest first; marks those applied when the database can be read.
+
+    Without a reachable database the history still lists the project's revisions.
+    """
+    shared = _shared(ctx, url=url, env_file=env_file, config=config)
+
+    async def action(out: Output) -> None:
+        from myfy_db.migrations import commands
+
+        loaded = load(shared["url"], shared["env_file"])
+        revisions = await commands.history(_project(shared["config"], out), loaded, out.warn)
+        marked = any(r.applied is not None for r in revisions)
+
+        def human(console: Console) -> None:
+            from myfy_db.output import table
+
+            columns = ["revision", "revises", "head", "message"]
+            if marked:
+                columns.insert(1, "applied")
+            rows = []
+            for r in revisions:
+                row = [
+                    r.revision,
+                    r.down_revision or "base",
+                    "head" if r.is_head else "",
+                    r.message,
+                ]
+                if marked:
+                    row.insert(1, "current" if r.current else ("yes" if r.applied else "no"))
+                rows.append(row)
+            console.print(table("Revisions", columns, rows))
+
+        out.emit({"revisions": [r.to_dict() for r in revisions]}, human)
+
+    run(action, json_mode=_json(ctx, json_output))
+
+
+@app.command("current")
+def current(
+    ctx: typer.Context,
+    url: UrlOption = None,
+    env_file: EnvFileOption = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """The revision(s) the database is at (base when it has none)."""
+    shared = _shared(ctx, url=url, env_file=env_file, config=config)
+
+    async def action(out: Output) -> None:
+        from myfy_db.migrations import commands
+
+        loaded = load(shared["url"], shared["env_file"])
+        result = await commands.current(_project(shared["config"], out), loaded)
+
+        def human(console: Console) -> None:
+            if not result.current:
+                console.print(f"{result.database}: base (no revision)", soft_wrap=True)
+            for r in result.current:
+                head = " (head)" if r.is_head else ""
+                message = f" {r.message}" if r.message else ""
+                console.print(f"{r.revision}{head}{message}", soft_wrap=True)
+
+        out.emit(result.to_dict(), human)
+
+    run(action, json_mode=_json(ctx, json_output))
+
+
+@app.command("heads")
+def heads(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """The project's head revisions (more than one: merge them, or up heads)."""
     shared = _shared(ctx, config=config)
 
     def action(out: Output) -> None:
-        from myfy_db.migrations import commands
-        from myfy_db.output import table
+        from myfy_db.migrations import revisions
 
-        revisions = commands.history(_project(shared["config"], out))
+        found = revisions.heads(_project(shared["config"], out))
 
         def human(console: Console) -> None:
-            rows = [
-                [r.revision, r.down_revision or "base", "head" if r.is_head else "", r.message]
-                for r in revisions
-            ]
-            console.print(table("Revisions", ["revision", "revises", "", "message"], rows))
+            for r in found:
+                message = f" {r.message}" if r.message else ""
+                console.print(f"{r.revision} (head){message}", soft_wrap=True)
 
-        out.emit({"revisions": [r.__dict__ for r in revisions]}, human)
+        out.emit({"heads": [r.to_dict() for r in found]}, human)
+
+    run(action, json_mode=_json(ctx, json_output))
+
+
+@app.command("branches")
+def branches(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """The revisions where the history forks, each with its branches."""
+    shared = _shared(ctx, config=config)
+
+    def action(out: Output) -> None:
+        from myfy_db.migrations import revisions
+
+        found = revisions.branches(_project(shared["config"], out))
+
+        def human(console: Console) -> None:
+            if not found:
+                console.print("no branch points: the history is linear")
+            for b in found:
+                message = f" {b.message}" if b.message else ""
+                console.print(f"{b.revision} (branch point){message}", soft_wrap=True)
+                for child in b.branches:
+                    console.print(f"  -> {child}", soft_wrap=True)
+
+        out.emit({"branch_points": [b.to_dict() for b in found]}, human)
+
+    run(action, json_mode=_json(ctx, json_output))
+
+
+@app.command("show", cls=RevisionCommand)
+def show(
+    ctx: typer.Context,
+    revision: RevisionArgument,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Everything about revision REV: parents, children, branch labels, file, docstring."""
+    shared = _shared(ctx, config=config)
+
+    def action(out: Output) -> None:
+        from myfy_db.migrations import revisions
+
+        found = revisions.show(_project(shared["config"], out), revision)
+
+        def human(console: Console) -> None:
+            for r in found:
+                marks = [
+                    m
+                    for m, on in (
+                        ("head", r.is_head),
+                        ("branch point", r.is_branch_point),
+                        ("merge point", r.is_merge_point),
+                    )
+                    if on
+                ]
+                suffix = f" ({', '.join(marks)})" if marks else ""
+                console.print(f"Rev: {r.revision}{suffix}", soft_wrap=True)
+                console.print(f"Parent: {r.down_revision or 'base'}", soft_wrap=True)
+                if r.next_revisions:
+                    console.print(f"Children: {', '.join(r.next_revisions)}", soft_wrap=True)
+                if r.branch_labels:
+                    console.print(f"Branch names: {', '.join(r.branch_labels)}", soft_wrap=True)
+                if r.depends_on:
+                    console.print(f"Depends on: {r.depends_on}", soft_wrap=True)
+                console.print(f"Path: {r.path}", soft_wrap=True, markup=False)
+                if r.doc:
+                    console.print("", r.doc, sep="\n", soft_wrap=True, markup=False)
+
+        out.emit({"revisions": [r.to_dict() for r in found]}, human)
+
+    run(action, json_mode=_json(ctx, json_output))
+
+
+@app.command("merge", cls=RevisionCommand)
+def merge(
+    ctx: typer.Context,
+    revisions_: Annotated[
+        list[str],
+        typer.Argument(help="The revisions to merge (heads: every head).", metavar="REV..."),
+    ],
+    message: Annotated[
+        str | None,
+        typer.Option("--message", "-m", help="What the merge revision says.", metavar="MSG"),
+    ] = None,
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Write a revision that merges REV... (e.g. heads) into one head; no database needed."""
+    shared = _shared(ctx, config=config)
+
+    def action(out: Output) -> None:
+        from myfy_db.migrations import revisions
+
+        loaded = load()
+        revision, path = revisions.merge(
+            _project(shared["config"], out), loaded.settings, revisions_, message
+        )
+
+        def human(console: Console) -> None:
+            console.print(f"created {path} (merge revision {revision})", soft_wrap=True)
+
+        out.emit({"revision": revision, "path": str(path), "merged": revisions_}, human)
 
     run(action, json_mode=_json(ctx, json_output))
 
@@ -462,5 +698,10 @@ def init(
 
     run(action, json_mode=_json(ctx, json_output))
 
+
+app.command("upgrade", cls=RevisionCommand, help="Alias of `migrate up`: upgrade to REV.")(up)
+app.command("downgrade", cls=RevisionCommand, help="Alias of `migrate down`: downgrade to REV.")(
+    down
+)
 
 __all__ = ["app"]

@@ -27,11 +27,12 @@ from myfy_db.guard import Change, ProductionGuard
 from myfy_db.migrations import environment as env
 from myfy_db.migrations.lock import APPLICATION_NAME, migration_lock
 from myfy_db.migrations.project import MigrationProject
+from myfy_db.migrations.revisions import RevisionInfo, alembic_errors
 from myfy_db.urls import redact
 
 if TYPE_CHECKING:
     from alembic.config import Config
-    from alembic.script import Script, ScriptDirectory
+    from alembic.script import ScriptDirectory
     from sqlalchemy import Connection, MetaData
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,32 +41,6 @@ if TYPE_CHECKING:
 Progress = Callable[["AppliedRevision"], None]
 Reporter = Callable[[str], None]
 DEFAULT_LOCK_TIMEOUT = 60.0
-
-
-@dataclass(frozen=True)
-class RevisionInfo:
-    """One revision of the project."""
-
-    revision: str
-    message: str | None
-    down_revision: str | None
-    is_head: bool = False
-    current: bool = False
-
-    @classmethod
-    def of(
-        cls, script: Script, *, heads: tuple[str, ...] = (), current: tuple[str, ...] = ()
-    ) -> RevisionInfo:
-        down = script.down_revision
-        if isinstance(down, (tuple, list)):
-            down = ", ".join(down)
-        return cls(
-            script.revision,
-            script.doc or None,
-            down,
-            script.revision in heads,
-            script.revision in current,
-        )
 
 
 @dataclass(frozen=True)
@@ -90,9 +65,12 @@ class MigrationRun:
     lock: str = ""
     lock_wait_ms: float = 0.0
     duration_ms: float = 0.0
+    #: What the run was to undo, in order (``downgrade``), decided once the lock was held.
+    planned: list[RevisionInfo] | None = None
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "command": self.command,
             "database": self.database,
             "from": self.from_revision,
@@ -102,6 +80,12 @@ class MigrationRun:
             "lock_wait_ms": round(self.lock_wait_ms, 3),
             "duration_ms": round(self.duration_ms, 3),
         }
+        if self.planned is not None:
+            document["dry_run"] = self.dry_run
+            document["would_undo" if self.dry_run else "planned"] = [
+                p.to_dict() for p in self.planned
+            ]
+        return document
 
 
 @dataclass
@@ -245,17 +229,6 @@ def _tracking_steps() -> Iterator[_StepTracker]:
         logger.propagate = propagate
 
 
-@contextmanager
-def _alembic_errors() -> Iterator[None]:
-    """Alembic's own errors (unknown revision, bad target) are usage errors (exit 2)."""
-    from alembic.util import CommandError
-
-    try:
-        yield
-    except CommandError as exc:
-        raise ConfigError(redact(str(exc).strip().splitlines()[0])) from None
-
-
 async def _run_writing(
     project: MigrationProject,
     loaded: LoadedSettings,
@@ -267,14 +240,17 @@ async def _run_writing(
     lock_timeout: float,
     progress: Progress | None,
     report: Reporter,
+    plan: Callable[[ScriptDirectory, tuple[str, ...]], list[RevisionInfo]] | None = None,
+    confirm: Callable[[list[RevisionInfo]], None] | None = None,
+    dry_run: bool = False,
 ) -> MigrationRun:
     settings = loaded.settings
     url = settings.database_url
     guard = ProductionGuard(loaded)
     guard.check_local(guard_command)
-    project.script()  # a broken project fails before anything connects
+    script = project.script()  # a broken project fails before anything connects
     started = time.perf_counter()
-    run = MigrationRun(command, describe_target(url), None, None)
+    run = MigrationRun(command, describe_target(url), None, None, dry_run=dry_run)
 
     from sqlalchemy import event
 
@@ -283,6 +259,13 @@ async def _run_writing(
         before = _current_heads(connection)  # re-read now that the lock is held
         connection.commit()
         run.from_revision = _heads_text(before)
+        if plan is not None:
+            run.planned = plan(script, before)
+            if dry_run:
+                run.to_revision = run.from_revision
+                return
+            if run.planned and confirm is not None:
+                confirm(run.planned)
 
         pending: list[tuple[str, str | None, str, float]] = []
 
@@ -312,7 +295,7 @@ async def _run_writing(
         try:
             with _tracking_steps() as tracker:
                 try:
-                    with _alembic_errors():
+                    with alembic_errors():
                         alembic_call(config)
                 except MyfyDbError:
                     connection.rollback()
@@ -389,6 +372,26 @@ async def upgrade(
     )
 
 
+def downgrade_plan(
+    script: ScriptDirectory, current: tuple[str, ...], revision: str
+) -> list[RevisionInfo]:
+    """The revisions a downgrade from ``current`` to ``revision`` undoes, in order."""
+    from alembic.script import Script
+
+    if not current:
+        return []
+    heads = tuple(script.get_heads())
+    with alembic_errors():
+        steps = list(
+            script.revision_map.iterate_revisions(current, revision, select_for_downgrade=True)
+        )
+    return [
+        RevisionInfo.of(s, heads=heads, current=current, applied=())
+        for s in steps
+        if isinstance(s, Script)
+    ]
+
+
 async def downgrade(
     project: MigrationProject,
     loaded: LoadedSettings,
@@ -397,8 +400,14 @@ async def downgrade(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     progress: Progress | None = None,
     report: Reporter = lambda _: None,
+    confirm: Callable[[list[RevisionInfo]], None] | None = None,
+    dry_run: bool = False,
 ) -> MigrationRun:
-    """Downgrade the database to ``revision``; guarded as destructive."""
+    """Downgrade the database to ``revision``; guarded as destructive.
+
+    Once the lock is held, the revisions to undo are listed and passed to ``confirm``
+    (which raises to decline); ``dry_run`` stops there and changes nothing.
+    """
     return await _run_writing(
         project,
         loaded,
@@ -409,6 +418,9 @@ async def downgrade(
         lock_timeout=lock_timeout,
         progress=progress,
         report=report,
+        plan=lambda script, current: downgrade_plan(script, current, revision),
+        confirm=confirm,
+        dry_run=dry_run,
     )
 
 
@@ -449,7 +461,7 @@ def render_sql(
     project.script()
     config = project.config(settings, output_buffer=output or sys.stdout)
     config.attributes[env.METADATA] = None
-    with _alembic_errors():
+    with alembic_errors():
         if downgrade:
             command.downgrade(config, revision, sql=True)
         else:
@@ -486,12 +498,74 @@ async def status(project: MigrationProject, loaded: LoadedSettings) -> Migration
     return MigrationStatus(describe_target(url), list(current), list(heads), pending)
 
 
-def history(project: MigrationProject) -> list[RevisionInfo]:
-    """Every revision of the project, newest first (no database needed)."""
+@dataclass
+class CurrentRevision:
+    """``current``: the revision(s) the database is at."""
+
+    database: str
+    current: list[RevisionInfo]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"database": self.database, "current": [c.to_dict() for c in self.current]}
+
+
+async def read_current(loaded: LoadedSettings, action: str) -> tuple[str, ...]:
+    """The database's current heads (nothing is written)."""
+    url = loaded.settings.database_url
+    with translate_errors(url, action):
+        async with open_engine(loaded.settings, url) as engine, engine.connect() as connection:
+            return tuple(await connection.run_sync(_current_heads))
+
+
+async def current(project: MigrationProject, loaded: LoadedSettings) -> CurrentRevision:
+    """The revision(s) the database is at, as the project describes them."""
     script = project.script()
     heads = tuple(script.get_heads())
-    with _alembic_errors():
-        return [RevisionInfo.of(r, heads=heads) for r in script.walk_revisions()]
+    now = await read_current(loaded, "migrate current")
+    infos = []
+    for revision in now:
+        with alembic_errors():
+            found = script.get_revision(revision)
+        if found is None:  # pragma: no cover - get_revision raises for unknown ids
+            continue
+        infos.append(RevisionInfo.of(found, heads=heads, current=now, applied=now))
+    return CurrentRevision(describe_target(loaded.settings.database_url), infos)
+
+
+async def history(
+    project: MigrationProject, loaded: LoadedSettings | None, report: Reporter = lambda _: None
+) -> list[RevisionInfo]:
+    """Every revision, newest first, marked applied when the database can be read.
+
+    Without settings, or when the database cannot be reached (or is a SQLite file that does
+    not exist), the history is the project's alone and ``report`` says why.
+    """
+    from myfy_db.errors import CannotConnect
+    from myfy_db.migrations import revisions
+
+    project.script()
+    now: tuple[str, ...] | None = None
+    if loaded is not None:
+        url = loaded.settings.database_url
+        if _missing_sqlite_file(url):
+            report(f"{describe_target(url)} does not exist: applied revisions not marked")
+        else:
+            try:
+                now = await read_current(loaded, "migrate history")
+            except CannotConnect as exc:
+                report(f"{exc.message}: applied revisions not marked")
+    return revisions.history(project, now)
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return False
+    if parsed.database == ":memory:" or parsed.database.startswith("file:"):
+        return False
+    return not Path(parsed.database).exists()
 
 
 async def new_revision(
@@ -514,7 +588,7 @@ async def new_revision(
 
     def write(connection: Connection | None) -> list[Path]:
         config = project.config(settings, url, metadata=metadata, connection=connection)
-        with _alembic_errors():
+        with alembic_errors():
             result = command.revision(config, message=message, autogenerate=autogenerate)
         scripts = result if isinstance(result, list) else [result]
         return [Path(s.path) for s in scripts if s is not None]
