@@ -227,3 +227,43 @@ def test_down_confirmation_lists_the_revisions_it_will_undo(
     )
     assert code == 0, screen
     assert runs(sqlite_url) == ["r1"]
+
+
+# -- several heads -------------------------------------------------------------------------
+
+
+def test_status_names_several_heads_and_advises_merging(tmp_path: Path, db_url: str) -> None:
+    branched_project(tmp_path)
+    assert migrate("up", "r1", "--url", db_url).exit_code == 0
+    result = migrate("status", "--url", db_url)
+    assert result.exit_code == 5
+    assert "heads:    b1, r3" in result.stdout or "heads:    r3, b1" in result.stdout
+    assert "2 heads: b1, r3" in result.stderr
+    assert "myfy-db migrate merge heads" in result.stderr
+    assert "run `myfy-db migrate`" not in result.stderr
+
+
+def test_migrate_with_several_heads_exits_2_with_both_ways_forward(
+    tmp_path: Path, db_url: str
+) -> None:
+    branched_project(tmp_path)
+    result = migrate("--url", db_url)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert "2 heads: b1, r3" in lines[0]
+    assert "`myfy-db migrate merge heads`" in lines[1]
+    assert "`myfy-db migrate up heads`" in lines[1]
+    assert "Multiple head revisions" not in result.stderr
+    assert "items" not in tables(db_url)
+
+
+def test_up_heads_applies_every_branch(tmp_path: Path, db_url: str) -> None:
+    branched_project(tmp_path)
+    result = migrate("up", "heads", "--url", db_url, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(json.loads(result.stdout)["to"].split(", ")) == ["b1", "r3"]
+    assert runs(db_url) == ["b1", "r1", "r2", "r3"]
+    status = migrate("status", "--url", db_url)
+    assert status.exit_code == 0
+    assert "migrate merge heads" in status.stderr

@@ -362,15 +362,17 @@ def status(
 
     async def action(out: Output) -> None:
         from myfy_db.migrations import commands
+        from myfy_db.migrations.revisions import SEVERAL_HEADS_HINT, several_heads
         from myfy_db.output import table
 
         loaded = load(shared["url"], shared["env_file"])
         result = await commands.status(_project(shared["config"], out), loaded)
 
         def human(console: Console) -> None:
-            console.print(f"database: {result.database}")
+            label = "heads:   " if len(result.heads) > 1 else "head:    "
+            console.print(f"database: {result.database}", soft_wrap=True)
             console.print(f"current:  {', '.join(result.current) or 'base (no revision)'}")
-            console.print(f"head:     {', '.join(result.heads) or '(no revisions)'}")
+            console.print(f"{label} {', '.join(result.heads) or '(no revisions)'}")
             if result.pending:
                 rows = [[p.revision, p.message] for p in result.pending]
                 console.print(table("Pending revisions", ["revision", "message"], rows))
@@ -378,11 +380,15 @@ def status(
                 console.print("at head: nothing pending")
 
         out.emit(result.to_dict(), human)
+        several = len(result.heads) > 1
         if not result.at_head:
             raise CheckFailed(
-                f"the database is not at head: {len(result.pending)} pending revision(s)",
-                hint="run `myfy-db migrate`",
+                f"the database is not at head: {len(result.pending)} pending revision(s)"
+                + (f"; {several_heads(result.heads)}" if several else ""),
+                hint=SEVERAL_HEADS_HINT if several else "run `myfy-db migrate`",
             )
+        if several:
+            out.warn(f"{several_heads(result.heads)}: {SEVERAL_HEADS_HINT}")
 
     run(action, json_mode=_json(ctx, json_output))
 

@@ -27,7 +27,12 @@ from myfy_db.guard import Change, ProductionGuard
 from myfy_db.migrations import environment as env
 from myfy_db.migrations.lock import APPLICATION_NAME, migration_lock
 from myfy_db.migrations.project import MigrationProject
-from myfy_db.migrations.revisions import RevisionInfo, alembic_errors
+from myfy_db.migrations.revisions import (
+    SEVERAL_HEADS_HINT,
+    RevisionInfo,
+    alembic_errors,
+    several_heads,
+)
 from myfy_db.urls import redact
 
 if TYPE_CHECKING:
@@ -358,7 +363,15 @@ async def upgrade(
     progress: Progress | None = None,
     report: Reporter = lambda _: None,
 ) -> MigrationRun:
-    """Upgrade the database to ``revision`` (default: head) under the migration lock."""
+    """Upgrade the database to ``revision`` (default: head) under the migration lock.
+
+    ``head`` on a project with several heads is a usage error naming them and the two ways
+    forward (merge them, or ``heads`` to apply every branch).
+    """
+    if revision == "head":
+        heads = project.script().get_heads()
+        if len(heads) > 1:
+            raise ConfigError(several_heads(heads), hint=SEVERAL_HEADS_HINT)
     return await _run_writing(
         project,
         loaded,

@@ -23,6 +23,19 @@ if TYPE_CHECKING:
     from myfy_db.settings import DatabaseSettings
 
 
+#: The two ways forward from several heads.
+SEVERAL_HEADS_HINT = (
+    "merge them with `myfy-db migrate merge heads`, "
+    "or apply every branch with `myfy-db migrate up heads`"
+)
+
+
+def several_heads(heads: Iterable[str]) -> str:
+    """One line naming the project's heads."""
+    names = sorted(heads)
+    return f"the project has {len(names)} heads: {', '.join(names)}"
+
+
 def _joined(value: Any) -> str | None:
     if isinstance(value, (tuple, list)):
         return ", ".join(value) if value else None
