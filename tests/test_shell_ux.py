@@ -101,10 +101,110 @@ def authors(db_url: str, tmp_path: Path) -> str:
     return db_url
 
 
-def shell(url: str, code: str, *extra: str, cwd: Path | None = None) -> tuple[int, str, str]:
+def shell(
+    url: str,
+    code: str,
+    *extra: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[int, str, str]:
     args = ["shell", "--url", url, "--metadata", "models:Base", *extra, "-c", code]
-    result = run_process(*args, cwd=str(cwd) if cwd else None)
+    result = run_process(*args, cwd=str(cwd) if cwd else None, env=env)
     return result.returncode, result.stdout, result.stderr
+
+
+# -- results as tables, readable objects ---------------------------------------------------
+
+AUTHORS_TABLE = (
+    " id | email           | name\n"
+    "----+-----------------+------\n"
+    "  1 | ann@example.com | Ann\n"
+    "  3 | bob@example.com | NULL\n"
+    "(2 rows)\n"
+)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "await session.execute(select(Author).order_by(Author.id))",
+        "await session.scalars(select(Author).order_by(Author.id))",
+        "(await session.scalars(select(Author).order_by(Author.id))).all()",
+        "(await session.execute(select(Author.id, Author.email, Author.name)"
+        ".order_by(Author.id))).all()",
+        "await session.execute(text('SELECT id, email, name FROM authors ORDER BY id'))",
+    ],
+    ids=["result", "scalar-result", "objects", "rows", "text"],
+)
+def test_results_print_as_a_table(code: str, authors: str, tmp_path: Path) -> None:
+    status, out, err = shell(authors, code, cwd=tmp_path)
+    assert status == 0, err
+    assert out == AUTHORS_TABLE
+
+
+def test_a_scalar_list_prints_as_one_column(authors: str, tmp_path: Path) -> None:
+    code = "(await session.scalars(select(Author.email).order_by(Author.id))).all()"
+    status, out, err = shell(authors, code, cwd=tmp_path)
+    assert status == 0, err
+    assert out == " value\n-----------------\n ann@example.com\n bob@example.com\n(2 rows)\n"
+
+
+def test_a_long_result_is_cut_with_a_note_of_what_was_left_out(
+    authors: str, tmp_path: Path
+) -> None:
+    code = "await session.execute(select(Book.id, Book.title).order_by(Book.id))"
+    status, out, err = shell(authors, code, cwd=tmp_path, env={"MYFY_DB_SHELL_MAX_ROWS": "1"})
+    assert status == 0, err
+    assert out.splitlines() == [
+        " id | title",
+        "----+-------",
+        " 10 | First",
+        "(2 rows; 1 left out, showing the first 1: set MYFY_DB_SHELL_MAX_ROWS to see more)",
+    ]
+
+
+def test_a_mapped_object_reads_by_its_columns_only_in_the_shell(
+    authors: str, tmp_path: Path
+) -> None:
+    code = "a = await session.get(Author, 1)\nprint(repr(a).split(' at ')[0])\n(a, [a])"
+    status, out, err = shell(authors, code, cwd=tmp_path)
+    assert status == 0, err
+    readable = "Author(id=1, email='ann@example.com', name='Ann')"
+    assert out == f"<models.Author object\n({readable}, [{readable}])\n"
+
+
+def test_the_readable_repr_leaves_the_class_alone(tmp_path: Path) -> None:
+    import importlib
+    import sys
+
+    from myfy_db.shell_display import shell_repr
+
+    (tmp_path / "models.py").write_text(MODELS)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        models = importlib.import_module("models")
+        author = models.Author(id=7, email="eve@example.com")
+        assert shell_repr(author) == "Author(id=7, email='eve@example.com')"
+        assert repr(author).startswith("<models.Author object at 0x")
+        assert models.Author.__repr__ is object.__repr__
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("models", None)
+
+
+def test_interactive_results_are_tables_and_objects_readable(authors: str, tmp_path: Path) -> None:
+    env = {"MYFY_DB_HISTORY_FILE": str(tmp_path / "history")}
+    console = _Pty(["shell", "--url", authors, "--metadata", "models:Base"], env=env, cwd=tmp_path)
+    console.expect(">>> ")
+    console.send("await session.execute(select(Author).order_by(Author.id))")
+    shown = console.expect(">>> ").replace("\r", "")
+    assert AUTHORS_TABLE in shown
+    console.send("len(_)")
+    assert "\n2\n" in console.expect(">>> ").replace("\r", "")
+    console.send("await session.get(Author, 3)")
+    assert "Author(id=3, email='bob@example.com', name=None)" in console.expect(">>> ")
+    console.send("exit()")
+    assert console.wait() == 0
 
 
 # -- errors point at the user's code ------------------------------------------------------

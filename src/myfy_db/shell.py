@@ -529,11 +529,15 @@ def interact(
                 full_traceback=full_traceback,
             )
             status = 0
+            from myfy_db.shell_display import displayhook
+
+            previous_hook, sys.displayhook = sys.displayhook, displayhook
             try:
                 console.interact(banner="", exitmsg="")
             except SystemExit as exit_request:
                 status = system_exit_status(exit_request.code)
             finally:
+                sys.displayhook = previous_hook
                 save_history()
         finally:
             loop.call(context.close())

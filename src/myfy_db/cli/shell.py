@@ -114,7 +114,6 @@ async def _run_command(
     from myfy_db.errors import OperationFailed
     from myfy_db.shell import describe_error, open_shell, run_snippet
     from myfy_db.shell_errors import format_full_traceback
-    from myfy_db.urls import redact
 
     context = await open_shell(settings, sandbox=sandbox, read_only=read_only)
     user_code_runs()
@@ -136,7 +135,9 @@ async def _run_command(
             failure = OperationFailed(f"the code raised {message}", hint=where)
         else:
             if value is not None:
-                sys.stdout.write(redact(repr(value)) + "\n")
+                from myfy_db.shell_display import shell_repr
+
+                sys.stdout.write(shell_repr(value) + "\n")
             sys.stdout.flush()
     finally:
         await context.close()
