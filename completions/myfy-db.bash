@@ -33,7 +33,7 @@ _myfy_db() {
         "migrate history") words="--url --env-file --config --json --help -h" ;;
         "migrate init") words="--config --json --help -h" ;;
         "migrate merge") words="--message -m --config --json --help -h" ;;
-        "migrate new") words="--message -m --autogenerate --url --env-file --config --metadata --json --help -h" ;;
+        "migrate new") words="--message -m --autogenerate --empty --url --env-file --config --metadata --json --help -h" ;;
         "migrate show") words="--config --json --help -h" ;;
         "migrate stamp") words="--url --env-file --config --lock-timeout --json --help -h" ;;
         "migrate status") words="--url --env-file --config --json --help -h" ;;

@@ -108,6 +108,7 @@ complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_sub
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from merge' -l help -s h -d 'Show the help and exit.'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from new' -l message -s m -r -d 'What the revision does.'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from new' -l autogenerate -d 'Compare the models with the database and fill it in.'
+complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from new' -l empty -d 'With --autogenerate: write the revision even when no change is detected.'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from new' -l url -r -d 'Database URL (overrides MYFY_DATA_DATABASE_URL).'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from new' -l env-file -r -F -d 'Read settings from this file instead of ./.env.'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from new' -l config -r -F -d 'The project\'s alembic.ini (default: ./alembic.ini).'

@@ -267,3 +267,95 @@ def test_up_heads_applies_every_branch(tmp_path: Path, db_url: str) -> None:
     status = migrate("status", "--url", db_url)
     assert status.exit_code == 0
     assert "migrate merge heads" in status.stderr
+
+
+# -- autogenerate --------------------------------------------------------------------------
+
+WIDGETS = """
+from sqlalchemy import Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Widget(Base):
+    __tablename__ = "widgets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+"""
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _example_project(tmp_path: Path) -> Path:
+    """A copy of the repository's own migrations (users, accounts) in ``tmp_path``."""
+    import shutil
+
+    shutil.copy(ROOT / "alembic.ini", tmp_path)
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
+    return tmp_path / "migrations" / "versions"
+
+
+def _revision_files(versions: Path) -> set[str]:
+    return {p.name for p in versions.glob("*.py")}
+
+
+def test_autogenerate_prints_each_detected_operation(
+    project: Path, tmp_path: Path, db_url: str
+) -> None:
+    (tmp_path / "widget_models.py").write_text(WIDGETS)
+    assert migrate("--url", db_url).exit_code == 0
+    args = ["new", "-m", "widgets", "--autogenerate", "--metadata", "widget_models:Base"]
+    result = migrate(*args, "--url", db_url, "--json")
+    assert result.exit_code == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert "Detected added table 'widgets'" in created["operations"]
+    assert {"Detected removed table 'items'", "Detected removed table 'tags'"} <= set(
+        created["operations"]
+    )
+    assert not any("myfy_db_meta" in op or "alembic_version" in op for op in created["operations"])
+    path = Path(created["path"])
+    assert path.exists()
+    assert created["revision"] in path.read_text()
+    text = migrate(*args[:2], "widgets again", *args[3:], "--url", db_url)
+    assert text.exit_code == 2  # the first revision is pending now
+    assert migrate("--url", db_url).exit_code == 0
+    again = migrate(
+        "new", "-m", "after", "--autogenerate", "--metadata", "widget_models:Base", "--url", db_url
+    )
+    assert again.exit_code == 0, again.stderr
+    assert "no changes detected" in again.stdout
+
+
+def test_autogenerate_with_no_changes_writes_nothing(tmp_path: Path, db_url: str) -> None:
+    versions = _example_project(tmp_path)
+    assert migrate("--url", db_url).exit_code == 0
+    before = _revision_files(versions)
+    args = ["new", "-m", "nothing", "--autogenerate", "--metadata", "myfy_db.example:Base"]
+    result = migrate(*args, "--url", db_url)
+    assert result.exit_code == 0, result.stderr
+    assert "no changes detected" in result.stdout
+    assert "Detected" not in result.stdout
+    assert _revision_files(versions) == before
+    document = json.loads(migrate(*args, "--url", db_url, "--json").stdout)
+    assert (document["path"], document["operations"]) == (None, [])
+    empty = migrate(*args, "--empty", "--url", db_url, "--json")
+    assert empty.exit_code == 0, empty.stderr
+    written = json.loads(empty.stdout)
+    assert Path(written["path"]).name in _revision_files(versions) - before
+
+
+def test_autogenerate_against_a_database_behind_head_names_the_pending_revisions(
+    project: Path, tmp_path: Path, db_url: str
+) -> None:
+    (tmp_path / "widget_models.py").write_text(WIDGETS)
+    assert migrate("up", "r1", "--url", db_url).exit_code == 0
+    before = _revision_files(tmp_path / "migrations" / "versions")
+    args = ["new", "-m", "widgets", "--autogenerate", "--metadata", "widget_models:Base"]
+    result = migrate(*args, "--url", db_url)
+    assert result.exit_code == 2
+    assert "2 pending revision(s) (r2, r3)" in result.stderr
+    assert "run `myfy-db migrate` first" in result.stderr
+    assert "Target database is not up to date" not in result.stderr
+    assert _revision_files(tmp_path / "migrations" / "versions") == before

@@ -607,33 +607,48 @@ def new(
         bool,
         typer.Option("--autogenerate", help="Compare the models with the database and fill it in."),
     ] = False,
+    empty: Annotated[
+        bool,
+        typer.Option(
+            "--empty",
+            help="With --autogenerate: write the revision even when no change is detected.",
+        ),
+    ] = False,
     url: UrlOption = None,
     env_file: EnvFileOption = None,
     config: ConfigOption = None,
     metadata: MetadataOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Write a new revision file (--autogenerate: from the models against the database)."""
+    """Write a new revision file (--autogenerate: from the models against the database).
+
+    --autogenerate prints each detected operation; with none it writes nothing ("no changes
+    detected", exit 0) unless --empty. The database must be at head first.
+    """
     shared = _shared(ctx, url=url, env_file=env_file, config=config)
 
     async def action(out: Output) -> None:
         from myfy_db.metadata import load_metadata
-        from myfy_db.migrations import commands
+        from myfy_db.migrations import autogenerate as auto
 
         loaded = load(shared["url"], shared["env_file"], metadata=metadata)
         project = _project(shared["config"], out)
         models = None
         if autogenerate or loaded.settings.metadata:
             models = load_metadata(loaded.settings.metadata).metadata
-        paths = await commands.new_revision(
-            project, loaded, message, autogenerate=autogenerate, metadata=models
+        created = await auto.new_revision(
+            project, loaded, message, autogenerate=autogenerate, metadata=models, empty=empty
         )
 
         def human(console: Console) -> None:
-            for path in paths:
-                console.print(f"created {path}")
+            for line in created.operations:
+                console.print(line, soft_wrap=True, markup=False)
+            if created.path is None:
+                console.print("no changes detected: no revision written", soft_wrap=True)
+            else:
+                console.print(f"created {created.path}", soft_wrap=True, markup=False)
 
-        out.emit({"created": [str(p) for p in paths]}, human)
+        out.emit(created.to_dict(), human)
 
     run(action, json_mode=_json(ctx, json_output))
 
@@ -650,12 +665,12 @@ def check(
 
     async def action(out: Output) -> None:
         from myfy_db.metadata import load_metadata
-        from myfy_db.migrations import commands
+        from myfy_db.migrations import autogenerate as auto
         from myfy_db.output import table
 
         loaded = load(url, env_file, metadata=metadata)
         models = load_metadata(loaded.settings.metadata)
-        report = await commands.check(loaded, models.metadata, models.spec)
+        report = await auto.check(loaded, models.metadata, models.spec)
 
         def human(console: Console) -> None:
             if not report.drift:

@@ -38,7 +38,7 @@ from myfy_db.urls import redact
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
-    from sqlalchemy import Connection, MetaData
+    from sqlalchemy import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from myfy_db.settings import DatabaseSettings, LoadedSettings
@@ -113,35 +113,6 @@ class MigrationStatus:
             "heads": self.heads,
             "at_head": self.at_head,
             "pending": [asdict(p) for p in self.pending],
-        }
-
-
-@dataclass(frozen=True)
-class Difference:
-    """One difference between the models and the database."""
-
-    kind: str
-    detail: str
-
-
-@dataclass
-class DriftReport:
-    """The result of ``check``: models against the database."""
-
-    database: str
-    metadata: str
-    differences: list[Difference]
-
-    @property
-    def drift(self) -> bool:
-        return bool(self.differences)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "database": self.database,
-            "metadata": self.metadata,
-            "drift": self.drift,
-            "differences": [asdict(d) for d in self.differences],
         }
 
 
@@ -579,81 +550,3 @@ def _missing_sqlite_file(url: str) -> bool:
     if parsed.database == ":memory:" or parsed.database.startswith("file:"):
         return False
     return not Path(parsed.database).exists()
-
-
-async def new_revision(
-    project: MigrationProject,
-    loaded: LoadedSettings,
-    message: str,
-    *,
-    autogenerate: bool = False,
-    metadata: MetaData | None = None,
-) -> list[Path]:
-    """Write a new revision file (compared against the database with ``autogenerate``)."""
-    settings = loaded.settings
-    url = settings.database_url
-    project.script()
-    if autogenerate and metadata is None:
-        raise ConfigError(
-            "--autogenerate needs the models' metadata",
-            hint="pass --metadata module:attr or set MYFY_DATA_METADATA",
-        )
-
-    def write(connection: Connection | None) -> list[Path]:
-        config = project.config(settings, url, metadata=metadata, connection=connection)
-        with alembic_errors():
-            result = command.revision(config, message=message, autogenerate=autogenerate)
-        scripts = result if isinstance(result, list) else [result]
-        return [Path(s.path) for s in scripts if s is not None]
-
-    if not autogenerate:
-        return write(None)
-    with translate_errors(url, "migrate new --autogenerate"):
-        async with open_engine(settings, url) as engine, engine.connect() as connection:
-            return await connection.run_sync(write)
-
-
-def _describe_difference(diff: Any) -> Difference:
-    if isinstance(diff, list):  # modify_* operations come grouped per column
-        parts = [_describe_difference(d) for d in diff]
-        return Difference(parts[0].kind, "; ".join(p.detail for p in parts))
-    kind = str(diff[0])
-    if kind in ("add_table", "remove_table"):
-        return Difference(kind, f"table {diff[1].name}")
-    if kind in ("add_column", "remove_column"):
-        return Difference(kind, f"column {diff[2]}.{diff[3].name} ({diff[3].type})")
-    if kind.startswith("modify_"):
-        _, _, table, column, _, old, new = diff
-        return Difference(kind, f"{table}.{column}: database {old!r}, models {new!r}")
-    if kind in ("add_index", "remove_index", "add_constraint", "remove_constraint") or kind in (
-        "add_fk",
-        "remove_fk",
-    ):
-        item = diff[1]
-        table = getattr(getattr(item, "table", None), "name", None)
-        name = getattr(item, "name", None) or "(unnamed)"
-        return Difference(kind, f"{name}" + (f" on {table}" if table else ""))
-    return Difference(kind, redact(repr(diff[1:])))
-
-
-async def check(loaded: LoadedSettings, metadata: MetaData, spec: str) -> DriftReport:
-    """Compare the models' ``metadata`` with the database; nothing is written."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
-
-    from myfy_db.migrations.environment import include_name
-
-    settings = loaded.settings
-    url = settings.database_url
-
-    def compare(connection: Connection) -> list[Any]:
-        context = MigrationContext.configure(
-            connection,
-            opts={"compare_type": True, "include_name": include_name, "target_metadata": metadata},
-        )
-        return list(compare_metadata(context, metadata))
-
-    with translate_errors(url, "migrate check"):
-        async with open_engine(settings, url) as engine, engine.connect() as connection:
-            diffs = await connection.run_sync(compare)
-    return DriftReport(describe_target(url), spec, [_describe_difference(d) for d in diffs])
