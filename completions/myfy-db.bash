@@ -18,10 +18,11 @@ _myfy_db() {
         --command|--concurrency|--connections|--duration|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--rps|--samples|--tier|--timeout|--url|--workers|-c|-m) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "") words="check-pool config create-tables drop-tables migrate profile-pool shell --version --traceback --help -h" ;;
+        "") words="check-pool config create-tables dbshell drop-tables migrate profile-pool shell --version --traceback --help -h" ;;
         "check-pool") words="--url --env-file --connections --samples --max-latency-ms --timeout --json --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
         "create-tables") words="--url --env-file --metadata --sql --json --help -h" ;;
+        "dbshell") words="--url --env-file --yes -y --help -h" ;;
         "drop-tables") words="--url --env-file --metadata --all --dry-run --yes -y --json --help -h" ;;
         "migrate") words="branches check current down downgrade heads history init merge new show stamp status up upgrade --url --env-file --config --lock-timeout --sql --json --help -h" ;;
         "migrate branches") words="--config --json --help -h" ;;

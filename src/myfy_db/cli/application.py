@@ -16,6 +16,7 @@ from myfy_db.cli import (
     check_pool,
     config_cmd,
     create_tables,
+    dbshell,
     drop_tables,
     migrate_cmd,
     profile_pool,
@@ -68,4 +69,5 @@ app.command("drop-tables")(drop_tables.drop_tables)
 app.add_typer(migrate_cmd.app, name="migrate")
 app.command("check-pool")(check_pool.check_pool)
 app.command("profile-pool")(profile_pool.profile_pool)
+app.command("dbshell")(dbshell.dbshell)
 app.command("shell")(shell_cmd.shell)
