@@ -344,3 +344,82 @@ def test_no_metadata_configured_exits_2_unless_all(sqlite_url: str) -> None:
     assert result.exit_code == 2
     assert "no metadata is configured" in result.stderr
     assert invoke("drop-tables", "--all", "--yes", "--url", sqlite_url).exit_code == 0
+
+
+# --- never leave a table pointing at nothing; PostgreSQL enum types ---------------------
+
+PARENT_ONLY = """
+from sqlalchemy import Column, Integer, MetaData, Table
+
+metadata = MetaData()
+Table("parent", metadata, Column("id", Integer, primary_key=True))
+"""
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_table_outside_the_drop_referencing_a_dropped_one_is_refused(
+    db_url: str, tmp_path: Path, dry_run: bool
+) -> None:
+    module = write_module(tmp_path, "parent_only", PARENT_ONLY)
+    _create(db_url, f"{module}:metadata")
+    execute(
+        db_url,
+        "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER,"
+        " CONSTRAINT fk_child_to_parent FOREIGN KEY (parent_id) REFERENCES parent (id))",
+    )
+    flags = ["--dry-run"] if dry_run else ["--yes"]
+    result = invoke("drop-tables", "--metadata", f"{module}:metadata", "--url", db_url, *flags)
+    assert result.exit_code == 3, result.stderr
+    assert "child references parent" in result.stderr
+    assert "fk_child_to_parent" in result.stderr
+    assert tables(db_url) == ["child", "myfy_db_meta", "parent"]
+    # Dropping both (--all) is fine: nothing is left dangling.
+    everything = invoke("drop-tables", "--all", "--yes", "--url", db_url)
+    assert everything.exit_code == 0, everything.stderr
+    assert tables(db_url) == ["myfy_db_meta"]
+
+
+COLORS = """
+from sqlalchemy import Column, Enum, Integer, MetaData, Table
+
+metadata = MetaData()
+Table("shirts", metadata, Column("id", Integer, primary_key=True),
+      Column("color", Enum("red", "green", name="color")))
+Table("hats", metadata, Column("id", Integer, primary_key=True),
+      Column("color", Enum("red", "green", name="color")))
+"""
+
+
+def test_create_drop_create_round_trip_with_a_shared_enum_type(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    spec = write_module(tmp_path, "colors", COLORS) + ":metadata"
+    for _ in range(3):
+        created = invoke("create-tables", "--metadata", spec, "--url", postgres_url, "--json")
+        assert created.exit_code == 0, created.stderr
+        assert json.loads(created.stdout)["created"] == ["hats", "shirts"]
+        code, doc = _drop(postgres_url, "--metadata", spec, "--yes")
+        assert code == 0
+        assert doc["types_dropped"] == ["color"]
+        assert tables(postgres_url) == ["myfy_db_meta"]
+
+
+def test_create_tables_creates_only_the_missing_enum_types(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    spec = write_module(tmp_path, "colors2", COLORS) + ":metadata"
+    execute(postgres_url, "CREATE TYPE color AS ENUM ('red', 'green')")
+    created = invoke("create-tables", "--metadata", spec, "--url", postgres_url)
+    assert created.exit_code == 0, created.stderr
+    assert tables(postgres_url) == ["hats", "myfy_db_meta", "shirts"]
+
+
+def test_an_enum_type_still_used_elsewhere_is_kept(postgres_url: str, tmp_path: Path) -> None:
+    spec = write_module(tmp_path, "colors3", COLORS) + ":metadata"
+    _create(postgres_url, spec)
+    execute(postgres_url, "CREATE TABLE paint (id INTEGER PRIMARY KEY, c color)")
+    code, doc = _drop(postgres_url, "--metadata", spec, "--yes")
+    assert code == 0
+    assert doc["types_dropped"] == []
+    assert doc["types_kept"] == ["color"]
+    assert tables(postgres_url) == ["myfy_db_meta", "paint"]

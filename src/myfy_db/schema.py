@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import DropTable
 
 from myfy_db.engine import classify_connect_error
-from myfy_db.errors import OperationFailed
+from myfy_db.errors import OperationFailed, Refused
 from myfy_db.guard import META_TABLE, Change, EnvironmentRecord, ProductionGuard
 from myfy_db.urls import redact
 
@@ -83,7 +83,8 @@ class DropPlan:
 
     ``tables`` is in drop order (dependents first); ``constraints`` are the foreign keys
     dropped first to break cycles, as ``(table, constraint)``; ``missing`` lists metadata
-    tables the database does not have; ``kept`` lists tables deliberately left in place.
+    tables the database does not have; ``kept`` lists tables deliberately left in place;
+    ``types`` are the metadata's own named enum types (PostgreSQL), dropped after the tables.
     """
 
     tables: list[str]
@@ -92,6 +93,7 @@ class DropPlan:
     kept: list[str]
     transactional: bool
     all_tables: bool
+    types: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class DropReport:
     plan: DropPlan
     dry_run: bool
     dropped: list[str] = field(default_factory=list)
+    types_dropped: list[str] = field(default_factory=list)
+    types_kept: list[str] = field(default_factory=list)
 
 
 def transactional_ddl(dialect_name: str) -> bool:
@@ -139,8 +143,12 @@ async def create_tables(
         missing = [t for t in tables if t.fullname not in existing]
         if missing and conn.dialect.name == "postgresql":
             # One round trip for the whole DDL script instead of a prepare and an execute per
-            # statement: the same statements create_all would run, in the same transaction.
-            statements = _ddl_statements(metadata, missing, conn.sync_engine.url, conn.dialect)
+            # statement: the same statements create_all would run, in the same transaction,
+            # less the named enum types the database already has.
+            existing_types = await conn.run_sync(_existing_enum_types)
+            statements = _ddl_statements(
+                metadata, missing, conn.sync_engine.url, conn.dialect, skip_types=existing_types
+            )
             await _run_script(conn, statements)
         elif missing:
             # create_all orders the subset by dependency and adds use_alter foreign keys last.
@@ -187,20 +195,67 @@ async def _run_script(conn: AsyncConnection, statements: list[str]) -> None:
 
 
 def _ddl_statements(
-    metadata: MetaData, tables: list[Table], url: str | URL, dialect: Dialect | None = None
+    metadata: MetaData,
+    tables: list[Table],
+    url: str | URL,
+    dialect: Dialect | None = None,
+    *,
+    skip_types: set[tuple[str | None, str]] | None = None,
 ) -> list[str]:
     """The statements ``create_all`` runs for ``tables`` on an empty database, compiled for
-    ``dialect`` (default: ``url``'s), without a connection."""
+    ``dialect`` (default: ``url``'s), without a connection; ``CREATE TYPE`` is left out for
+    the ``(schema, name)`` pairs in ``skip_types``."""
     from sqlalchemy import create_mock_engine
 
     statements: list[str] = []
 
     def collect(sql: Any, *multiparams: Any, **params: Any) -> None:
+        element = getattr(sql, "element", None)
+        if (
+            skip_types
+            and type(sql).__name__ == "CreateEnumType"
+            and (getattr(element, "schema", None), getattr(element, "name", None)) in skip_types
+        ):
+            return
         statements.append(str(sql.compile(dialect=dialect or mock.dialect)).strip() + ";")
 
     mock = create_mock_engine(make_url(url), collect)
     metadata.create_all(mock, tables=tables, checkfirst=False)
     return statements
+
+
+def _existing_enum_types(connection: Connection) -> set[tuple[str | None, str]]:
+    """The enum types the PostgreSQL database has, as ``(schema, name)``; the schema is None
+    for the current schema, the way an unqualified ``Enum(name=...)`` names it."""
+    rows = connection.exec_driver_sql(
+        "SELECT n.nspname, t.typname, n.nspname = current_schema() FROM pg_type t "
+        "JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype = 'e'"
+    ).all()
+    found: set[tuple[str | None, str]] = set()
+    for schema, name, current in rows:
+        found.add((schema, name))
+        if current:
+            found.add((None, name))
+    return found
+
+
+def _named_enum_types(metadata: MetaData) -> list[Any]:
+    """The metadata's own named native enum types (PostgreSQL ``CREATE TYPE``), by name."""
+    from sqlalchemy import ARRAY, Enum
+
+    found: dict[tuple[str | None, str], Any] = {}
+    for table in metadata.tables.values():
+        for column in table.columns:
+            kind = column.type
+            if isinstance(kind, ARRAY):
+                kind = kind.item_type
+            if isinstance(kind, Enum) and kind.native_enum and kind.name:
+                found.setdefault((kind.schema, kind.name), kind)
+    return [found[key] for key in sorted(found, key=lambda k: (k[0] or "", k[1]))]
+
+
+def _type_label(kind: Any) -> str:
+    return f"{kind.schema}.{kind.name}" if kind.schema else str(kind.name)
 
 
 def create_tables_sql(metadata: MetaData, url: str) -> list[str]:
@@ -266,6 +321,9 @@ def _plan(connection: Connection, metadata: MetaData | None) -> DropPlan:
         }
     )
     missing = [name for name in declared if name not in set(present)]
+    types: list[str] = []
+    if metadata is not None and connection.dialect.name == "postgresql":
+        types = [_type_label(t) for t in _named_enum_types(metadata)]
     return DropPlan(
         tables=list(reversed(targets)),
         constraints=constraints,
@@ -273,7 +331,38 @@ def _plan(connection: Connection, metadata: MetaData | None) -> DropPlan:
         kept=kept,
         transactional=transactional_ddl(connection.dialect.name),
         all_tables=metadata is None,
+        types=types,
     )
+
+
+def _refuse_dangling_references(connection: Connection, plan: DropPlan) -> None:
+    """Refuse (exit 3) when a table that stays references one that would be dropped.
+
+    Dropping it would leave that table pointing at nothing (MySQL/MariaDB with its checks off,
+    SQLite), or fail half-way; so nothing is dropped and the referencing table is named.
+    """
+    targets = set(plan.tables)
+    if not targets:
+        return
+    inspector = inspect(connection)
+    schemas = sorted({t.rpartition(".")[0] or None for t in targets}, key=lambda s: s or "")
+    for schema in schemas:
+        for name in inspector.get_table_names(schema):
+            table = _qualified(schema, name)
+            if table in targets:
+                continue
+            for fk in inspector.get_foreign_keys(name, schema):
+                referred_schema = fk.get("referred_schema")
+                if referred_schema == connection.dialect.default_schema_name:
+                    referred_schema = None
+                referred = _qualified(referred_schema or schema, fk["referred_table"])
+                if referred in targets:
+                    constraint = fk.get("name") or "(unnamed)"
+                    raise Refused(
+                        f"drop-tables refused: table {table} references {referred} (foreign key "
+                        f"{constraint}) and is not being dropped; nothing was dropped",
+                        hint=f"drop {table} too, or remove its foreign key first",
+                    )
 
 
 def _table(qualified: str) -> Table:
@@ -290,6 +379,7 @@ def _drop_sync(
 ) -> DropReport:
     guard.check(connection, "drop-tables", Change.DESTRUCTIVE)
     plan = _plan(connection, metadata)
+    _refuse_dangling_references(connection, plan)
     if dry_run or not plan.tables:
         return DropReport(plan, dry_run)
     if confirm is not None:
@@ -305,6 +395,8 @@ def _drop_sync(
         # Foreign keys (if enforced) are checked at COMMIT, when every table is gone.
         connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
     dropped: list[str] = []
+    types_dropped: list[str] = []
+    types_kept: list[str] = []
     step = ""
     try:
         if dialect == "postgresql":
@@ -318,6 +410,8 @@ def _drop_sync(
             step = f"dropping table {name}"
             connection.execute(DropTable(_table(name)))
             dropped.append(name)
+        if metadata is not None and dialect == "postgresql":
+            types_dropped, types_kept = _drop_enum_types(connection, metadata)
     except SQLAlchemyError as exc:
         if classify_connect_error(exc, connection.engine.url.render_as_string()) is not None:
             raise
@@ -332,4 +426,28 @@ def _drop_sync(
         if mysql:
             with suppress(SQLAlchemyError):
                 connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS=1")
-    return DropReport(plan, dry_run=False, dropped=dropped)
+    return DropReport(plan, False, dropped, types_dropped, types_kept)
+
+
+def _drop_enum_types(connection: Connection, metadata: MetaData) -> tuple[list[str], list[str]]:
+    """Drop the metadata's named enum types; one still used by another table is kept."""
+    preparer = connection.dialect.identifier_preparer
+    dropped: list[str] = []
+    kept: list[str] = []
+    existing = _existing_enum_types(connection)
+    for kind in _named_enum_types(metadata):
+        if (kind.schema, kind.name) not in existing:
+            continue
+        savepoint = connection.begin_nested()
+        try:
+            quoted = preparer.quote(kind.name)
+            if kind.schema:
+                quoted = f"{preparer.quote_schema(kind.schema)}.{quoted}"
+            connection.exec_driver_sql(f"DROP TYPE {quoted}")
+        except SQLAlchemyError:
+            savepoint.rollback()  # still in use by a table that stays
+            kept.append(_type_label(kind))
+        else:
+            savepoint.commit()
+            dropped.append(_type_label(kind))
+    return dropped, kept

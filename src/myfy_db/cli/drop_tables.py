@@ -100,6 +100,10 @@ def drop_tables(
             ],
             "missing": plan.missing,
             "kept": plan.kept,
+            ("types_would_drop" if dry_run else "types_dropped"): (
+                plan.types if dry_run else report.types_dropped
+            ),
+            "types_kept": report.types_kept,
             "all_or_nothing": plan.transactional,
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         }
@@ -122,6 +126,15 @@ def drop_tables(
                 console.print(f"{verb} foreign key {c} of {t} first (cycle)", markup=False)
             if plan.missing:
                 console.print(f"not in the database: {', '.join(plan.missing)}", markup=False)
+            types = plan.types if dry_run else report.types_dropped
+            if types:
+                verb = "would drop" if dry_run else "dropped"
+                console.print(f"{verb} enum type(s): {', '.join(types)}", markup=False)
+            if report.types_kept:
+                console.print(
+                    f"kept enum type(s) still used by other tables: {', '.join(report.types_kept)}",
+                    markup=False,
+                )
             if plan.kept:
                 console.print(
                     f"kept {', '.join(plan.kept)}: the environment record the guard relies on",
