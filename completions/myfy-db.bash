@@ -24,7 +24,7 @@ _myfy_db() {
         "create-tables") words="--url --env-file --metadata --sql --json --help -h" ;;
         "dbshell") words="--url --env-file --yes -y --help -h" ;;
         "drop-tables") words="--url --env-file --metadata --all --dry-run --yes -y --json --help -h" ;;
-        "migrate") words="branches check current down downgrade heads history init merge new show stamp status up upgrade --url --env-file --config --lock-timeout --sql --json --help -h" ;;
+        "migrate") words="branches check current down downgrade heads history init lint merge new show stamp status up upgrade --url --env-file --config --lock-timeout --sql --json --help -h" ;;
         "migrate branches") words="--config --json --help -h" ;;
         "migrate check") words="--url --env-file --metadata --json --help -h" ;;
         "migrate current") words="--url --env-file --config --json --help -h" ;;
@@ -33,6 +33,7 @@ _myfy_db() {
         "migrate heads") words="--config --json --help -h" ;;
         "migrate history") words="--url --env-file --config --json --help -h" ;;
         "migrate init") words="--config --json --help -h" ;;
+        "migrate lint") words="--fail-on --url --env-file --config --metadata --json --help -h" ;;
         "migrate merge") words="--message -m --config --json --help -h" ;;
         "migrate new") words="--message -m --autogenerate --empty --url --env-file --config --metadata --json --help -h" ;;
         "migrate show") words="--config --json --help -h" ;;

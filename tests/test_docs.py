@@ -55,3 +55,17 @@ def test_bash_completion_completes_commands_and_options() -> None:
     assert set(_bash_complete("myfy-db ")) >= {s.path[-1] for s in tree.subcommands}
     assert "--json" in _bash_complete("myfy-db config --")
     assert "--env-file" in _bash_complete("myfy-db config --url x --e")
+
+
+def test_readme_lint_rule_table_is_current() -> None:
+    from myfy_db.migrations.lint import all_rules, docs
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme == docs.updated_readme(readme), (
+        "README.md's lint rule table is stale: run python -m myfy_db.cli.reference --write"
+    )
+    for rule in all_rules():
+        assert f"| `{rule.id}` {rule.name} |" in readme
+        assert rule.summary
+        assert rule.breaks
+        assert rule.safe

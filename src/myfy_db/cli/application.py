@@ -19,6 +19,7 @@ from myfy_db.cli import (
     dbshell,
     drop_tables,
     migrate_cmd,
+    migrate_lint,
     profile_pool,
 )
 from myfy_db.cli import shell as shell_cmd
@@ -66,6 +67,7 @@ def main_callback(
 app.command("config")(config_cmd.config)
 app.command("create-tables")(create_tables.create_tables)
 app.command("drop-tables")(drop_tables.drop_tables)
+migrate_cmd.app.command("lint")(migrate_lint.lint)
 app.add_typer(migrate_cmd.app, name="migrate")
 app.command("check-pool")(check_pool.check_pool)
 app.command("profile-pool")(profile_pool.profile_pool)

@@ -291,8 +291,10 @@ GENERATORS = {"bash": bash_completion, "zsh": zsh_completion, "fish": fish_compl
 def generated_files(root: Path) -> dict[Path, str]:
     """Every generated file under ``root`` (the repository) with its expected content."""
     files = {root / "completions" / name: GENERATORS[shell]() for shell, name in SHELLS.items()}
+    from myfy_db.migrations.lint import docs as lint_docs
+
     readme = root / "README.md"
-    files[readme] = updated_readme(readme.read_text(encoding="utf-8"))
+    files[readme] = lint_docs.updated_readme(updated_readme(readme.read_text(encoding="utf-8")))
     return files
 
 

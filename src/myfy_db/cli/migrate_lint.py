@@ -1,0 +1,103 @@
+"""``myfy-db migrate lint``: parse, call :func:`myfy_db.migrations.lint.lint`, render."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from myfy_db.cli.migrate_cmd import ConfigOption, _json, _project, _shared
+from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption
+from myfy_db.cli.runtime import load, run
+from myfy_db.errors import CheckFailed
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from myfy_db.migrations.lint import LintReport
+    from myfy_db.output import Output
+
+RangeArgument = Annotated[
+    str | None,
+    typer.Argument(
+        help="FROM:TO, as in `migrate up --sql` (default: the pending revisions when the "
+        "database can be reached, every revision otherwise).",
+        metavar="[RANGE]",
+        show_default=False,
+    ),
+]
+FailOnOption = Annotated[
+    str,
+    typer.Option(
+        "--fail-on",
+        metavar="LEVEL",
+        help="Exit 5 when a finding not accepted is at least this severe: error, warning, "
+        "info or never.",
+    ),
+]
+
+
+def _render(report: LintReport, console: Console) -> None:
+    count = len(report.revisions)
+    console.print(
+        f"{report.database}: {count} revision(s) linted for {report.dialect} ({report.scope})",
+        soft_wrap=True,
+    )
+    for finding in report.findings:
+        mark = f"accepted {finding.severity.label}" if finding.accepted else finding.severity.label
+        console.print(
+            f"{mark} {finding.rule} {finding.name}: revision {finding.revision} at "
+            f"{finding.path}:{finding.line}",
+            soft_wrap=True,
+            markup=False,
+        )
+        console.print(f"  {finding.detail}", soft_wrap=True, markup=False)
+        console.print(f"  breaks: {finding.breaks}", soft_wrap=True, markup=False)
+        console.print(f"  safe:   {finding.safe}", soft_wrap=True, markup=False)
+        if finding.accepted:
+            console.print(f"  accepted: {finding.reason}", soft_wrap=True, markup=False)
+    if not report.findings:
+        console.print("no findings")
+
+
+def lint(
+    ctx: typer.Context,
+    revision_range: RangeArgument = None,
+    fail_on: FailOnOption = "error",
+    url: UrlOption = None,
+    env_file: EnvFileOption = None,
+    config: ConfigOption = None,
+    metadata: MetadataOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Judge what each revision will do on the URL's dialect: locks, rewrites, renames, drops.
+
+    Each finding names its rule, severity, revision, file and line, what breaks in
+    production and the safe form. A comment `# myfy-db: allow RULE-ID -- reason` beside an
+    operation accepts its finding (still shown). Exit 5 at --fail-on (default error).
+    """
+    shared = _shared(ctx, url=url, env_file=env_file, config=config)
+
+    async def action(out: Output) -> None:
+        from myfy_db.metadata import load_metadata
+        from myfy_db.migrations.lint import lint as lint_revisions
+        from myfy_db.migrations.lint import parse_fail_on
+
+        threshold = parse_fail_on(fail_on)
+        loaded = load(shared["url"], shared["env_file"], metadata=metadata)
+        project = _project(shared["config"], out)
+        models = None
+        if loaded.settings.metadata:
+            models = load_metadata(loaded.settings.metadata).metadata
+        report = await lint_revisions(project, loaded, revision_range, metadata=models)
+        out.emit(report.to_dict(), lambda console: _render(report, console))
+        failing = report.failing(threshold)
+        if failing:
+            worst = max(f.severity for f in failing)
+            raise CheckFailed(
+                f"{len(failing)} finding(s) at or above {fail_on.lower()} (worst: {worst.label})",
+                hint="rewrite the revision the safe way, or accept a finding on purpose with "
+                "`# myfy-db: allow RULE-ID -- reason` beside the operation",
+            )
+
+    run(action, json_mode=_json(ctx, json_output))

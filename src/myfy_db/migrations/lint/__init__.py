@@ -1,0 +1,211 @@
+"""``myfy-db migrate lint``: judge what each revision will do on the URL's dialect.
+
+The revisions run offline for the URL's dialect (:mod:`.capture`), every operation they
+invoke is captured with its file and line, and each registered rule (:mod:`.registry`,
+:mod:`.rules`) judges it against what the range did before it (:mod:`.state`). A
+``# myfy-db: allow RULE-ID -- reason`` comment beside the operation accepts a finding
+(:mod:`.allow`); it is still reported, marked accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from myfy_db.errors import CannotConnect, ConfigError
+from myfy_db.migrations.lint.model import CapturedOp, Finding, RangeState, Rule, Severity
+from myfy_db.migrations.lint.registry import all_rules
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+
+    from myfy_db.migrations.project import MigrationProject
+    from myfy_db.settings import LoadedSettings
+
+__all__ = [
+    "Finding",
+    "LintReport",
+    "Rule",
+    "Severity",
+    "all_rules",
+    "judge",
+    "lint",
+    "parse_fail_on",
+]
+
+FAIL_ON = {"error": Severity.ERROR, "warning": Severity.WARNING, "info": Severity.INFO}
+
+
+def parse_fail_on(value: str) -> Severity | None:
+    """``error`` / ``warning`` / ``info`` -> a severity; ``never`` -> None."""
+    key = value.strip().lower()
+    if key == "never":
+        return None
+    if key not in FAIL_ON:
+        raise ConfigError(f"--fail-on must be error, warning, info or never (got {value!r})")
+    return FAIL_ON[key]
+
+
+@dataclass
+class LintReport:
+    """The findings for the revisions of one range on one dialect."""
+
+    database: str
+    dialect: str
+    range: str
+    scope: str
+    revisions: list[str]
+    findings: list[Finding] = field(default_factory=list)
+
+    def failing(self, fail_on: Severity | None) -> list[Finding]:
+        """Findings at or above ``fail_on`` that no comment accepted."""
+        if fail_on is None:
+            return []
+        return [f for f in self.findings if not f.accepted and f.severity >= fail_on]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "dialect": self.dialect,
+            "range": self.range,
+            "scope": self.scope,
+            "revisions": self.revisions,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def _relative(path: str) -> str:
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def judge(ops: list[CapturedOp], models: dict[str, set[str]] | None = None) -> list[Finding]:
+    """Every rule's findings for ``ops``, in the order the operations ran."""
+    from myfy_db.migrations.lint.allow import allowed, clear_cache
+    from myfy_db.migrations.lint.state import advance
+
+    clear_cache()
+    state = RangeState(models=models)
+    rules = all_rules()
+    findings: list[Finding] = []
+    for captured in ops:
+        for rule in rules:
+            if not rule.applies_to(captured.dialect):
+                continue
+            detail = rule.check(captured, state)
+            if detail is None:
+                continue
+            reason = allowed(captured.path, captured.line, rule.id)
+            findings.append(
+                Finding(
+                    rule.id,
+                    rule.name,
+                    rule.severity,
+                    captured.revision,
+                    _relative(captured.path),
+                    captured.line,
+                    detail,
+                    rule.breaks,
+                    rule.safe,
+                    accepted=reason is not None,
+                    reason=reason,
+                )
+            )
+        advance(captured, state)
+    return findings
+
+
+def _model_columns(metadata: MetaData) -> dict[str, set[str]]:
+    return {
+        table.name.lower(): {c.name.lower() for c in table.columns}
+        for table in metadata.tables.values()
+    }
+
+
+async def _current_heads(loaded: LoadedSettings) -> tuple[str, ...] | None:
+    """The database's current revisions, or None when it cannot be reached."""
+    from sqlalchemy.engine import make_url
+
+    from myfy_db.engine import open_engine, translate_errors
+    from myfy_db.migrations.commands import _current_heads as read_heads
+
+    url = loaded.settings.database_url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            return None
+        if not Path(database).exists():
+            return None  # connecting would create it
+    try:
+        with translate_errors(url, "migrate lint"):
+            async with open_engine(loaded.settings, url) as engine, engine.connect() as conn:
+                return tuple(await conn.run_sync(read_heads))
+    except CannotConnect:
+        return None
+
+
+def _revisions_in(project: MigrationProject, revision_range: str) -> list[str]:
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+
+    lower, _, upper = revision_range.rpartition(":")
+    try:
+        walked = project.script().iterate_revisions(upper or "heads", lower or "base")
+        return [s.revision for s in reversed(list(walked))]
+    except (CommandError, RevisionError) as exc:
+        raise ConfigError(f"bad revision range {revision_range!r}: {exc}") from None
+
+
+async def lint(
+    project: MigrationProject,
+    loaded: LoadedSettings,
+    revision_range: str | None = None,
+    *,
+    metadata: MetaData | None = None,
+) -> LintReport:
+    """Lint the revisions of ``revision_range`` (``FROM:TO``) for the URL's dialect.
+
+    Without a range: the pending revisions when the database can be reached, every revision
+    otherwise. Nothing is written to the database.
+    """
+    from sqlalchemy.engine import make_url
+
+    from myfy_db.engine import describe_target
+    from myfy_db.migrations.commands import _alembic_errors
+    from myfy_db.migrations.lint.capture import capture, dialect_family
+
+    settings = loaded.settings
+    url = settings.database_url
+    script = project.script()
+    heads = tuple(script.get_heads())
+    if revision_range is not None:
+        spec, scope = revision_range, "given range"
+    else:
+        current = await _current_heads(loaded)
+        if current is None:
+            spec, scope = "base:heads", "every revision (the database cannot be reached)"
+        elif sorted(current) == sorted(heads):
+            spec, scope = "", "pending revisions (none: the database is at head)"
+        elif len(current) > 1:
+            raise ConfigError(
+                f"the database has several current revisions ({', '.join(current)})",
+                hint="give the range to lint: myfy-db migrate lint FROM:TO",
+            )
+        else:
+            spec, scope = f"{current[0] if current else 'base'}:heads", "pending revisions"
+    dialect = dialect_family(make_url(url).get_backend_name())
+    report = LintReport(describe_target(url), dialect, spec or "-", scope, [])
+    if not spec:
+        return report
+    with _alembic_errors():
+        report.revisions = _revisions_in(project, spec)
+        start, _, end = spec.rpartition(":")
+        alembic_range = end if start in ("", "base") else spec
+        ops = capture(project, settings, url, alembic_range)
+    models = _model_columns(metadata) if metadata is not None else None
+    report.findings = judge(ops, models)
+    return report

@@ -1,0 +1,163 @@
+"""Run revisions the way Alembic does, offline for the URL's dialect, and capture each operation.
+
+The project's own ``env.py`` runs in offline (``--sql``) mode, so the revisions'
+``upgrade()`` functions execute for real against a ``MigrationContext`` of the URL's dialect.
+Every operation they invoke (``op.create_index(...)``, ``batch.alter_column(...)``,
+``op.execute(...)``) passes through Alembic's ``Operations.invoke``; while the capture is
+active that method records Alembic's operation object, the revision file and line that
+called it (from the call stack), whether a transaction was open, and the SQL it rendered.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from myfy_db.migrations.lint.model import CapturedOp
+from myfy_db.migrations.lint.rawsql import RawStatement, classify, split_statements
+
+if TYPE_CHECKING:
+    from myfy_db.migrations.project import MigrationProject
+    from myfy_db.settings import DatabaseSettings
+
+
+def dialect_family(backend: str) -> str:
+    """``mysql`` for MySQL and MariaDB; the backend's own name otherwise."""
+    return "mysql" if backend in ("mysql", "mariadb") else backend
+
+
+class _Sink(io.StringIO):
+    """Alembic's offline output: each write is one statement, attributed to the running op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_transaction = False
+        self.current: CapturedOp | None = None
+
+    def write(self, text: str) -> int:
+        statement = text.strip()
+        word = statement.rstrip(";").strip().upper()
+        if word in ("BEGIN", "START TRANSACTION"):
+            self.in_transaction = True
+        elif word in ("COMMIT", "ROLLBACK"):
+            self.in_transaction = False
+        elif statement and self.current is not None:
+            self.current.sql.append(statement)
+        return len(text)
+
+
+class _Recorder:
+    def __init__(self, revisions: dict[str, str], dialect: str, sink: _Sink) -> None:
+        self.revisions = revisions
+        self.dialect = dialect
+        self.sink = sink
+        self.ops: list[CapturedOp] = []
+        self.depth = 0
+        self._paths: dict[str, str | None] = {}
+
+    def _revision_of(self, filename: str) -> str | None:
+        if filename not in self._paths:
+            try:
+                resolved = str(Path(filename).resolve())
+            except OSError:
+                resolved = filename
+            self._paths[filename] = resolved if resolved in self.revisions else None
+        return self._paths[filename]
+
+    def caller(self) -> tuple[str, str, int]:
+        frame = sys._getframe(2)
+        while frame is not None:
+            path = self._revision_of(frame.f_code.co_filename)
+            if path is not None:
+                return self.revisions[path], path, frame.f_lineno
+            frame = frame.f_back  # type: ignore[assignment]
+        return "?", "?", 0
+
+    def begin(self, operation: Any) -> CapturedOp:
+        revision, path, line = self.caller()
+        captured = CapturedOp(
+            revision, path, line, operation, self.dialect, self.sink.in_transaction
+        )
+        self.ops.append(captured)
+        return captured
+
+
+@contextmanager
+def _intercepting(recorder: _Recorder) -> Iterator[None]:
+    from alembic.operations.base import AbstractOperations
+
+    original = AbstractOperations.invoke
+
+    def invoke(self: Any, operation: Any) -> Any:
+        if recorder.depth:
+            return original(self, operation)
+        captured = recorder.begin(operation)
+        previous = recorder.sink.current
+        recorder.sink.current = captured
+        recorder.depth += 1
+        try:
+            return original(self, operation)
+        finally:
+            recorder.depth -= 1
+            recorder.sink.current = previous
+
+    AbstractOperations.invoke = invoke  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        AbstractOperations.invoke = original  # type: ignore[method-assign]
+
+
+def _expand_raw(captured: CapturedOp) -> list[CapturedOp]:
+    """One captured op per statement of ``op.execute()`` text, each classified."""
+    from alembic.operations import ops
+
+    if not isinstance(captured.operation, ops.ExecuteSQLOp):
+        return [captured]
+    sqltext = captured.operation.sqltext
+    text = sqltext if isinstance(sqltext, str) else str(getattr(sqltext, "text", sqltext))
+    statements = split_statements(text) or [text]
+    expanded = []
+    for statement in statements:
+        raw = classify(statement) or RawStatement("unknown", statement)
+        expanded.append(
+            CapturedOp(
+                captured.revision,
+                captured.path,
+                captured.line,
+                captured.operation,
+                captured.dialect,
+                captured.in_transaction,
+                [statement],
+                raw,
+            )
+        )
+    return expanded
+
+
+def capture(
+    project: MigrationProject, settings: DatabaseSettings, url: str, revision_range: str
+) -> list[CapturedOp]:
+    """The operations the revisions in ``revision_range`` (``FROM:TO``) run on ``url``'s dialect.
+
+    Nothing connects: the project's ``env.py`` runs in offline mode.
+    """
+    from alembic import command
+    from sqlalchemy.engine import make_url
+
+    from myfy_db.migrations import environment as env
+
+    script = project.script()
+    revisions = {str(Path(s.path).resolve()): s.revision for s in script.walk_revisions() if s.path}
+    dialect = dialect_family(make_url(url).get_backend_name())
+    sink = _Sink()
+    recorder = _Recorder(revisions, dialect, sink)
+    config = project.config(settings, url, output_buffer=sink)
+    config.attributes[env.METADATA] = None
+    with _intercepting(recorder):
+        command.upgrade(config, revision_range, sql=True)
+    return [item for captured in recorder.ops for item in _expand_raw(captured)]

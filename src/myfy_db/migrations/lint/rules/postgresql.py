@@ -1,0 +1,303 @@
+"""PostgreSQL rules: locks that block reads and writes, and statements that rewrite a table."""
+
+from __future__ import annotations
+
+import re
+
+from myfy_db.migrations.lint.model import CapturedOp, RangeState, Severity, norm
+from myfy_db.migrations.lint.registry import POSTGRESQL, rule
+from myfy_db.migrations.lint.rules._ops import (
+    compiled_type,
+    dialect_kw,
+    kind,
+    split_type,
+    table_of,
+)
+
+AUTOCOMMIT = "inside `with op.get_context().autocommit_block():`"
+
+
+def _concurrently(captured: CapturedOp) -> bool:
+    if captured.raw is not None:
+        return bool(captured.raw.concurrently)
+    return bool(dialect_kw(captured, "postgresql_concurrently"))
+
+
+@rule(
+    "PG001",
+    "create-index-blocking",
+    severity=Severity.ERROR,
+    dialects=POSTGRESQL,
+    summary="CREATE INDEX without CONCURRENTLY on an existing table",
+    breaks="a plain CREATE INDEX holds a SHARE lock for the whole build: every INSERT, UPDATE "
+    "and DELETE on the table waits until the index is built (minutes on a big table)",
+    safe="op.create_index(..., postgresql_concurrently=True) " + AUTOCOMMIT,
+)
+def create_index_blocking(captured: CapturedOp, state: RangeState) -> str | None:
+    if kind(captured) not in ("CreateIndexOp", "raw:create_index") or _concurrently(captured):
+        return None
+    table = table_of(captured)
+    if not state.existing(table):
+        return None
+    return f"builds an index on existing table {table} without CONCURRENTLY"
+
+
+@rule(
+    "PG002",
+    "drop-index-blocking",
+    severity=Severity.WARNING,
+    dialects=POSTGRESQL,
+    summary="DROP INDEX without CONCURRENTLY",
+    breaks="DROP INDEX takes an ACCESS EXCLUSIVE lock on the index's table; while it waits for "
+    "a running transaction, every query on the table queues behind it",
+    safe="op.drop_index(..., postgresql_concurrently=True) " + AUTOCOMMIT,
+)
+def drop_index_blocking(captured: CapturedOp, state: RangeState) -> str | None:
+    if kind(captured) not in ("DropIndexOp", "raw:drop_index") or _concurrently(captured):
+        return None
+    table = table_of(captured)
+    if table is not None and not state.existing(table):
+        return None
+    name = captured.raw.name if captured.raw is not None else captured.operation.index_name
+    return f"drops index {name} without CONCURRENTLY"
+
+
+@rule(
+    "PG003",
+    "add-not-null-column-without-default",
+    severity=Severity.ERROR,
+    dialects=POSTGRESQL,
+    summary="ADD COLUMN ... NOT NULL without a default on an existing table",
+    breaks="the ALTER fails as soon as the table has a row, and the deploy stops half-way; "
+    "code that inserts without the column fails too",
+    safe="add the column nullable (or with a constant server_default), backfill in batches, "
+    "then make it NOT NULL the safe way (see PG007)",
+)
+def add_not_null_without_default(captured: CapturedOp, state: RangeState) -> str | None:
+    if kind(captured) != "AddColumnOp":
+        return None
+    column = captured.operation.column
+    table = table_of(captured)
+    if column.nullable or column.server_default is not None or not state.existing(table):
+        return None
+    if column.primary_key or column.identity is not None:
+        return None
+    return f"adds NOT NULL column {table}.{column.name} with no server default"
+
+
+_VOLATILE = re.compile(
+    r"\b(random|clock_timestamp|timeofday|gen_random_uuid|uuid_generate_v[14]\w*|nextval)\s*\(",
+    re.I,
+)
+_STABLE_TIME = re.compile(
+    r"\b(now\s*\(|current_timestamp|localtimestamp|current_date|current_time|statement_timestamp)",
+    re.I,
+)
+
+
+def _default_text(captured: CapturedOp) -> str:
+    column = captured.operation.column
+    parts = [captured.rendered]
+    default = column.server_default
+    if default is not None:
+        parts.append(str(getattr(default, "arg", "")))
+    return " ".join(parts)
+
+
+def _serial(captured: CapturedOp) -> bool:
+    column = captured.operation.column
+    rendered = captured.rendered.upper()
+    return (
+        column.identity is not None
+        or "SERIAL" in rendered
+        or ("GENERATED" in rendered and "IDENTITY" in rendered)
+    )
+
+
+@rule(
+    "PG004",
+    "volatile-default",
+    severity=Severity.ERROR,
+    dialects=POSTGRESQL,
+    summary="a volatile default (random(), gen_random_uuid(), a sequence) on a new column",
+    breaks="a volatile default is computed for every existing row: the whole table is "
+    "rewritten under an ACCESS EXCLUSIVE lock, blocking all reads and writes",
+    safe="add the column without a default, set the default in a second step "
+    "(op.alter_column(server_default=...)), then backfill existing rows in batches",
+)
+def volatile_default(captured: CapturedOp, state: RangeState) -> str | None:
+    if kind(captured) != "AddColumnOp" or not state.existing(table_of(captured)):
+        return None
+    column = captured.operation.column
+    if _serial(captured):
+        return f"adds {column.name} filled from a sequence (serial or identity)"
+    match = _VOLATILE.search(_default_text(captured))
+    if match is None:
+        return None
+    return f"adds {column.name} with volatile default {match.group(1)}()"
+
+
+@rule(
+    "PG005",
+    "time-default-on-new-column",
+    severity=Severity.WARNING,
+    dialects=POSTGRESQL,
+    summary="now() / CURRENT_TIMESTAMP default on a new column of an existing table",
+    breaks="every existing row gets the migration's timestamp, not its own creation time "
+    "(and before PostgreSQL 11 the table is rewritten under an ACCESS EXCLUSIVE lock)",
+    safe="add the column nullable without a default, set server_default=sa.func.now() in a "
+    "second alter_column, and backfill old rows from a real source",
+)
+def time_default(captured: CapturedOp, state: RangeState) -> str | None:
+    if kind(captured) != "AddColumnOp" or not state.existing(table_of(captured)):
+        return None
+    if _serial(captured) or _VOLATILE.search(_default_text(captured)):
+        return None
+    match = _STABLE_TIME.search(_default_text(captured))
+    if match is None:
+        return None
+    name = match.group(1).rstrip("( ").lower()
+    return f"adds {captured.operation.column.name} with default {name}"
+
+
+def _rewrites(old: str | None, new: str | None) -> bool:
+    """True unless the change is one PostgreSQL makes without rewriting the table."""
+    if old is None or new is None:
+        return True
+    if old == new:
+        return False
+    old_base, old_args, _ = split_type(old)
+    new_base, new_args, _ = split_type(new)
+    texts = {"VARCHAR", "CHARACTER VARYING", "TEXT"}
+    if old_base in texts and new_base in texts:
+        if new_base == "TEXT" or not new_args:
+            return False  # to TEXT or unbounded VARCHAR: binary coercible
+        if old_base == "TEXT" or not old_args:
+            return True  # bounding an unbounded column checks every row
+        return new_args[0] < old_args[0]
+    if old_base in ("NUMERIC", "DECIMAL") and new_base in ("NUMERIC", "DECIMAL"):
+        if not new_args:
+            return False
+        if len(old_args) == len(new_args) == 2:
+            return not (new_args[1] == old_args[1] and new_args[0] >= old_args[0])
+        return True
+    return True
+
+
+@rule(
+    "PG006",
+    "column-type-rewrite",
+    severity=Severity.ERROR,
+    dialects=POSTGRESQL,
+    summary="ALTER COLUMN ... TYPE that rewrites the table",
+    breaks="the table and all its indexes are rewritten under an ACCESS EXCLUSIVE lock: no "
+    "read or write gets through until it ends",
+    safe="add a new column of the new type, backfill it in batches, switch the code over, "
+    "then drop the old column (only widening VARCHAR/NUMERIC or VARCHAR to TEXT is free)",
+)
+def column_type_rewrite(captured: CapturedOp, state: RangeState) -> str | None:
+    operation = captured.operation
+    if kind(captured) != "AlterColumnOp" or operation.modify_type is None:
+        return None
+    table = table_of(captured)
+    if not state.existing(table) or state.new_column(table, operation.column_name):
+        return None
+    old = compiled_type(operation.existing_type, "postgresql")
+    new = compiled_type(operation.modify_type, "postgresql")
+    if not _rewrites(old, new):
+        return None
+    was = old or "unknown (existing_type not given)"
+    return f"changes {table}.{operation.column_name} from {was} to {new}"
+
+
+@rule(
+    "PG007",
+    "set-not-null-scan",
+    severity=Severity.ERROR,
+    dialects=POSTGRESQL,
+    summary="SET NOT NULL on an existing column",
+    breaks="SET NOT NULL scans the whole table to check it under an ACCESS EXCLUSIVE lock, "
+    "blocking every read and write for the length of the scan",
+    safe="op.create_check_constraint(name, table, 'col IS NOT NULL', postgresql_not_valid=True); "
+    "op.execute('ALTER TABLE t VALIDATE CONSTRAINT name'); then alter_column(nullable=False) "
+    "(PostgreSQL 12+ uses the check and skips the scan; drop the check afterwards)",
+)
+def set_not_null(captured: CapturedOp, state: RangeState) -> str | None:
+    operation = captured.operation
+    if kind(captured) != "AlterColumnOp" or operation.modify_nullable is not False:
+        return None
+    table = table_of(captured)
+    column = operation.column_name
+    if not state.existing(table) or state.new_column(table, column):
+        return None
+    if (norm(table), norm(column)) in state.validated_checks:
+        return None
+    return f"sets {table}.{column} NOT NULL with no validated IS NOT NULL check"
+
+
+def _not_valid(captured: CapturedOp) -> bool:
+    return bool(dialect_kw(captured, "postgresql_not_valid")) or (
+        "NOT VALID" in captured.rendered.upper()
+    )
+
+
+@rule(
+    "PG008",
+    "constraint-validated-under-lock",
+    severity=Severity.ERROR,
+    dialects=POSTGRESQL,
+    summary="ADD FOREIGN KEY / ADD CHECK without NOT VALID",
+    breaks="adding the constraint checks every existing row while holding a lock that blocks "
+    "writes (for a foreign key, on both tables) for the whole scan",
+    safe="create it with postgresql_not_valid=True, then "
+    "op.execute('ALTER TABLE t VALIDATE CONSTRAINT name') (which lets writes through)",
+)
+def constraint_without_not_valid(captured: CapturedOp, state: RangeState) -> str | None:
+    if kind(captured) not in ("CreateForeignKeyOp", "CreateCheckConstraintOp"):
+        return None
+    table = table_of(captured)
+    if not state.existing(table) or _not_valid(captured):
+        return None
+    what = "foreign key" if kind(captured) == "CreateForeignKeyOp" else "check constraint"
+    name = captured.operation.constraint_name or "(unnamed)"
+    return f"adds {what} {name} on {table} validating every row"
+
+
+@rule(
+    "PG009",
+    "unique-or-primary-key-without-index",
+    severity=Severity.ERROR,
+    dialects=POSTGRESQL,
+    summary="ADD UNIQUE / PRIMARY KEY without an index built concurrently first",
+    breaks="the constraint builds its index under an ACCESS EXCLUSIVE lock: no read or write "
+    "on the table until the index is built",
+    safe="op.create_index(name, table, cols, unique=True, postgresql_concurrently=True) "
+    + AUTOCOMMIT
+    + ", then op.execute('ALTER TABLE t ADD CONSTRAINT c UNIQUE USING INDEX name')",
+)
+def unique_without_index(captured: CapturedOp, state: RangeState) -> str | None:
+    if kind(captured) not in ("CreateUniqueConstraintOp", "CreatePrimaryKeyOp"):
+        return None
+    table = table_of(captured)
+    if not state.existing(table):
+        return None
+    what = "primary key" if kind(captured) == "CreatePrimaryKeyOp" else "unique constraint"
+    return f"adds a {what} on {table}, building its index under lock"
+
+
+@rule(
+    "PG010",
+    "concurrently-in-transaction",
+    severity=Severity.ERROR,
+    dialects=POSTGRESQL,
+    summary="CREATE / DROP INDEX CONCURRENTLY inside a transaction",
+    breaks="PostgreSQL refuses CONCURRENTLY inside a transaction block: the revision fails "
+    "in the middle of the deploy",
+    safe="run it " + AUTOCOMMIT,
+)
+def concurrently_in_transaction(captured: CapturedOp, state: RangeState) -> str | None:
+    if kind(captured) not in ("CreateIndexOp", "DropIndexOp", "raw:create_index", "raw:drop_index"):
+        return None
+    if not _concurrently(captured) or not captured.in_transaction:
+        return None
+    return "runs an index operation CONCURRENTLY inside the revision's transaction"
