@@ -129,8 +129,7 @@ async def _current_heads(loaded: LoadedSettings) -> tuple[str, ...] | None:
     """The database's current revisions, or None when it cannot be reached."""
     from sqlalchemy.engine import make_url
 
-    from myfy_db.engine import open_engine, translate_errors
-    from myfy_db.migrations.commands import _current_heads as read_heads
+    from myfy_db.migrations.commands import read_current
 
     url = loaded.settings.database_url
     parsed = make_url(url)
@@ -141,9 +140,7 @@ async def _current_heads(loaded: LoadedSettings) -> tuple[str, ...] | None:
         if not Path(database).exists():
             return None  # connecting would create it
     try:
-        with translate_errors(url, "migrate lint"):
-            async with open_engine(loaded.settings, url) as engine, engine.connect() as conn:
-                return tuple(await conn.run_sync(read_heads))
+        return await read_current(loaded, "migrate lint")
     except CannotConnect:
         return None
 
@@ -175,8 +172,8 @@ async def lint(
     from sqlalchemy.engine import make_url
 
     from myfy_db.engine import describe_target
-    from myfy_db.migrations.commands import _alembic_errors
     from myfy_db.migrations.lint.capture import capture, dialect_family
+    from myfy_db.migrations.revisions import alembic_errors
 
     settings = loaded.settings
     url = settings.database_url
@@ -201,7 +198,7 @@ async def lint(
     report = LintReport(describe_target(url), dialect, spec or "-", scope, [])
     if not spec:
         return report
-    with _alembic_errors():
+    with alembic_errors():
         report.revisions = _revisions_in(project, spec)
         start, _, end = spec.rpartition(":")
         alembic_range = end if start in ("", "base") else spec
