@@ -25,7 +25,7 @@ from sqlalchemy.pool import StaticPool
 from myfy_db.command_name import command_name, current_command
 from myfy_db.errors import CannotConnect, ConfigError, MyfyDbError, OperationFailed
 from myfy_db.settings import DatabaseSettings
-from myfy_db.urls import is_sqlite_memory, mask_url, redact, register_url_secret
+from myfy_db.urls import is_sqlite_memory, mask_url, redact, register_url_secret, url_problem
 
 __all__ = [
     "SessionFactory",
@@ -103,6 +103,9 @@ def create_engine(
     """
     target = url or settings.database_url
     register_url_secret(target)
+    problem = url_problem(target)
+    if problem is not None:
+        raise ConfigError(f"cannot build an engine for {mask_url(target)}: {problem}")
     name = _connection_name(command)
     options = engine_options(settings, target, command=name)
     options.update(overrides)

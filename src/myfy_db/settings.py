@@ -33,6 +33,7 @@ from myfy_db.urls import (
     redact,
     register_url_secret,
     split_url,
+    url_problem,
 )
 
 ENV_PREFIX = "MYFY_DATA_"
@@ -62,6 +63,9 @@ def _check_url(url: str) -> str:
     if parts is None:
         raise ValueError(f"not a database URL; {example}")
     if parts.scheme in SUPPORTED_SCHEMES:
+        problem = url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
         return url
     suggestion = async_url_for(url)
     if parts.backend in ASYNC_DRIVERS and suggestion is not None:
@@ -87,13 +91,17 @@ class DatabaseSettings(BaseSettings):
     database_url: str = Field(DEFAULT_URL, description="Async SQLAlchemy database URL")
     pool_size: int = Field(5, ge=1, description="Connections kept in the pool")
     max_overflow: int = Field(10, ge=0, description="Extra connections beyond pool_size")
-    pool_timeout: float = Field(30.0, gt=0, description="Seconds to wait for a connection")
+    pool_timeout: float = Field(
+        30.0, gt=0, allow_inf_nan=False, description="Seconds to wait for a connection"
+    )
     pool_recycle: int = Field(
         3600, ge=-1, description="Seconds before a connection is replaced (-1: never)"
     )
     pool_pre_ping: bool = Field(True, description="Test connections before use")
     pool_use_lifo: bool = Field(False, description="Reuse the most recent connection first")
-    connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait when connecting")
+    connect_timeout: float = Field(
+        10.0, gt=0, allow_inf_nan=False, description="Seconds to wait when connecting"
+    )
     echo: bool = Field(False, description="Log every SQL statement")
     environment: str = Field("development", description="Deployment environment")
     metadata: str | None = Field(

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from myfy_db.cli.options import EnvFileOption, JsonOption, UrlOption
+from myfy_db.cli.options import EnvFileOption, FiniteFloat, JsonOption, UrlOption
 from myfy_db.cli.runtime import load, run
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ SamplesOption = Annotated[
     typer.Option("--samples", min=1, help="Round trips timed on each connection.", metavar="N"),
 ]
 MaxLatencyOption = Annotated[
-    float | None,
+    FiniteFloat | None,
     typer.Option(
         "--max-latency-ms",
         min=0,
@@ -41,7 +41,7 @@ MaxLatencyOption = Annotated[
     ),
 ]
 TimeoutOption = Annotated[
-    float,
+    FiniteFloat,
     typer.Option(
         "--timeout",
         min=0.001,

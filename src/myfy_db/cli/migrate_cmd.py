@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption, YesOption
+from myfy_db.cli.options import (
+    EnvFileOption,
+    FiniteFloat,
+    JsonOption,
+    MetadataOption,
+    UrlOption,
+    YesOption,
+)
 from myfy_db.cli.runtime import load, run
 from myfy_db.errors import CheckFailed
 
@@ -37,7 +44,7 @@ ConfigOption = Annotated[
     ),
 ]
 LockTimeoutOption = Annotated[
-    float,
+    FiniteFloat,
     typer.Option(
         "--lock-timeout",
         min=0,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -42,3 +42,31 @@ YesOption = Annotated[
     bool,
     typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal)."),
 ]
+
+
+if TYPE_CHECKING:
+    FiniteFloat = float
+    PositiveFloat = float
+else:
+
+    class FiniteFloat(float):
+        """A float flag that refuses ``inf`` and ``nan`` (the flag's ``min``/``max`` still
+        apply): use it instead of ``float`` for every numeric flag."""
+
+        @classmethod
+        def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+            from pydantic_core import core_schema
+
+            return core_schema.float_schema(allow_inf_nan=False)
+
+    class PositiveFloat(float):
+        """A finite float flag that must be above zero (a rate, a duration)."""
+
+        @classmethod
+        def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+            from pydantic_core import core_schema
+
+            return core_schema.float_schema(allow_inf_nan=False, gt=0)
+
+    # Typer names a number flag's type after its class: keep the help saying FLOAT.
+    FiniteFloat.__name__ = PositiveFloat.__name__ = "float"

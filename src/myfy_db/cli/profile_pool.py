@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from myfy_db.cli.options import EnvFileOption, JsonOption, UrlOption
+from myfy_db.cli.options import EnvFileOption, FiniteFloat, JsonOption, PositiveFloat, UrlOption
 from myfy_db.cli.runtime import load, run
 from myfy_db.errors import CheckFailed, ConfigError
 
@@ -37,17 +37,19 @@ def profile_pool(
         typer.Option("--workers", min=1, help="Worker processes, each with its own pool."),
     ] = 1,
     rps: Annotated[
-        float | None,
+        PositiveFloat | None,
         typer.Option(
             "--rps",
+            max=1_000_000,
             help="Expected requests per second, all workers together (with --query-ms).",
             show_default=False,
         ),
     ] = None,
     query_ms: Annotated[
-        float | None,
+        PositiveFloat | None,
         typer.Option(
             "--query-ms",
+            max=3_600_000,
             help="Milliseconds one request holds a connection (with --rps).",
             show_default=False,
         ),
@@ -99,7 +101,7 @@ def profile_pool(
         ),
     ] = None,
     duration: Annotated[
-        float,
+        FiniteFloat,
         typer.Option("--duration", min=0.05, help="Seconds the --load run lasts."),
     ] = 5.0,
     pool_size: Annotated[
@@ -111,7 +113,7 @@ def profile_pool(
         typer.Option("--max-overflow", help=f"{_WHAT_IF}: max_overflow.", show_default=False),
     ] = None,
     pool_timeout: Annotated[
-        float | None,
+        FiniteFloat | None,
         typer.Option(
             "--pool-timeout", help=f"{_WHAT_IF}: pool_timeout (seconds).", show_default=False
         ),
