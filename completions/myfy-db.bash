@@ -8,18 +8,18 @@ _myfy_db() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
-        case "${COMP_WORDS[i-1]}" in --config|--env-file|--command|--concurrency|--connections|--duration|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--rps|--samples|--tier|--timeout|--url|--workers|-c|-m) continue ;; esac
+        case "${COMP_WORDS[i-1]}" in --config|--env-file|--command|--concurrency|--connections|--duration|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--rps|--samples|--tier|--timeout|--url|--workers|-c|-m) continue ;; esac
         case "||migrate|" in
             *"|$path|"*) path="${path:+$path }$word" ;;
         esac
     done
     case "$prev" in
         --config|--env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --command|--concurrency|--connections|--duration|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--rps|--samples|--tier|--timeout|--url|--workers|-c|-m) COMPREPLY=(); return ;;
+        --command|--concurrency|--connections|--duration|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--rps|--samples|--tier|--timeout|--url|--workers|-c|-m) COMPREPLY=(); return ;;
     esac
     case "$path" in
         "") words="check-pool config create-tables dbshell drop-tables migrate profile-pool shell --version --traceback --help -h" ;;
-        "check-pool") words="--url --env-file --connections --samples --max-latency-ms --timeout --json --help -h" ;;
+        "check-pool") words="--url --env-file --connections --samples --max-latency-ms --timeout --replica --primary-only --json --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
         "create-tables") words="--url --env-file --metadata --sql --json --help -h" ;;
         "dbshell") words="--url --env-file --yes -y --help -h" ;;

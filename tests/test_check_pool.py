@@ -254,10 +254,16 @@ def test_wrong_password_exits_4_without_the_password() -> None:
     assert CANARY not in result.stderr + result.stdout
 
 
-def test_timeout_is_raised_by_the_library_as_cannot_connect(silent_port: int) -> None:
+def test_timeout_is_reported_by_the_library_as_cannot_connect(silent_port: int) -> None:
     settings = DatabaseSettings(database_url=f"postgresql+asyncpg://u@127.0.0.1:{silent_port}/d")
-    with pytest.raises(CannotConnect, match=r"did not finish within 0\.5 s"):
-        asyncio.run(check_pool(settings, timeout=0.5))
+    report = asyncio.run(check_pool(settings, timeout=0.5))
+    (target,) = report.targets
+    assert (target.ok, target.exit_code, report.exit_code) == (False, 4, 4)
+    assert target.error is not None
+    assert "did not finish within 0.5 s" in target.error
+    failure = report.failure()
+    assert isinstance(failure, CannotConnect)
+    assert failure.message.startswith("primary: check-pool did not finish within 0.5 s")
 
 
 # -- no leaks ----------------------------------------------------------------------------
@@ -365,3 +371,305 @@ def test_postgres_version_names_postgresql(postgres_url: str) -> None:
     assert document["targets"][0]["server"]["version"].startswith("PostgreSQL ")
     result = _check("--url", postgres_url, "--connections", "1")
     assert "server: PostgreSQL " in result.stdout
+
+
+# -- one bad target never hides the others --------------------------------------------------
+
+
+def test_a_dead_replica_does_not_hide_the_primarys_figures(server_url: str) -> None:
+    dead = f"postgresql+asyncpg://u:{CANARY}@127.0.0.1:{free_port()}/db"
+    result = _check("--url", server_url, "--connections", "2", "--replica", dead, "--json")
+    assert result.exit_code == 4
+    document = _json(result)
+    assert (document["ok"], document["exit_code"]) == (False, 4)
+    primary, replica = document["targets"]
+    assert (primary["role"], primary["ok"], primary["exit_code"]) == ("primary", True, 0)
+    assert primary["round_trip"]["n"] == 2 * 3
+    assert primary["server"]["version"]
+    assert (replica["role"], replica["ok"], replica["exit_code"]) == ("replica 1", False, 4)
+    assert replica["error"].startswith("connection refused by 127.0.0.1")
+    assert replica["round_trip"] is None
+    assert "replica 1: connection refused" in result.stderr
+    assert CANARY not in result.stdout + result.stderr
+
+
+def test_a_dead_replica_in_the_human_report_beside_the_primarys_table(server_url: str) -> None:
+    dead = f"mysql+aiomysql://u@127.0.0.1:{free_port()}/db"
+    result = _check("--url", server_url, "--connections", "1", "--replica", dead)
+    assert result.exit_code == 4
+    out = result.stdout
+    assert "round trip" in out
+    assert "round-trip histogram" in out
+    assert "replica 1: mysql+aiomysql://u@127.0.0.1:" in out
+    assert "not measured (exit 4): connection refused by 127.0.0.1" in out
+    assert "2 database(s) checked" in out
+    assert "primary ok; replica 1 FAILED (exit 4)" in out
+
+
+def test_replica_flags_replace_the_setting_and_each_is_reported(server_url: str) -> None:
+    server = server_for(backend_of(server_url))
+    dead = f"postgresql+asyncpg://u@127.0.0.1:{free_port()}/db"
+    with server.fresh_database() as replica_url:
+        result = _check(
+            "--url", server_url, "--connections", "1", "--replica", replica_url,
+            "--replica", dead, "--json",
+            env={"MYFY_DATA_REPLICA_URLS": "sqlite+aiosqlite:///never-checked.db"},
+        )  # fmt: skip
+    assert result.exit_code == 4
+    primary, first, second = _json(result)["targets"]
+    assert primary["ok"]
+    assert first["ok"]
+    assert first["target"].endswith(make_url(replica_url).database)
+    assert (second["role"], second["exit_code"]) == ("replica 2", 4)
+
+
+def test_primary_only_skips_the_replicas(sqlite_url: str) -> None:
+    dead = f"postgresql+asyncpg://u@127.0.0.1:{free_port()}/db"
+    env = {"MYFY_DATA_REPLICA_URLS": dead}
+    result = _check("--url", sqlite_url, "--primary-only", "--json", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert [t["role"] for t in _json(result)["targets"]] == ["primary"]
+
+
+def test_unreachable_outranks_a_latency_finding(sqlite_url: str) -> None:
+    dead = f"postgresql+asyncpg://u@127.0.0.1:{free_port()}/db"
+    result = _check(
+        "--url", sqlite_url, "--replica", dead, "--max-latency-ms", "0", "--json"
+    )  # fmt: skip
+    assert result.exit_code == 4
+    primary, replica = _json(result)["targets"]
+    assert primary["exit_code"] == 5
+    assert primary["findings"][0]["id"] == "max_latency"
+    assert replica["exit_code"] == 4
+    assert "primary: round-trip p95" in result.stderr
+    assert "replica 1: connection refused" in result.stderr
+
+
+# -- never more connections than the server has free ----------------------------------------
+
+
+def _max_connections(backend: str) -> int:
+    sql = "SHOW max_connections" if backend == "postgresql" else "SELECT @@GLOBAL.max_connections"
+    return int(server_for(backend).admin(sql)[0][0][0])
+
+
+def test_asking_for_more_than_the_free_slots_is_a_finding(server_url: str) -> None:
+    limit = _max_connections(backend_of(server_url))
+    env = {"MYFY_DATA_POOL_SIZE": str(limit + 5)}
+    result = _check("--url", server_url, "--json", env=env)
+    assert result.exit_code == 5, result.stderr
+    (target,) = _json(result)["targets"]
+    slots = target["slots"]
+    assert slots["max_connections"] == limit
+    assert slots["free"] <= limit - slots["reserved"] - 1
+    assert target["requested"] == limit + 5
+    assert target["connections"] == slots["allowed"] <= slots["free"] - slots["margin"] + 1
+    assert target["connect"]["n"] == slots["allowed"]
+    (finding,) = [f for f in target["findings"] if f["id"] == "free_slots"]
+    assert finding["severity"] == "error"
+    assert (
+        f"asked for {limit + 5} connections, but the server has {slots['free']} free"
+        in (finding["reason"])
+    )
+    assert f"max_connections {limit} less {slots['reserved']} reserved" in finding["reason"]
+    assert "asked for" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _run_measured(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, int]:
+    """Run the CLI as a process: its exit code, stderr and peak memory (KiB, its own)."""
+    import tempfile
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
+    full_env.update(env or {})
+    with tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "myfy_db", *args],
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
+        deadline = time.monotonic() + PROCESS_BOUND
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                process.kill()
+                pid, status, usage = os.wait4(process.pid, 0)
+                break
+            time.sleep(0.05)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return process.returncode, err.read(), int(usage.ru_maxrss)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
+def test_a_million_pool_size_stays_bounded(backend: str, sqlite_url: str) -> None:
+    if backend == "sqlite":
+        url = sqlite_url
+    else:
+        server = server_for(backend)
+        server.require()
+        url = server.url
+    started = time.monotonic()
+    code, stderr, peak_kib = _run_measured(
+        "check-pool", "--url", url, "--samples", "1", "--timeout", "20",
+        env={"MYFY_DATA_POOL_SIZE": "1000000"},
+    )  # fmt: skip
+    assert code == 5, stderr
+    assert "asked for 1000000 connections" in stderr
+    assert time.monotonic() - started < PROCESS_BOUND
+    assert peak_kib < 600 * 1024
+
+
+def test_timings_are_kept_in_bounded_memory() -> None:
+    from myfy_db.pool_check import reservoir_stats
+    from myfy_db.stats import Reservoir
+
+    reservoir = Reservoir(capacity=1000)
+    for value in range(1, 200_001):
+        reservoir.add(float(value))
+    assert len(reservoir.values) == 1000
+    stats = reservoir_stats(reservoir)
+    assert (stats.n, stats.min_ms, stats.max_ms) == (200_000, 1.0, 200_000.0)
+    assert stats.mean_ms == pytest.approx(100_000.5)
+    assert stats.p50_ms == pytest.approx(100_000, rel=0.1)
+
+
+def test_huge_samples_end_at_the_timeout_in_bounded_memory(sqlite_url: str) -> None:
+    code, stderr, peak_kib = _run_measured(
+        "check-pool", "--url", sqlite_url, "--connections", "1", "--samples", "1000000000",
+        "--timeout", "3",
+    )  # fmt: skip
+    assert code == 4
+    assert "did not finish within 3 s: timed out measuring round trips" in stderr
+    assert peak_kib < 400 * 1024
+
+
+# -- transaction poolers: a real PgBouncer in front of the shared PostgreSQL ----------------
+
+
+@pytest.fixture
+def bouncer_factory(postgres_url: str) -> Iterator[Any]:
+    from pgbouncer import PgBouncer, available
+
+    if not available():
+        if os.environ.get("MYFY_TEST_REQUIRE_SERVERS") == "1":
+            pytest.fail("MYFY_TEST_REQUIRE_SERVERS=1 but pgbouncer is not installed")
+        pytest.skip("pgbouncer is not installed")
+    started: list[PgBouncer] = []
+
+    def start(mode: str, **options: Any) -> PgBouncer:
+        bouncer = PgBouncer.start(postgres_url, mode, **options)
+        started.append(bouncer)
+        return bouncer
+
+    try:
+        yield start
+    finally:
+        for bouncer in started:
+            bouncer.stop()
+
+
+POOLER_DETECTED = (
+    "transaction pooler detected: consecutive transactions on one connection ran on "
+    "different server backends"
+)
+
+
+def test_transaction_pooler_with_default_settings_is_an_unsafe_settings_error(
+    bouncer_factory: Any,
+) -> None:
+    bouncer = bouncer_factory("transaction")
+    result = _check("--url", bouncer.url, "--connections", "2", "--json")
+    assert result.exit_code == 5, result.stderr
+    (target,) = _json(result)["targets"]
+    assert target["pooler"]["detected"] is True
+    ids = {f["id"]: f for f in target["findings"]}
+    assert POOLER_DETECTED in ids["transaction_pooler"]["reason"]
+    unsafe = ids["pooler_unsafe_settings"]
+    assert unsafe["severity"] == "error"
+    assert "Use ?prepared_statement_cache_size=0 in the database URL" in unsafe["reason"]
+    assert "statement_cache_size=0" in unsafe["reason"]
+    assert "prepared_statement_name_func" in unsafe["reason"]
+    assert "?prepared_statement_cache_size=0" in result.stderr
+    human = _check("--url", bouncer.url, "--connections", "2")
+    assert human.exit_code == 5
+    assert POOLER_DETECTED in human.stdout
+
+
+def test_transaction_pooler_with_the_safe_url_passes(bouncer_factory: Any) -> None:
+    bouncer = bouncer_factory("transaction")
+    url = bouncer.url_with(prepared_statement_cache_size="0")
+    result = _check("--url", url, "--connections", "3", "--json")
+    assert result.exit_code == 0, result.stderr
+    (target,) = _json(result)["targets"]
+    assert target["pooler"]["detected"] is True
+    assert target["pooler"]["unsafe"] == []
+    assert [f["id"] for f in target["findings"]] == ["transaction_pooler"]
+    assert target["round_trip"]["n"] == 3 * 3
+    assert target["server"]["version"].startswith("PostgreSQL ")
+
+
+def test_session_pooler_is_not_reported(bouncer_factory: Any) -> None:
+    bouncer = bouncer_factory("session")
+    result = _check("--url", bouncer.url, "--connections", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    (target,) = _json(result)["targets"]
+    assert target["pooler"]["detected"] is False
+    assert target["findings"] == []
+    assert POOLER_DETECTED not in result.stdout + result.stderr
+
+
+def test_a_plain_server_is_not_a_pooler(postgres_url: str) -> None:
+    result = _check("--url", postgres_url, "--connections", "2", "--json")
+    assert result.exit_code == 0, result.stderr
+    pooler = _json(result)["targets"][0]["pooler"]
+    assert pooler["detected"] is False
+    assert pooler["first_pids"][0] == pooler["first_pids"][1]
+
+
+def test_the_engine_factory_builds_the_safe_engine_from_the_url_alone(
+    bouncer_factory: Any,
+) -> None:
+    from sqlalchemy import text
+
+    from myfy_db.engine import create_engine, engine_options
+    from myfy_db.pooler import unsafe_settings
+
+    bouncer = bouncer_factory("transaction", pool_size=4)
+    url = bouncer.url_with(prepared_statement_cache_size="0")
+    settings = DatabaseSettings(database_url=url, pool_size=8, max_overflow=0)
+    connect_args = engine_options(settings)["connect_args"]
+    assert connect_args["statement_cache_size"] == 0
+    names = {connect_args["prepared_statement_name_func"]() for _ in range(3)}
+    assert len(names) == 3
+    assert unsafe_settings(url, connect_args) == []
+    assert (
+        len(unsafe_settings(bouncer.url, engine_options(settings, bouncer.url)["connect_args"]))
+        == 3
+    )
+
+    async def workload() -> list[int]:
+        engine = create_engine(settings)
+        try:
+
+            async def one(worker: int) -> int:
+                total = 0
+                for round_ in range(20):
+                    async with engine.connect() as conn:
+                        value = await conn.scalar(
+                            text("SELECT CAST(:a AS int) + CAST(:b AS int)"),
+                            {"a": worker, "b": round_},
+                        )
+                        total += int(value)
+                return total
+
+            return list(await asyncio.gather(*(one(w) for w in range(8))))
+        finally:
+            await engine.dispose()
+
+    # 8 clients over 4 server backends, each statement prepared: no name ever collides.
+    assert asyncio.run(workload()) == [20 * w + sum(range(20)) for w in range(8)]

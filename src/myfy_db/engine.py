@@ -35,6 +35,7 @@ __all__ = [
     "engine_options",
     "open_engine",
     "translate_errors",
+    "unique_statement_name",
 ]
 
 
@@ -73,6 +74,13 @@ def engine_options(
         options["connect_args"] = {"timeout": settings.connect_timeout}
         if name:
             options["connect_args"]["server_settings"] = {"application_name": name}
+        if _statement_cache_off(target):
+            # Behind a transaction pooler (PgBouncer): the URL's
+            # ?prepared_statement_cache_size=0 also turns off asyncpg's own statement cache
+            # and names each prepared statement uniquely, so the application and the tool
+            # build the same safe engine from the URL alone.
+            options["connect_args"]["statement_cache_size"] = 0
+            options["connect_args"]["prepared_statement_name_func"] = unique_statement_name
     elif backend in ("mysql", "mariadb"):
         options["connect_args"] = {"connect_timeout": int(max(1, settings.connect_timeout))}
         if name:
@@ -86,6 +94,20 @@ def engine_options(
         pool_use_lifo=settings.pool_use_lifo,
     )
     return options
+
+
+def _statement_cache_off(url: str) -> bool:
+    parsed = make_url(url)
+    if parsed.get_driver_name() != "asyncpg":
+        return False
+    return str(parsed.query.get("prepared_statement_cache_size", "")).strip() == "0"
+
+
+def unique_statement_name() -> str:
+    """A prepared-statement name no other client of a shared server backend uses."""
+    import uuid
+
+    return f"__myfy_db_{uuid.uuid4().hex}__"
 
 
 def create_engine(

@@ -23,15 +23,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from myfy_db.engine import create_engine, describe_target, translate_errors
-from myfy_db.errors import CannotConnect, ConfigError
+from myfy_db.engine import create_engine, describe_target, engine_options, translate_errors
+from myfy_db.errors import (
+    CannotConnect,
+    CheckFailed,
+    ConfigError,
+    ExitCode,
+    MyfyDbError,
+    OperationFailed,
+)
+from myfy_db.findings import Finding
+from myfy_db.pooler import (
+    DETECTED_MESSAGE,
+    SAFE_URL_QUERY,
+    PoolerInfo,
+    detect_pooler,
+    unsafe_settings,
+)
 from myfy_db.settings import DatabaseSettings
-from myfy_db.stats import log_buckets, percentile
+from myfy_db.stats import Reservoir, log_buckets, percentile
 from myfy_db.urls import is_sqlite_memory, mask_url
 
 if TYPE_CHECKING:
@@ -45,11 +60,13 @@ __all__ = [
     "PoolReport",
     "PoolStatus",
     "ServerInfo",
+    "SlotBudget",
     "TargetReport",
     "check_pool",
     "histogram",
     "latency_stats",
     "pool_status",
+    "targets_of",
 ]
 
 DEFAULT_SAMPLES = 20
@@ -60,6 +77,12 @@ PING_SQL = "SELECT 1"
 #: which is start-up cost, not the latency the application will see.
 WARM_UP_PINGS = 5
 HISTOGRAM_BUCKETS = 8
+#: At most this many connections to one database, whatever pool_size or --connections say.
+MAX_CONNECTIONS = 200
+#: Slots always left free for everyone else (or a tenth of the usable slots, if more).
+SLOT_MARGIN_MIN = 2
+#: Timings kept per measure: beyond it a uniform sample (exact n, mean, min and max).
+SAMPLE_CAPACITY = 100_000
 
 
 @dataclass(frozen=True)
@@ -127,27 +150,56 @@ class PoolStatus:
 
 
 @dataclass(frozen=True)
+class SlotBudget:
+    """The server's free connection slots, read before the check opens its connections.
+
+    ``free`` is ``max_connections`` less the reserved slots less the connections in use
+    (counting the one that read them); the check opens at most ``allowed``: what is free
+    less ``margin``, plus the reading connection itself (closed before the others open).
+    """
+
+    max_connections: int
+    reserved: int
+    in_use: int
+    free: int
+    margin: int
+    allowed: int
+
+
+@dataclass(frozen=True)
 class TargetReport:
-    """The check of one database: the primary or one replica."""
+    """The check of one database: the primary or one replica.
+
+    A target that could not be checked has ``ok`` False, its ``exit_code`` and ``error``
+    (and ``hint``), and None for what was not measured.
+    """
 
     role: str
     url: str
     target: str
     backend: str
+    ok: bool
+    exit_code: int
+    error: str | None
+    hint: str | None
+    requested: int
     connections: int
     samples_per_connection: int
     pre_ping: bool
-    connect: LatencyStats
-    checkout: LatencyStats
-    round_trip: LatencyStats
-    histogram: list[HistogramBucket]
-    server: ServerInfo
-    pool: PoolStatus
+    connect: LatencyStats | None = None
+    checkout: LatencyStats | None = None
+    round_trip: LatencyStats | None = None
+    histogram: list[HistogramBucket] = field(default_factory=list)
+    server: ServerInfo | None = None
+    pool: PoolStatus | None = None
+    slots: SlotBudget | None = None
+    pooler: PoolerInfo | None = None
+    findings: list[Finding] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class PoolReport:
-    """The result of :func:`check_pool`."""
+    """The result of :func:`check_pool`: one :class:`TargetReport` per database."""
 
     targets: list[TargetReport]
     connections: int
@@ -158,15 +210,58 @@ class PoolReport:
     over_threshold: list[str] = field(default_factory=list)
 
     @property
+    def exit_code(self) -> int:
+        """The worst target's exit code (an unreachable one, 4, outranks a finding, 5)."""
+        return max((t.exit_code for t in self.targets), key=_RANK.__getitem__, default=0)
+
+    @property
     def ok(self) -> bool:
-        """False when a target's round-trip p95 is above ``max_latency_ms``."""
-        return not self.over_threshold
+        """True when every target was checked and nothing was found."""
+        return self.exit_code == 0
+
+    def failure(self) -> MyfyDbError | None:
+        """The error the command ends with (exit code :attr:`exit_code`), or None."""
+        code = self.exit_code
+        if code == 0:
+            return None
+        problems = [f"{t.role}: {t.error}" for t in self.targets if t.exit_code != 0 and t.error]
+        hints = [t.hint for t in self.targets if t.exit_code == code and t.hint]
+        error_class = _ERRORS.get(code, OperationFailed)
+        return error_class("; ".join(problems), hint=hints[0] if len(problems) == 1 and hints else None)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain data (the ``--json`` document): times in ``*_ms`` keys."""
         document = asdict(self)
         document["ok"] = self.ok
+        document["exit_code"] = self.exit_code
         return document
+
+
+#: Exit codes from least to most severe, for "the worst one".
+_RANK = {0: 0, 5: 1, 1: 2, 4: 3, 2: 4}
+_ERRORS: dict[int, type[MyfyDbError]] = {
+    1: OperationFailed,
+    2: ConfigError,
+    4: CannotConnect,
+    5: CheckFailed,
+}
+
+
+def reservoir_stats(reservoir: Reservoir) -> LatencyStats:
+    """:func:`latency_stats` of a :class:`Reservoir`: exact n, mean, min and max; the
+    percentiles from its bounded sample."""
+    if not reservoir.count:
+        return latency_stats([])
+    ordered = sorted(reservoir.values)
+    return LatencyStats(
+        n=reservoir.count,
+        mean_ms=reservoir.total / reservoir.count,
+        min_ms=reservoir.low,
+        p50_ms=percentile(ordered, 0.50),
+        p95_ms=percentile(ordered, 0.95),
+        p99_ms=percentile(ordered, 0.99),
+        max_ms=reservoir.high,
+    )
 
 
 def latency_stats(values_ms: Sequence[float]) -> LatencyStats:
@@ -334,6 +429,126 @@ def pool_status(engine: AsyncEngine) -> PoolStatus:
     )
 
 
+# -- free slots and the pooler, before the check opens its connections ---------------------
+
+
+async def _read_slots(backend: str, driver: Any) -> SlotBudget | None:
+    """The server's free slots, read on one driver connection (counted as in use)."""
+    if backend == "postgresql":
+        row = await driver.fetchrow(
+            "SELECT current_setting('max_connections')::int, "
+            "current_setting('superuser_reserved_connections')::int, "
+            "coalesce(current_setting('reserved_connections', true)::int, 0), "
+            "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+        )
+        limit, superuser, reserved_role, in_use = (int(v) for v in row)
+        reserved = superuser + reserved_role
+    elif backend == "mysql":
+        mysql_limit = _as_int(await _scalar(backend, driver, "SELECT @@GLOBAL.max_connections"))
+        connected = _as_int(
+            await _scalar(
+                backend,
+                driver,
+                "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                "WHERE VARIABLE_NAME = 'THREADS_CONNECTED'",
+            )
+        )
+        if mysql_limit is None or connected is None:
+            return None
+        limit, in_use, reserved = mysql_limit, connected, 0
+    else:
+        return None
+    free = limit - reserved - in_use
+    margin = max(SLOT_MARGIN_MIN, (limit - reserved) // 10)
+    allowed = max(1, min(MAX_CONNECTIONS, free - margin + 1))
+    return SlotBudget(limit, reserved, in_use, free, margin, allowed)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    query = dict(parsed.query)
+    query["prepared_statement_cache_size"] = "0"
+    return parsed.set(query=query).render_as_string(hide_password=False)
+
+
+async def _probe(
+    settings: DatabaseSettings, url: str, backend: str, requested: int
+) -> tuple[SlotBudget | None, PoolerInfo | None]:
+    """Read the free slots and, on PostgreSQL, look for a transaction pooler.
+
+    Runs on a probe engine of its own, with the prepared-statement caches off (safe behind
+    any pooler, whatever the application's settings), and closes it before the check opens
+    its connections.
+    """
+    safe = _safe_url(url) if backend == "postgresql" else url
+    engine = create_engine(settings, safe, pool_size=2, max_overflow=0, pool_pre_ping=False)
+    opened: list[AsyncConnection] = []
+    try:
+        first = engine.connect()
+        opened.append(first)
+        await first.start()
+        driver = (await first.get_raw_connection()).driver_connection
+        slots = await _read_slots(backend, driver)
+        pooler = None
+        if backend == "postgresql" and (slots is None or slots.allowed >= 2):
+            second = engine.connect()
+            opened.append(second)
+            await second.start()
+            other = (await second.get_raw_connection()).driver_connection
+            detected, pids, held, evidence = await detect_pooler(driver, other)
+            unsafe = unsafe_settings(url, engine_options(settings, url).get("connect_args", {}))
+            pooler = PoolerInfo(detected, pids, held, evidence, unsafe if detected else [])
+    except BaseException:
+        await asyncio.shield(_close(opened, engine, invalidate=True))
+        raise
+    await asyncio.shield(_close(opened, engine, invalidate=False))
+    return slots, pooler
+
+
+def _probe_findings(
+    requested: int, slots: SlotBudget | None, pooler: PoolerInfo | None
+) -> list[Finding]:
+    findings = []
+    if slots is not None and requested > slots.allowed:
+        findings.append(
+            Finding(
+                "free_slots",
+                "error",
+                f"asked for {requested} connections, but the server has {slots.free} free "
+                f"(max_connections {slots.max_connections} less {slots.reserved} reserved "
+                f"less {slots.in_use} in use); opened {slots.allowed}, keeping a margin of "
+                f"{slots.margin} for everyone else",
+            )
+        )
+    elif slots is None and requested > MAX_CONNECTIONS:
+        findings.append(
+            Finding(
+                "connection_cap",
+                "error",
+                f"asked for {requested} connections; check-pool opens at most "
+                f"{MAX_CONNECTIONS} to one database (opened {MAX_CONNECTIONS})",
+            )
+        )
+    if pooler is not None and pooler.detected:
+        findings.append(
+            Finding("transaction_pooler", "info", f"{DETECTED_MESSAGE} ({pooler.evidence})")
+        )
+        if pooler.unsafe:
+            findings.append(
+                Finding(
+                    "pooler_unsafe_settings",
+                    "error",
+                    "the engine's settings are unsafe behind a transaction pooler (prepared "
+                    "statements that 'do not exist' or 'already exist'): "
+                    + "; ".join(pooler.unsafe)
+                    + f". Use ?{SAFE_URL_QUERY} in the database URL",
+                )
+            )
+    return findings
+
+
 # -- one target ----------------------------------------------------------------------------
 
 
@@ -341,16 +556,107 @@ async def _check_target(
     settings: DatabaseSettings,
     url: str,
     role: str,
-    connections: int,
+    requested: int,
+    samples: int,
+    timeout: float | None,
+    max_latency_ms: float | None,
+) -> TargetReport:
+    """Check one database; its failure is reported, not raised (Ctrl-C still propagates)."""
+    backend = _backend(url)
+    progress = _Progress()
+    base: dict[str, Any] = {
+        "role": role,
+        "url": mask_url(url),
+        "target": describe_target(url),
+        "backend": backend,
+        "requested": requested,
+        "samples_per_connection": samples,
+        "pre_ping": settings.pool_pre_ping,
+    }
+    where = f"{role} {describe_target(url)}"
+    try:
+        async with asyncio.timeout(timeout):
+            with translate_errors(url, f"check-pool on {where}"):
+                progress.step = f"connecting to {where}"
+                slots: SlotBudget | None = None
+                pooler: PoolerInfo | None = None
+                if backend != "sqlite":
+                    slots, pooler = await _probe(settings, url, backend, requested)
+                findings = _probe_findings(requested, slots, pooler)
+                count = min(requested, MAX_CONNECTIONS if slots is None else slots.allowed)
+                if is_sqlite_memory(url):
+                    count = 1  # one shared connection (a static pool)
+                if pooler is not None and pooler.unsafe:
+                    # Connecting through the pooler with these settings is what fails.
+                    return TargetReport(
+                        **base,
+                        ok=False,
+                        exit_code=int(ExitCode.CHECK_FAILED),
+                        error=findings[-1].reason,
+                        hint=None,
+                        connections=0,
+                        slots=slots,
+                        pooler=pooler,
+                        findings=findings,
+                    )
+                figures = await _measure(settings, url, backend, where, count, samples, progress)
+    except TimeoutError:
+        return _failed(
+            base,
+            CannotConnect(
+                f"check-pool did not finish within {timeout:g} s: timed out {progress.step}",
+                hint="the server did not answer in time; check the host, port and firewall",
+            ),
+        )
+    except MyfyDbError as error:
+        return _failed(base, error)
+    round_trip = figures["round_trip"]
+    if max_latency_ms is not None and round_trip.p95_ms > max_latency_ms:
+        findings.append(
+            Finding(
+                "max_latency",
+                "error",
+                f"round-trip p95 {round_trip.p95_ms:.3f} ms above --max-latency-ms "
+                f"{max_latency_ms:g}",
+            )
+        )
+    errors = [f for f in findings if f.severity == "error"]
+    return TargetReport(
+        **base,
+        **figures,
+        ok=not errors,
+        exit_code=int(ExitCode.CHECK_FAILED) if errors else 0,
+        error="; ".join(f.reason for f in errors) or None,
+        hint=None,
+        connections=count,
+        slots=slots,
+        pooler=pooler,
+        findings=findings,
+    )
+
+
+def _failed(base: dict[str, Any], error: MyfyDbError) -> TargetReport:
+    return TargetReport(
+        **base,
+        ok=False,
+        exit_code=int(error.exit_code),
+        error=error.message,
+        hint=error.hint,
+        connections=0,
+    )
+
+
+async def _measure(
+    settings: DatabaseSettings,
+    url: str,
+    backend: str,
+    where: str,
+    count: int,
     samples: int,
     progress: _Progress,
-) -> TargetReport:
+) -> dict[str, Any]:
     from sqlalchemy import event
 
-    backend = _backend(url)
-    where = f"{role} {describe_target(url)}"
-    if is_sqlite_memory(url):
-        connections = 1  # one shared connection (a static pool)
     engine = create_engine(settings, url)
     connected_at: dict[int, float] = {}
 
@@ -360,90 +666,71 @@ async def _check_target(
     event.listen(engine.sync_engine.pool, "connect", on_connect, insert=True)
     opened: list[AsyncConnection] = []
     try:
-        with _naming(role), translate_errors(url, f"check-pool on {where}"):
-            progress.step = f"connecting to {where}"
+        progress.step = f"connecting to {where}"
 
-            async def open_one() -> tuple[AsyncConnection, Any, float | None]:
-                start = time.perf_counter()
-                conn = engine.connect()
-                opened.append(conn)
-                await conn.start()
-                raw = await conn.get_raw_connection()
-                done = connected_at.get(id(raw.dbapi_connection))
-                physical = (done - start) * 1000.0 if done is not None else None
-                return conn, raw.driver_connection, physical
+        async def open_one() -> tuple[AsyncConnection, Any, float | None]:
+            start = time.perf_counter()
+            conn = engine.connect()
+            opened.append(conn)
+            await conn.start()
+            raw = await conn.get_raw_connection()
+            done = connected_at.get(id(raw.dbapi_connection))
+            physical = (done - start) * 1000.0 if done is not None else None
+            return conn, raw.driver_connection, physical
 
-            results = await asyncio.gather(
-                *(open_one() for _ in range(connections)), return_exceptions=True
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            opened_ok = [r for r in results if not isinstance(r, BaseException)]
-            connect_ms = [p for _, _, p in opened_ok if p is not None]
-            drivers = [driver for _, driver, _ in opened_ok]
-            pings = [_pinger(backend, driver) for driver in drivers]
+        results = await asyncio.gather(*(open_one() for _ in range(count)), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        opened_ok = [r for r in results if not isinstance(r, BaseException)]
+        connect_ms = [p for _, _, p in opened_ok if p is not None]
+        drivers = [driver for _, driver, _ in opened_ok]
+        pings = [_pinger(backend, driver) for driver in drivers]
 
-            progress.step = f"pinging the connections to {where}"
-            await asyncio.gather(*(ping() for ping in pings))
+        progress.step = f"pinging the connections to {where}"
+        await asyncio.gather(*(ping() for ping in pings))
 
-            progress.step = f"measuring round trips on {where}"
-            round_trip_ms: list[float] = []
-            for ping in pings:
-                for _ in range(WARM_UP_PINGS):
-                    await ping()
-                for _ in range(samples):
-                    start = time.perf_counter()
-                    await ping()
-                    round_trip_ms.append(_ms(start))
-
-            progress.step = f"reading server information from {where}"
-            server = await _server_info(backend, drivers[0])
-
-            progress.step = f"returning the connections to the pool of {where}"
-            while opened:
-                await opened.pop().close()
-
-            progress.step = f"measuring pooled checkouts on {where}"
-            checkout_ms: list[float] = []
+        progress.step = f"measuring round trips on {where}"
+        round_trip = Reservoir(SAMPLE_CAPACITY)
+        for ping in pings:
+            for _ in range(WARM_UP_PINGS):
+                await ping()
             for _ in range(samples):
-                conn = engine.connect()
-                opened.append(conn)
                 start = time.perf_counter()
-                await conn.start()
-                checkout_ms.append(_ms(start))
-                await opened.pop().close()
-            pool = pool_status(engine)
+                await ping()
+                round_trip.add(_ms(start))
+
+        progress.step = f"reading server information from {where}"
+        server = await _server_info(backend, drivers[0])
+
+        progress.step = f"returning the connections to the pool of {where}"
+        while opened:
+            await opened.pop().close()
+
+        progress.step = f"measuring pooled checkouts on {where}"
+        checkout = Reservoir(SAMPLE_CAPACITY)
+        for _ in range(samples):
+            conn = engine.connect()
+            opened.append(conn)
+            start = time.perf_counter()
+            await conn.start()
+            checkout.add(_ms(start))
+            await opened.pop().close()
+        pool = pool_status(engine)
     except BaseException:
         # Interrupted, timed out or failed: a connection may be mid-query, so it is closed
         # without a reset (invalidated) rather than returned to the pool.
         await asyncio.shield(_close(opened, engine, invalidate=True))
         raise
     await asyncio.shield(_close(opened, engine, invalidate=False))
-    return TargetReport(
-        role=role,
-        url=mask_url(url),
-        target=describe_target(url),
-        backend=backend,
-        connections=connections,
-        samples_per_connection=samples,
-        pre_ping=settings.pool_pre_ping,
-        connect=latency_stats(connect_ms),
-        checkout=latency_stats(checkout_ms),
-        round_trip=latency_stats(round_trip_ms),
-        histogram=histogram(round_trip_ms),
-        server=server,
-        pool=pool,
-    )
-
-
-@contextmanager
-def _naming(role: str) -> Iterator[None]:
-    """Prefix a connection failure with the role of the database (primary, replica N)."""
-    try:
-        yield
-    except CannotConnect as error:
-        raise CannotConnect(f"{role}: {error.message}", hint=error.hint) from error
+    return {
+        "connect": latency_stats(connect_ms),
+        "checkout": reservoir_stats(checkout),
+        "round_trip": reservoir_stats(round_trip),
+        "histogram": histogram(round_trip.values),
+        "server": server,
+        "pool": pool,
+    }
 
 
 async def _close(opened: list[AsyncConnection], engine: AsyncEngine, *, invalidate: bool) -> None:
@@ -481,6 +768,21 @@ def _connections_for(settings: DatabaseSettings, connections: int | None) -> int
     return count
 
 
+def targets_of(
+    settings: DatabaseSettings, replicas: Sequence[str] | None = None, primary_only: bool = False
+) -> list[tuple[str, str]]:
+    """``(role, url)`` of each database to check: the primary, then each replica.
+
+    ``replicas`` (``--replica``) replaces the configured ``replica_urls``;
+    ``primary_only`` skips them.
+    """
+    targets = [("primary", settings.database_url)]
+    if not primary_only:
+        urls = list(replicas) if replicas else list(settings.replica_urls or [])
+        targets += [(f"replica {i}", url) for i, url in enumerate(urls, 1)]
+    return targets
+
+
 async def check_pool(
     settings: DatabaseSettings,
     *,
@@ -488,39 +790,37 @@ async def check_pool(
     samples: int = DEFAULT_SAMPLES,
     timeout: float | None = DEFAULT_TIMEOUT,
     max_latency_ms: float | None = None,
+    replicas: Sequence[str] | None = None,
+    primary_only: bool = False,
 ) -> PoolReport:
     """Check the primary database and every replica through the shared engine factory.
 
-    ``connections`` (default ``pool_size``) are opened concurrently on each target and each is
-    sampled ``samples`` times. ``timeout`` seconds bound the whole check: past it, the check
-    stops with :class:`CannotConnect` (exit 4) naming what did not finish. A target that
-    cannot be reached raises :class:`CannotConnect` naming it. The report lists targets whose
-    round-trip p95 is above ``max_latency_ms`` in :attr:`PoolReport.over_threshold`; raising
-    for them (exit 5) is the caller's choice, after rendering the report.
+    Each database is reported on its own (:class:`TargetReport`): its figures, or its
+    failure and the reason; one that fails never hides the others. On a server, the free
+    slots are read first and the check never opens more connections than are free less a
+    margin (asking for more is a ``free_slots`` finding); on PostgreSQL it looks for a
+    transaction pooler and judges the engine's settings for it. ``connections`` (default
+    ``pool_size``) are opened concurrently and each is sampled ``samples`` times (in bounded
+    memory). ``timeout`` seconds bound each database's check: past it, that database is
+    reported as not answering (exit 4). Round-trip p95s above ``max_latency_ms`` are listed
+    in :attr:`PoolReport.over_threshold`.
     """
     if samples < 1:
         raise ConfigError(f"--samples must be at least 1 (got {samples})")
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"--timeout must be more than 0 seconds (got {timeout})")
     count = _connections_for(settings, connections)
-    targets = [("primary", settings.database_url)]
-    targets += [(f"replica {i}", url) for i, url in enumerate(settings.replica_urls or [], 1)]
-    progress = _Progress()
     started = time.perf_counter()
-    reports: list[TargetReport] = []
-    try:
-        async with asyncio.timeout(timeout):
-            for role, url in targets:
-                reports.append(await _check_target(settings, url, role, count, samples, progress))
-    except TimeoutError:
-        raise CannotConnect(
-            f"check-pool did not finish within {timeout:g} s: timed out {progress.step}",
-            hint="the server did not answer in time; check the host, port and firewall",
-        ) from None
+    reports = [
+        await _check_target(settings, url, role, count, samples, timeout, max_latency_ms)
+        for role, url in targets_of(settings, replicas, primary_only)
+    ]
     over = [
         f"{r.role} ({r.target}): p95 {r.round_trip.p95_ms:.3f} ms"
         for r in reports
-        if max_latency_ms is not None and r.round_trip.p95_ms > max_latency_ms
+        if r.round_trip is not None
+        and max_latency_ms is not None
+        and r.round_trip.p95_ms > max_latency_ms
     ]
     return PoolReport(
         targets=reports,

@@ -52,3 +52,35 @@ def histogram_lines(buckets: Sequence[tuple[float, float, int]], width: int = 40
         f"{count}"
         for label, (_, _, count) in zip(labels, buckets, strict=True)
     ]
+
+
+class Reservoir:
+    """Timings kept in bounded memory: exact count, mean, min and max, and a uniform sample
+    of at most ``capacity`` values for percentiles and histograms (Vitter's algorithm R).
+
+    However many samples a flag asks for, memory stays bounded by ``capacity``.
+    """
+
+    def __init__(self, capacity: int = 100_000, seed: int = 0x5EED) -> None:
+        import random
+
+        self.capacity = capacity
+        self.values: list[float] = []
+        self.count = 0
+        self.total = 0.0
+        self.low = math.inf
+        self.high = -math.inf
+        self._random = random.Random(seed)
+
+    def add(self, value: float) -> None:
+        """Record one timing."""
+        self.count += 1
+        self.total += value
+        self.low = min(self.low, value)
+        self.high = max(self.high, value)
+        if len(self.values) < self.capacity:
+            self.values.append(value)
+            return
+        slot = self._random.randrange(self.count)
+        if slot < self.capacity:
+            self.values[slot] = value

@@ -45,9 +45,23 @@ TimeoutOption = Annotated[
     typer.Option(
         "--timeout",
         min=0.001,
-        help="Seconds the whole check may take; past it, exit 4 naming what did not finish.",
+        help="Seconds each database's check may take; past it, that database is reported "
+        "as not answering (exit 4), naming what did not finish.",
         metavar="SECONDS",
     ),
+]
+ReplicaOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--replica",
+        help="A replica to check (repeatable; replaces MYFY_DATA_REPLICA_URLS).",
+        show_default=False,
+        metavar="URL",
+    ),
+]
+PrimaryOnlyOption = Annotated[
+    bool,
+    typer.Option("--primary-only", help="Check the primary only, not the replicas."),
 ]
 
 
@@ -58,18 +72,23 @@ def check_pool(
     samples: SamplesOption = 20,
     max_latency_ms: MaxLatencyOption = None,
     timeout: TimeoutOption = 30.0,
+    replica: ReplicaOption = None,
+    primary_only: PrimaryOnlyOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Open the pool's connections concurrently, ping each, and time them; replicas too.
 
     Reports physical connect time, round-trip latency of SELECT 1 on the driver's own
     connection (n, mean, p50, p95, p99, max), the cost of a pooled checkout, the server's
-    version and connection limits, and the pool's status. Exits 4 when a database cannot be
-    reached within --timeout, 5 when --max-latency-ms is exceeded.
+    version and connection limits, and the pool's status, for the primary and each replica
+    on its own. Never opens more connections than the server has free (less a margin);
+    detects a transaction pooler (PgBouncer) and checks the driver settings are safe for
+    it. Exits with the worst target's code: 4 when a database cannot be reached within
+    --timeout, 5 for a finding (more connections than free slots, unsafe pooler settings,
+    --max-latency-ms exceeded).
     """
 
     async def action(out: Output) -> None:
-        from myfy_db.errors import CheckFailed
         from myfy_db.pool_check import check_pool as run_check
 
         settings = load(url, env_file).settings
@@ -80,13 +99,13 @@ def check_pool(
                 samples=samples,
                 timeout=timeout,
                 max_latency_ms=max_latency_ms,
+                replicas=replica,
+                primary_only=primary_only,
             )
         out.emit(report.to_dict(), lambda console: _render(console, report))
-        if not report.ok:
-            raise CheckFailed(
-                f"round-trip latency above --max-latency-ms {max_latency_ms:g}: "
-                + "; ".join(report.over_threshold)
-            )
+        failure = report.failure()
+        if failure is not None:
+            raise failure
 
     run(action, json_mode=json_output)
 
@@ -106,34 +125,58 @@ def _render_target(console: Console, target: TargetReport) -> None:
     from myfy_db.output import table
     from myfy_db.stats import histogram_lines
 
+    title = f"{target.role}: {target.url}"
+    if target.round_trip is None or target.connect is None or target.checkout is None:
+        console.print(
+            f"{title}\n  not measured (exit {target.exit_code}): {target.error}", markup=False
+        )
+        if target.hint:
+            console.print(f"  {target.hint}", markup=False)
+        _render_findings(console, target)
+        return
     rows = [
         _stats_row("physical connect", target.connect),
         _stats_row("pooled checkout" + (" +ping" if target.pre_ping else ""), target.checkout),
         _stats_row("round trip", target.round_trip),
     ]
-    title = f"{target.role}: {target.url}"
     columns = ["measure (ms)", "n", "mean", "p50", "p95", "p99", "max"]
     console.print(table(title, columns, rows))
     server = target.server
-    console.print(f"server: {server.version or 'version unknown'}", markup=False)
-    if server.max_connections is not None or server.connections_in_use is not None:
-        in_use = "?" if server.connections_in_use is None else str(server.connections_in_use)
-        limit = "?" if server.max_connections is None else str(server.max_connections)
+    if server is not None:
+        console.print(f"server: {server.version or 'version unknown'}", markup=False)
+        if server.max_connections is not None or server.connections_in_use is not None:
+            in_use = "?" if server.connections_in_use is None else str(server.connections_in_use)
+            limit = "?" if server.max_connections is None else str(server.max_connections)
+            console.print(
+                f"server connections: {in_use} in use (with our {target.connections}) "
+                f"of max_connections {limit}",
+                markup=False,
+            )
+    if target.slots is not None:
+        slots = target.slots
         console.print(
-            f"server connections: {in_use} in use (with our {target.connections}) "
-            f"of max_connections {limit}",
+            f"free slots before the check: {slots.free} (max_connections "
+            f"{slots.max_connections} less {slots.reserved} reserved less {slots.in_use} in "
+            f"use); margin {slots.margin}",
             markup=False,
         )
-    console.print(
-        f"pool: {target.connections} opened concurrently; at the end {target.pool.describe()}",
-        markup=False,
-    )
+    if target.pool is not None:
+        console.print(
+            f"pool: {target.connections} opened concurrently; at the end {target.pool.describe()}",
+            markup=False,
+        )
     console.print("round trip: SELECT 1 timed on the driver's own connection", markup=False)
     if target.pre_ping:
         console.print("pooled checkout includes the pre-ping (pool_pre_ping on)", markup=False)
     console.print("round-trip histogram:", markup=False)
     for line in histogram_lines([(b.from_ms, b.to_ms, b.count) for b in target.histogram]):
         console.print(line, markup=False, highlight=False)
+    _render_findings(console, target)
+
+
+def _render_findings(console: Console, target: TargetReport) -> None:
+    for finding in target.findings:
+        console.print(f"{finding.severity}: [{finding.id}] {finding.reason}", markup=False)
 
 
 def _render(console: Console, report: PoolReport) -> None:
@@ -142,14 +185,13 @@ def _render(console: Console, report: PoolReport) -> None:
             console.print()
         _render_target(console, target)
     console.print()
-    if report.max_latency_ms is None:
-        verdict = "ok"
-    elif report.ok:
-        verdict = f"ok: every round-trip p95 within {report.max_latency_ms:g} ms"
-    else:
-        verdict = f"OVER {report.max_latency_ms:g} ms: " + "; ".join(report.over_threshold)
+    verdicts = "; ".join(
+        f"{t.role} " + ("ok" if t.ok else f"FAILED (exit {t.exit_code})") for t in report.targets
+    )
+    if report.max_latency_ms is not None and not report.over_threshold:
+        verdicts += f"; every round-trip p95 within {report.max_latency_ms:g} ms"
     console.print(
-        f"{len(report.targets)} database(s) checked in {report.elapsed_ms:.0f} ms: {verdict}",
+        f"{len(report.targets)} database(s) checked in {report.elapsed_ms:.0f} ms: {verdicts}",
         markup=False,
     )
 

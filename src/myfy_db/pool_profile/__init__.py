@@ -14,15 +14,8 @@ The package keeps one concern per module:
 
 from __future__ import annotations
 
-from myfy_db.pool_profile.findings import (
-    FAIL_ON_LEVELS,
-    SEVERITIES,
-    Finding,
-    Severity,
-    Traffic,
-    failing,
-    find_issues,
-)
+from myfy_db.findings import FAIL_ON_LEVELS, SEVERITIES, Finding, Severity, failing
+from myfy_db.pool_profile.findings import Traffic, find_issues
 from myfy_db.pool_profile.load import LoadReport, histogram, load_findings, percentile, run_load
 from myfy_db.pool_profile.server import MYSQL_DEFAULT_WAIT_TIMEOUT, ServerFacts, fetch_server_facts
 from myfy_db.pool_profile.tiers import (

@@ -10,8 +10,8 @@ from typing import Any
 
 from myfy_db import stats
 from myfy_db.errors import ConfigError
+from myfy_db.findings import Finding
 from myfy_db.pool_check import PoolStatus, pool_status
-from myfy_db.pool_profile.findings import Finding
 from myfy_db.pool_profile.tiers import format_number as _num
 from myfy_db.settings import DatabaseSettings
 

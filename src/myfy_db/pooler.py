@@ -1,0 +1,120 @@
+"""Transaction poolers (PgBouncer and the like) between the application and PostgreSQL.
+
+Behind a pooler in transaction (or statement) mode, one client connection runs each
+transaction on whichever server backend is free. :func:`detect_pooler` sees that from the
+client side: it runs a transaction on one connection, has a second connection hold a
+transaction open (taking the backend the first one just released, if a pooler hands it on),
+then runs another transaction on the first connection. A plain server, or a pooler in
+session mode, runs both on the same backend; a transaction pooler runs them on different
+ones, or makes the first connection wait for the second to finish.
+
+asyncpg behind such a pooler needs its prepared-statement caches off and unique statement
+names (:func:`unsafe_settings`); the engine factory sets all three from the URL alone
+(``?prepared_statement_cache_size=0``, see :func:`myfy_db.engine.engine_options`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "DETECTED_MESSAGE",
+    "SAFE_URL_QUERY",
+    "PoolerInfo",
+    "detect_pooler",
+    "unsafe_settings",
+]
+
+DETECTED_MESSAGE = (
+    "transaction pooler detected: consecutive transactions on one connection ran on "
+    "different server backends"
+)
+#: The URL query that makes myfy-db's engine safe behind a transaction pooler.
+SAFE_URL_QUERY = "prepared_statement_cache_size=0"
+#: How long the first connection may wait for a backend while the second holds one.
+_HANDOVER_WAIT = 0.5
+_PID_SQL = "SELECT pg_backend_pid()"
+
+
+@dataclass(frozen=True)
+class PoolerInfo:
+    """What :func:`detect_pooler` saw on two client connections."""
+
+    detected: bool
+    #: Server backends (``pg_backend_pid()``) of the first connection's two transactions
+    #: and of the second connection's held transaction.
+    first_pids: list[int]
+    held_pid: int | None
+    evidence: str
+    unsafe: list[str] = field(default_factory=list)
+
+    @property
+    def safe(self) -> bool:
+        return not self.unsafe
+
+
+async def detect_pooler(first: Any, second: Any) -> tuple[bool, list[int], int | None, str]:
+    """Whether two asyncpg connections sit behind a transaction pooler.
+
+    Returns ``(detected, first_pids, held_pid, evidence)``. Uses unnamed statements only
+    (``execute`` for the transaction control, ``fetchval`` with the driver's own settings
+    for the pid), so it works whatever the prepared-statement settings are.
+    """
+    before = int(await first.fetchval(_PID_SQL))
+    await second.execute("BEGIN")
+    try:
+        held = int(await second.fetchval(_PID_SQL))
+        pending = asyncio.ensure_future(first.fetchval(_PID_SQL))
+        done, _ = await asyncio.wait({pending}, timeout=_HANDOVER_WAIT)
+        waited = not done
+    finally:
+        await second.execute("ROLLBACK")
+    after = int(await pending)
+    pids = [before, after]
+    if before != after:
+        return True, pids, held, f"backend {before}, then backend {after}"
+    if held == before:
+        return True, pids, held, f"a second connection's transaction ran on backend {before}"
+    if waited:
+        return (
+            True,
+            pids,
+            held,
+            "the connection waited for a backend while another connection held a transaction",
+        )
+    return False, pids, held, f"both transactions ran on backend {before}"
+
+
+def unsafe_settings(url: str, connect_args: Mapping[str, Any]) -> list[str]:
+    """What is unsafe behind a transaction pooler in an asyncpg engine's configuration.
+
+    ``url`` is the engine's URL and ``connect_args`` what it passes to the driver (see
+    :func:`myfy_db.engine.engine_options`). Each entry names the setting and what to use.
+    Read from the configuration, not from a connection: connecting with unsafe settings
+    through the pooler is what fails.
+    """
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() != "asyncpg":
+        return []
+    problems = []
+    if str(parsed.query.get("prepared_statement_cache_size", "100")) != "0":
+        problems.append(
+            f"SQLAlchemy's prepared-statement cache is on: add ?{SAFE_URL_QUERY} to the URL"
+        )
+    if connect_args.get("statement_cache_size", 100) != 0:
+        problems.append(
+            "asyncpg's statement cache is on: statement_cache_size=0 must reach the driver "
+            f"(myfy-db's engine factory passes it when the URL has ?{SAFE_URL_QUERY})"
+        )
+    if connect_args.get("prepared_statement_name_func") is None:
+        problems.append(
+            "prepared statements get per-connection names (__asyncpg_stmt_N__) that collide "
+            "on a shared backend: unique names via prepared_statement_name_func (myfy-db's "
+            f"engine factory sets it when the URL has ?{SAFE_URL_QUERY})"
+        )
+    return problems
