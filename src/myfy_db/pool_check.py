@@ -227,7 +227,8 @@ class PoolReport:
         problems = [f"{t.role}: {t.error}" for t in self.targets if t.exit_code != 0 and t.error]
         hints = [t.hint for t in self.targets if t.exit_code == code and t.hint]
         error_class = _ERRORS.get(code, OperationFailed)
-        return error_class("; ".join(problems), hint=hints[0] if len(problems) == 1 and hints else None)
+        hint = hints[0] if len(problems) == 1 and hints else None
+        return error_class("; ".join(problems), hint=hint)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain data (the ``--json`` document): times in ``*_ms`` keys."""
