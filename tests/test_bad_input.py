@@ -351,7 +351,100 @@ NUMBER_CASES = [
     Case("samples-zero", ("check-pool", "--samples", "0"), 2, ("--samples",)),
 ]
 
-CASES = [*URL_CASES, *NUMBER_CASES]
+UNPARSABLE_ENV = "A=1\nMYFY_DATA_ENVIRONMENT='production\nB=2\n"
+SOURCE_CASES = [
+    *(
+        Case(
+            f"unparsable-dotenv-{'-'.join(args[:2])}",
+            args,
+            2,
+            ("cannot parse env file .env line 2", "MYFY_DATA_ENVIRONMENT"),
+            files={".env": UNPARSABLE_ENV},
+        )
+        for args in (
+            ("config",),
+            ("check-pool",),
+            ("profile-pool", "--offline"),
+            ("create-tables", "--sql"),
+            ("drop-tables", "--dry-run"),
+            ("migrate", "status"),
+            ("shell", "-c", "1"),
+        )
+    ),
+    Case(
+        "unparsable-env-file-flag",
+        ("config", "--env-file", "prod.env"),
+        2,
+        ("cannot parse env file prod.env line 1",),
+        files={"prod.env": 'MYFY_DATA_DATABASE_URL="postgresql+asyncpg://u:pw@h/db\n'},
+    ),
+    Case(
+        "unknown-name-env",
+        ("config",),
+        2,
+        ("MYFY_DATA_POOL_SIZ", "did you mean MYFY_DATA_POOL_SIZE?"),
+        env={"MYFY_DATA_POOL_SIZ": "3"},
+    ),
+    Case(
+        "unknown-name-dotenv",
+        ("config",),
+        2,
+        ("MYFY_DATA_ENVIROMENT", "env file .env", "did you mean MYFY_DATA_ENVIRONMENT?"),
+        files={".env": "MYFY_DATA_ENVIROMENT=production\n"},
+    ),
+    Case(
+        "unknown-name-protected-typo",
+        ("config",),
+        2,
+        ("did you mean MYFY_DATA_PROTECTED_ENVIRONMENTS?",),
+        env={"MYFY_DATA_PROTECTED_ENVIRONMENT": "staging"},
+    ),
+    Case(
+        "config-metadata-flag",
+        ("config", "--metadata", "models:Nope"),
+        2,
+        ("metadata", "models:Nope", "command-line flag"),
+    ),
+    Case(
+        "config-metadata-setting",
+        ("config",),
+        2,
+        ("metadata", "nosuchmodule", "environment variable MYFY_DATA_METADATA"),
+        env={"MYFY_DATA_METADATA": "nosuchmodule:Base"},
+    ),
+    Case(
+        "config-metadata-missing-attr",
+        ("config",),
+        2,
+        ("metadata", "Nope"),
+        files={"bad_models_a.py": "X = 1\n"},
+        env={"MYFY_DATA_METADATA": "bad_models_a:Nope"},
+    ),
+    Case(
+        "config-metadata-not-metadata",
+        ("config",),
+        2,
+        ("metadata", "bad_models_b:X"),
+        files={"bad_models_b.py": "X = 1\n"},
+        env={"MYFY_DATA_METADATA": "bad_models_b:X"},
+    ),
+    Case(
+        "config-metadata-pyproject",
+        ("config", "--json"),
+        2,
+        ("configuration is invalid",),
+        files={"pyproject.toml": '[tool.myfy-db]\nmetadata = "nosuchmodule:Base"\n'},
+    ),
+    Case(
+        "pyproject-not-toml",
+        ("config",),
+        2,
+        ("pyproject.toml",),
+        files={"pyproject.toml": "[tool.myfy-db\n"},
+    ),
+]
+
+CASES = [*URL_CASES, *NUMBER_CASES, *SOURCE_CASES]
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -378,6 +471,36 @@ def test_bad_input_is_one_clear_line_and_its_exit_code(case: Case, tmp_path: Pat
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "x.db").exists()
     assert not (tmp_path / "myfy.db").exists()
+
+
+def test_an_unknown_name_is_a_warning_once_for_other_commands(sqlite_url: str) -> None:
+    result = invoke(
+        "check-pool", "--url", sqlite_url, "--samples", "1", env={"MYFY_DATA_POOL_SIZ": "3"}
+    )
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "MYFY_DATA_POOL_SIZ" in line]
+    assert warnings == [
+        "warning: unknown setting MYFY_DATA_POOL_SIZ (from environment variable); "
+        "did you mean MYFY_DATA_POOL_SIZE?"
+    ]
+
+
+def test_every_setting_of_the_model_is_a_known_name() -> None:
+    from myfy_db.settings import FIELDS, DatabaseSettings
+
+    env = {f"MYFY_DATA_{name.upper()}": "" for name in DatabaseSettings.model_fields}
+    assert len(env) == len(FIELDS)
+    result = invoke("config", "--json", env={k: v for k, v in env.items() if k.endswith("ECHO")})
+    assert result.exit_code == 2  # an empty bool is invalid, but it is no unknown name
+    assert "unknown setting" not in result.stdout
+
+
+def test_a_valid_config_with_importable_metadata_is_still_valid(tmp_path: Path) -> None:
+    (tmp_path / "good_models.py").write_text(
+        "from sqlalchemy import MetaData\nmetadata = MetaData()\n"
+    )
+    result = invoke("config", "--metadata", "good_models:metadata")
+    assert result.exit_code == 0, result.stderr
 
 
 def test_the_table_holds_at_least_sixty_cases() -> None:

@@ -8,6 +8,7 @@ Sources, highest first: values passed in (the command line's flags), environment
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,11 +212,25 @@ def env_var(field: str) -> str:
 
 
 @dataclass(frozen=True)
+class UnknownName:
+    """A ``MYFY_DATA_*`` name that is no setting (a typo), where it was set, the closest name."""
+
+    name: str
+    source: str
+    suggestion: str | None
+
+    def __str__(self) -> str:
+        maybe = f"; did you mean {self.suggestion}?" if self.suggestion else ""
+        return f"unknown setting {self.name} (from {self.source}){maybe}"
+
+
+@dataclass(frozen=True)
 class LoadedSettings:
     """Effective settings together with the source of every value."""
 
     settings: DatabaseSettings
     sources: dict[str, str]
+    unknown: tuple[UnknownName, ...] = ()
 
     def source_of(self, field: str) -> str:
         """Where ``field`` was set, e.g. ``environment variable MYFY_DATA_ENVIRONMENT``."""
@@ -237,13 +252,15 @@ class SettingError:
 
 
 class InvalidSettings(ConfigError):
-    """One or more settings are invalid; :attr:`errors` lists each."""
+    """One or more settings are invalid; :attr:`errors` lists each (and :attr:`unknown` the
+    ``MYFY_DATA_*`` names that are no setting)."""
 
-    def __init__(self, errors: list[SettingError]) -> None:
+    def __init__(self, errors: list[SettingError], unknown: tuple[UnknownName, ...] = ()) -> None:
         first = str(errors[0])
         more = f" (and {len(errors) - 1} more: run `myfy-db config`)" if len(errors) > 1 else ""
         super().__init__(first + more)
         self.errors = errors
+        self.unknown = unknown
 
 
 def _source_labels(
@@ -261,6 +278,50 @@ def _source_labels(
             lambda: PyprojectTomlConfigSettingsSource(DatabaseSettings, Path("pyproject.toml")),
         ),
     ]
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    """The names and values of the env file ``path``; a line python-dotenv cannot parse (it
+    would skip it with a warning) is a :class:`ConfigError` naming the file and line."""
+    import re
+
+    from dotenv.parser import parse_stream
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read settings from env file {path}: {exc}") from None
+    names: dict[str, str] = {}
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            line = binding.original.string
+            named = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=", line)
+            what = f" (setting {named[1]})" if named else ""
+            raise ConfigError(
+                f"cannot parse env file {path} line {binding.original.line}{what}",
+                hint="write NAME=value; close every quote; a # starts a comment",
+            )
+        if binding.key is not None:
+            names[binding.key] = binding.value or ""
+    return names
+
+
+def _unknown_names(env_file: Path) -> tuple[UnknownName, ...]:
+    """``MYFY_DATA_*`` names in the environment and the env file that are no setting."""
+    import difflib
+    import os
+
+    known = {env_var(field) for field in FIELDS}
+    candidates = [(name, ENV_LABEL) for name in os.environ]
+    if env_file.is_file():
+        candidates += [(name, f"env file {env_file}") for name in _read_env_file(env_file)]
+    found: list[UnknownName] = []
+    for name, source in candidates:
+        upper = name.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known:
+            close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.6)
+            found.append(UnknownName(name, source, close[0] if close else None))
+    return tuple(found)
 
 
 def _display_value(field: str, value: Any) -> str | None:
@@ -306,12 +367,16 @@ def load_settings(
     bad setting, its source and what it accepts; a password never appears in the message.
     """
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    unknown = set(given) - set(FIELDS)
-    if unknown:
-        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    not_settings = set(given) - set(FIELDS)
+    if not_settings:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(not_settings))}")
     path = Path(env_file) if env_file is not None else None
     if path is not None and not path.is_file():
         raise ConfigError(f"env file not found: {path}", hint="check the --env-file path")
+    dotenv_path = path if path is not None else Path(".env")
+    if dotenv_path.is_file():
+        _read_env_file(dotenv_path)
+    unknown = _unknown_names(dotenv_path)
     sources, raw = _collect_sources(given, path)
     try:
         # The sources were read once above; validate exactly those values.
@@ -329,8 +394,10 @@ def load_settings(
                     message=redact(_explain(message, field)),
                 )
             )
-        raise InvalidSettings(errors) from None
-    return LoadedSettings(settings=settings, sources={f: sources.get(f, "default") for f in FIELDS})
+        raise InvalidSettings(errors, unknown) from None
+    return LoadedSettings(
+        settings=settings, sources={f: sources.get(f, "default") for f in FIELDS}, unknown=unknown
+    )
 
 
 def _explain(message: str, field: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption
 from myfy_db.cli.runtime import load, run
@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from myfy_db.output import Output
+    from myfy_db.settings import UnknownName
 
 
 def config(
@@ -29,21 +30,25 @@ def config(
         from myfy_db.output import table
         from myfy_db.settings import InvalidSettings, describe_settings
 
+        problems: list[dict[str, Any]] = []
         try:
-            loaded = load(url, env_file, metadata=metadata)
+            loaded = load(url, env_file, warn_unknown=False, metadata=metadata)
         except InvalidSettings as invalid:
-            problems = invalid.errors
-            errors = [
-                {"setting": e.field, "source": e.source, "value": e.value, "message": e.message}
-                for e in problems
-            ]
+            problems = [_problem(e.field, e.source, e.value, e.message) for e in invalid.errors]
+            problems += [_unknown_problem(u) for u in invalid.unknown]
+            _invalid(out, problems)
+        problems = [_unknown_problem(u) for u in loaded.unknown]
+        if loaded.settings.metadata is not None:
+            from myfy_db.metadata import load_metadata
 
-            def list_errors(_: Console) -> None:
-                for problem in problems:
-                    out.info(str(problem))
-
-            out.emit({"valid": False, "errors": errors}, list_errors)
-            raise ConfigError(f"configuration is invalid ({len(errors)} setting(s))") from None
+            try:
+                load_metadata(loaded.settings.metadata)
+            except ConfigError as error:
+                spec = loaded.settings.metadata
+                source = loaded.source_of("metadata")
+                problems.append(_problem("metadata", source, repr(spec), error.message))
+        if problems:
+            _invalid(out, problems)
         rows = describe_settings(loaded)
         settings = loaded.settings
 
@@ -67,6 +72,30 @@ def config(
         out.emit(document, render)
 
     run(action, json_mode=json_output)
+
+
+def _problem(setting: str, source: str, value: str | None, message: str) -> dict[str, Any]:
+    return {"setting": setting, "source": source, "value": value, "message": message}
+
+
+def _unknown_problem(unknown: UnknownName) -> dict[str, Any]:
+    maybe = f"did you mean {unknown.suggestion}?" if unknown.suggestion else "no such setting"
+    return _problem(unknown.name, unknown.source, None, f"unknown setting; {maybe}")
+
+
+def _invalid(out: Output, problems: list[dict[str, Any]]) -> NoReturn:
+    """Report ``problems`` (in the JSON document too) and stop with exit 2."""
+
+    def list_errors(_: Console) -> None:
+        for problem in problems:
+            value = "" if problem["value"] is None else f" = {problem['value']}"
+            out.info(
+                f"invalid setting {problem['setting']}{value} (from {problem['source']}): "
+                f"{problem['message']}"
+            )
+
+    out.emit({"valid": False, "errors": problems}, list_errors)
+    raise ConfigError(f"configuration is invalid ({len(problems)} setting(s))")
 
 
 def _show(value: Any) -> str:

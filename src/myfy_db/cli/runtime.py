@@ -41,8 +41,17 @@ def set_invoked_command(name: str | None) -> None:
     _invoked["command"] = f"myfy-db {name}" if name else None
 
 
-def load(url: str | None = None, env_file: Path | None = None, **flags: Any) -> LoadedSettings:
+def load(
+    url: str | None = None,
+    env_file: Path | None = None,
+    *,
+    warn_unknown: bool = True,
+    **flags: Any,
+) -> LoadedSettings:
     """Effective settings: command-line flags over environment, ``.env`` and pyproject.
+
+    A ``MYFY_DATA_*`` name that is no setting (a typo) is warned about on stderr, once per
+    process (``config`` reports them as errors instead: ``warn_unknown=False``).
 
     Loading them ends the start-up of a ``myfy-db`` process (see :mod:`myfy_db.cli.process`):
     a command imports what it needs first, and what runs after this (the user's modules, the
@@ -50,12 +59,21 @@ def load(url: str | None = None, env_file: Path | None = None, **flags: Any) -> 
     """
     from myfy_db.cli.process import resume_gc
     from myfy_db.settings import load_settings
+    from myfy_db.urls import redact
 
     overrides: Mapping[str, Any] = {"database_url": url, **flags}
     try:
-        return load_settings(overrides, env_file)
+        loaded = load_settings(overrides, env_file)
     finally:
         resume_gc()
+    for unknown in loaded.unknown if warn_unknown else ():
+        if unknown.name not in _warned:
+            _warned.add(unknown.name)
+            print(f"warning: {redact(str(unknown))}", file=sys.stderr)
+    return loaded
+
+
+_warned: set[str] = set()
 
 
 def run(
