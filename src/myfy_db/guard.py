@@ -77,7 +77,9 @@ class Change(Enum):
 
 
 #: Commands refused outright in a protected environment (DESIGN.md).
-REFUSED_WHEN_PROTECTED = frozenset({"create-tables", "drop-tables", "migrate down"})
+REFUSED_WHEN_PROTECTED = frozenset(
+    {"create-tables", "drop-tables", "migrate down", "migrate reset"}
+)
 
 
 @dataclass(frozen=True)

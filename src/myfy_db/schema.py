@@ -46,10 +46,12 @@ __all__ = [
     "create_tables",
     "create_tables_sql",
     "drop_tables",
+    "drop_tables_sync",
     "transactional_ddl",
 ]
 
 Status = Literal["created", "present"]
+ALEMBIC_VERSION = "alembic_version"
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class DropPlan:
     transactional: bool
     all_tables: bool
     types: list[str] = field(default_factory=list)
+    #: ``alembic_version`` goes too: the migration history of the tables dropped.
+    alembic_version: bool = False
 
 
 @dataclass(frozen=True)
@@ -284,7 +288,7 @@ async def drop_tables(
     """
     async with engine.connect() as conn:
         await _begin_ddl(conn)
-        report = await conn.run_sync(_drop_sync, metadata, guard, dry_run, confirm)
+        report = await conn.run_sync(drop_tables_sync, metadata, guard, dry_run, confirm)
         if dry_run:
             await conn.rollback()
         else:
@@ -312,6 +316,11 @@ def _plan(connection: Connection, metadata: MetaData | None) -> DropPlan:
     cycle_fks = sorted_tables[-1][1] if sorted_tables else []
     kept = [name for name in present if name == META_TABLE]
     targets = [n for n in present if n != META_TABLE and (wanted is None or n in wanted)]
+    # Without their migration history gone too, `migrate` would find the database "at head"
+    # with none of its tables: the metadata's tables take alembic_version with them.
+    history = wanted is not None and ALEMBIC_VERSION in present and ALEMBIC_VERSION not in wanted
+    if history:
+        targets.insert(0, ALEMBIC_VERSION)  # dropped last: nothing refers to it
     target_set = set(targets)
     constraints = sorted(
         {
@@ -332,6 +341,7 @@ def _plan(connection: Connection, metadata: MetaData | None) -> DropPlan:
         transactional=transactional_ddl(connection.dialect.name),
         all_tables=metadata is None,
         types=types,
+        alembic_version=history,
     )
 
 
@@ -370,14 +380,20 @@ def _table(qualified: str) -> Table:
     return Table(name, MetaData(), schema=schema or None)
 
 
-def _drop_sync(
+def drop_tables_sync(
     connection: Connection,
     metadata: MetaData | None,
     guard: ProductionGuard,
-    dry_run: bool,
-    confirm: Callable[[DropPlan], None] | None,
+    dry_run: bool = False,
+    confirm: Callable[[DropPlan], None] | None = None,
+    *,
+    command: str = "drop-tables",
 ) -> DropReport:
-    guard.check(connection, "drop-tables", Change.DESTRUCTIVE)
+    """:func:`drop_tables` on a synchronous connection; the caller commits or rolls back.
+
+    ``command`` names the guarded command (``migrate reset`` drops through here too).
+    """
+    guard.check(connection, command, Change.DESTRUCTIVE)
     plan = _plan(connection, metadata)
     _refuse_dangling_references(connection, plan)
     if dry_run or not plan.tables:

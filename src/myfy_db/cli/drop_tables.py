@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -34,6 +35,34 @@ DryRunOption = Annotated[
 ]
 
 
+def drop_confirmation(
+    out: Output, command: str, url: str, *, yes: bool
+) -> Callable[[DropPlan], None]:
+    """The typed-name confirmation of a drop (``drop-tables``, ``migrate reset``).
+
+    On a terminal it lists the tables first; ``--yes`` skips it; no terminal refuses.
+    """
+    from sqlalchemy.engine import make_url
+
+    from myfy_db.cli.confirm import confirm_by_name, database_name
+    from myfy_db.engine import describe_target
+
+    target = describe_target(url)
+    backend = make_url(url).get_backend_name()
+
+    def confirm(plan: DropPlan) -> None:
+        if not yes and sys.stdin.isatty():
+            out.info(f"{command} will drop {len(plan.tables)} table(s) from {target}:")
+            out.info("  " + ", ".join(plan.tables))
+            if not plan.transactional:
+                out.warn(f"{backend} does not roll back DDL: not all or nothing")
+        confirm_by_name(
+            out, f"Drop {len(plan.tables)} table(s) from {target}", database_name(url), yes=yes
+        )
+
+    return confirm
+
+
 def drop_tables(
     url: UrlOption = None,
     env_file: EnvFileOption = None,
@@ -45,6 +74,7 @@ def drop_tables(
 ) -> None:
     """Drop the metadata's tables in reverse dependency order, after typing the database name.
 
+    alembic_version goes with them when it exists (the migration history of those tables).
     All or nothing on PostgreSQL and SQLite; MySQL/MariaDB commits each DROP on its own.
     Refused (exit 3) in a protected environment, when the database is recorded as another
     environment, with no terminal unless --yes, or when the confirmation is declined.
@@ -53,7 +83,6 @@ def drop_tables(
     """
 
     async def action(out: Output) -> None:
-        from myfy_db.cli.confirm import confirm_by_name, database_name
         from myfy_db.engine import describe_target, open_engine, translate_errors
         from myfy_db.guard import ProductionGuard
         from myfy_db.metadata import load_metadata
@@ -66,15 +95,8 @@ def drop_tables(
         guard.check_local("drop-tables")
         spec = None if all_tables else load_metadata(settings.metadata)
         target = describe_target(settings.database_url)
-        name = database_name(settings.database_url)
 
-        def confirm(plan: DropPlan) -> None:
-            if not yes and sys.stdin.isatty():
-                out.info(f"drop-tables will drop {len(plan.tables)} table(s) from {target}:")
-                out.info("  " + ", ".join(plan.tables))
-                if not plan.transactional:
-                    out.warn(f"{settings.backend} does not roll back DDL: not all or nothing")
-            confirm_by_name(out, f"Drop {len(plan.tables)} table(s) from {target}", name, yes=yes)
+        confirm = drop_confirmation(out, "drop-tables", settings.database_url, yes=yes)
 
         with translate_errors(settings.database_url, "drop-tables"):
             async with open_engine(settings) as engine:
@@ -104,6 +126,7 @@ def drop_tables(
                 plan.types if dry_run else report.types_dropped
             ),
             "types_kept": report.types_kept,
+            "alembic_version": plan.alembic_version,
             "all_or_nothing": plan.transactional,
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         }
@@ -133,6 +156,13 @@ def drop_tables(
             if report.types_kept:
                 console.print(
                     f"kept enum type(s) still used by other tables: {', '.join(report.types_kept)}",
+                    markup=False,
+                )
+            if plan.alembic_version:
+                verb = "would drop" if dry_run else "dropped"
+                console.print(
+                    f"{verb} alembic_version too: the migration history of these tables "
+                    "(myfy-db migrate starts again from base)",
                     markup=False,
                 )
             if plan.kept:

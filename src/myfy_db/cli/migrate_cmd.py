@@ -63,6 +63,14 @@ RevisionArgument = Annotated[
         metavar="REV",
     ),
 ]
+AtomicOption = Annotated[
+    bool,
+    typer.Option(
+        "--atomic",
+        help="The whole run in one transaction, all or nothing (PostgreSQL, SQLite; "
+        "MySQL/MariaDB commits DDL on its own, so there it exits 2).",
+    ),
+]
 DryRunOption = Annotated[
     bool,
     typer.Option(
@@ -138,7 +146,13 @@ def _render_run(out: Output, run_result: MigrationRun) -> None:
                 soft_wrap=True,
             )
             console.print(_revision_table(None, planned))
-        elif run_result.command == "stamp":
+        elif run_result.command == "reset":
+            dropped = run_result.dropped or []
+            console.print(
+                f"{run_result.database}: reset: dropped {len(dropped)} table(s), then applied "
+                f"{count} revision(s), base -> {end}, in {run_result.duration_ms:.0f} ms",
+                soft_wrap=True,
+            )
             console.print(f"{run_result.database}: stamped {end} (was {start})", soft_wrap=True)
         elif count == 0:
             console.print(f"{run_result.database}: already at {end}; nothing to do", soft_wrap=True)
@@ -165,6 +179,7 @@ def _write(
     json_output: bool,
     yes: bool = False,
     dry_run: bool = False,
+    atomic: bool = False,
 ) -> None:
     shared = _shared(ctx, url=url, env_file=env_file, config=config)
 
@@ -185,6 +200,7 @@ def _write(
                 lock_timeout=lock_timeout,
                 progress=_progress(out),
                 report=report,
+                atomic=atomic,
             )
         elif kind == "down":
             result = await commands.downgrade(
@@ -196,6 +212,7 @@ def _write(
                 report=report,
                 confirm=_confirm_down(out, loaded, revision, yes=yes),
                 dry_run=dry_run,
+                atomic=atomic,
             )
         else:
             result = await commands.stamp(
@@ -248,6 +265,7 @@ def migrate(
     config: ConfigOption = None,
     lock_timeout: LockTimeoutOption = 60.0,
     sql: SqlOption = False,
+    atomic: AtomicOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Upgrade the database to head under the migration lock (--sql: print the SQL instead).
@@ -271,6 +289,7 @@ def migrate(
         lock_timeout=lock_timeout,
         sql=sql,
         json_output=json_output,
+        atomic=atomic,
     )
 
 
@@ -283,6 +302,7 @@ def up(
     config: ConfigOption = None,
     lock_timeout: LockTimeoutOption = 60.0,
     sql: SqlOption = False,
+    atomic: AtomicOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Upgrade to REV under the migration lock (--sql: print the SQL; REV may be FROM:TO)."""
@@ -296,6 +316,7 @@ def up(
         lock_timeout=lock_timeout,
         sql=sql,
         json_output=json_output,
+        atomic=atomic,
     )
 
 
@@ -308,6 +329,7 @@ def down(
     config: ConfigOption = None,
     lock_timeout: LockTimeoutOption = 60.0,
     sql: SqlOption = False,
+    atomic: AtomicOption = False,
     dry_run: DryRunOption = False,
     yes: YesOption = False,
     json_output: JsonOption = False,
@@ -329,7 +351,48 @@ def down(
         json_output=json_output,
         yes=yes,
         dry_run=dry_run,
+        atomic=atomic,
     )
+
+
+@app.command("reset")
+def reset(
+    ctx: typer.Context,
+    url: UrlOption = None,
+    env_file: EnvFileOption = None,
+    config: ConfigOption = None,
+    lock_timeout: LockTimeoutOption = 60.0,
+    atomic: AtomicOption = False,
+    yes: YesOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Drop every table, then re-apply every revision to head, under the migration lock.
+
+    Guarded like drop-tables --all: asks for the database name; refused (exit 3) in a
+    protected environment, when the database is recorded as another environment, and with no
+    terminal unless --yes. The myfy_db_meta environment record is kept.
+    """
+    shared = _shared(ctx, url=url, env_file=env_file, config=config)
+
+    async def action(out: Output) -> None:
+        from myfy_db.cli.drop_tables import drop_confirmation
+        from myfy_db.migrations import commands
+
+        loaded = load(shared["url"], shared["env_file"])
+        project = _project(shared["config"], out)
+        confirm = drop_confirmation(out, "migrate reset", loaded.settings.database_url, yes=yes)
+        result = await commands.reset(
+            project,
+            loaded,
+            lock_timeout=lock_timeout,
+            progress=_progress(out),
+            report=out.info,
+            confirm=confirm,
+            atomic=atomic,
+        )
+        _render_run(out, result)
+
+    run(action, json_mode=_json(ctx, json_output))
 
 
 @app.command("stamp", cls=RevisionCommand)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from myfy_db.schema import DropPlan
     from myfy_db.settings import DatabaseSettings, LoadedSettings
 
 Progress = Callable[["AppliedRevision"], None]
@@ -73,6 +74,9 @@ class MigrationRun:
     #: What the run was to undo, in order (``downgrade``), decided once the lock was held.
     planned: list[RevisionInfo] | None = None
     dry_run: bool = False
+    #: The tables ``reset`` dropped before re-applying every revision.
+    dropped: list[str] | None = None
+    atomic: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -85,6 +89,9 @@ class MigrationRun:
             "lock_wait_ms": round(self.lock_wait_ms, 3),
             "duration_ms": round(self.duration_ms, 3),
         }
+        document["atomic"] = self.atomic
+        if self.dropped is not None:
+            document["dropped"] = self.dropped
         if self.planned is not None:
             document["dry_run"] = self.dry_run
             document["would_undo" if self.dry_run else "planned"] = [
@@ -219,19 +226,26 @@ async def _run_writing(
     plan: Callable[[ScriptDirectory, tuple[str, ...]], list[RevisionInfo]] | None = None,
     confirm: Callable[[list[RevisionInfo]], None] | None = None,
     dry_run: bool = False,
+    before_alembic: Callable[[Connection], list[str]] | None = None,
+    atomic: bool = False,
 ) -> MigrationRun:
     settings = loaded.settings
     url = settings.database_url
     guard = ProductionGuard(loaded)
     guard.check_local(guard_command)
+    if atomic:
+        refuse_atomic_on(url)
     script = project.script()  # a broken project fails before anything connects
     started = time.perf_counter()
-    run = MigrationRun(command, describe_target(url), None, None, dry_run=dry_run)
+    run = MigrationRun(command, describe_target(url), None, None, dry_run=dry_run, atomic=atomic)
 
     from sqlalchemy import event
 
     def locked(connection: Connection) -> None:
-        guard.prepare(connection, guard_command, change)  # the record, committed, first
+        if dry_run:
+            guard.check(connection, guard_command, change)
+        else:
+            guard.prepare(connection, guard_command, change)  # the record, committed, first
         before = _current_heads(connection)  # re-read now that the lock is held
         connection.commit()
         run.from_revision = _heads_text(before)
@@ -271,6 +285,14 @@ async def _run_writing(
         try:
             with _tracking_steps() as tracker:
                 try:
+                    if atomic:
+                        # One transaction for the whole run: Alembic sees it already open
+                        # and adds none of its own; the commit below ends it.
+                        connection.begin()
+                    if before_alembic is not None:
+                        run.dropped = before_alembic(connection)
+                        if not atomic:
+                            connection.commit()
                     with alembic_errors():
                         alembic_call(config)
                 except MyfyDbError:
@@ -279,7 +301,7 @@ async def _run_writing(
                 except Exception as exc:
                     pending.clear()  # rolled back, or reported by the error below
                     connection.rollback()
-                    raise _revision_failed(connection, tracker, exc) from exc
+                    raise _revision_failed(connection, tracker, exc, atomic=atomic) from exc
         finally:
             event.remove(connection, "commit", on_commit)
         on_commit()  # anything applied inside a transaction committed below
@@ -302,7 +324,7 @@ async def _run_writing(
 
 
 def _revision_failed(
-    connection: Connection, tracker: _StepTracker, exc: Exception
+    connection: Connection, tracker: _StepTracker, exc: Exception, *, atomic: bool = False
 ) -> OperationFailed:
     failing = tracker.revision
     what = (
@@ -315,7 +337,9 @@ def _revision_failed(
         connection.rollback()
     except Exception:
         now = "unknown (could not read it back)"
-    if connection.dialect.name in ("postgresql", "sqlite"):  # DDL inside the transaction
+    if atomic:
+        hint = f"--atomic: the whole run was rolled back; the database stays at revision {now}"
+    elif connection.dialect.name in ("postgresql", "sqlite"):  # DDL inside the transaction
         hint = f"the database stays at revision {now}; nothing of the failing revision was kept"
     else:
         hint = (
@@ -323,6 +347,19 @@ def _revision_failed(
             "runs, so statements of the failing revision that ran before the error remain"
         )
     return OperationFailed(f"{what} failed: {_failure_detail(exc)}", hint=hint)
+
+
+def refuse_atomic_on(url: str) -> None:
+    """``--atomic`` needs DDL inside a transaction: PostgreSQL and SQLite, not MySQL/MariaDB."""
+    from sqlalchemy.engine import make_url
+
+    backend = make_url(url).get_backend_name()
+    if backend in ("mysql", "mariadb"):
+        raise ConfigError(
+            f"--atomic is not possible on {backend}: each DDL statement commits on its own "
+            "there, so a run cannot be rolled back as a whole",
+            hint="run without --atomic: each revision then commits on its own",
+        )
 
 
 async def upgrade(
@@ -333,8 +370,11 @@ async def upgrade(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     progress: Progress | None = None,
     report: Reporter = lambda _: None,
+    atomic: bool = False,
 ) -> MigrationRun:
     """Upgrade the database to ``revision`` (default: head) under the migration lock.
+
+    ``atomic``: the whole run in one transaction, all or nothing (PostgreSQL, SQLite).
 
     ``head`` on a project with several heads is a usage error naming them and the two ways
     forward (merge them, or ``heads`` to apply every branch).
@@ -353,6 +393,7 @@ async def upgrade(
         lock_timeout=lock_timeout,
         progress=progress,
         report=report,
+        atomic=atomic,
     )
 
 
@@ -386,6 +427,7 @@ async def downgrade(
     report: Reporter = lambda _: None,
     confirm: Callable[[list[RevisionInfo]], None] | None = None,
     dry_run: bool = False,
+    atomic: bool = False,
 ) -> MigrationRun:
     """Downgrade the database to ``revision``; guarded as destructive.
 
@@ -405,6 +447,50 @@ async def downgrade(
         plan=lambda script, current: downgrade_plan(script, current, revision),
         confirm=confirm,
         dry_run=dry_run,
+        atomic=atomic,
+    )
+
+
+async def reset(
+    project: MigrationProject,
+    loaded: LoadedSettings,
+    *,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    progress: Progress | None = None,
+    report: Reporter = lambda _: None,
+    confirm: Callable[[DropPlan], None] | None = None,
+    atomic: bool = False,
+) -> MigrationRun:
+    """Drop every table, then re-apply every revision to head, under the migration lock.
+
+    Guarded exactly like ``drop-tables --all`` (it is the same code): refused in a protected
+    environment and against a differing record; ``confirm`` sees the tables before any goes.
+    """
+    from myfy_db.schema import drop_tables_sync
+
+    heads = project.script().get_heads()
+    if len(heads) > 1:
+        raise ConfigError(several_heads(heads), hint=SEVERAL_HEADS_HINT)
+    guard = ProductionGuard(loaded)
+
+    def drop_everything(connection: Connection) -> list[str]:
+        dropped = drop_tables_sync(
+            connection, None, guard, command="migrate reset", confirm=confirm
+        )
+        return dropped.dropped
+
+    return await _run_writing(
+        project,
+        loaded,
+        command="reset",
+        guard_command="migrate reset",
+        change=Change.DESTRUCTIVE,
+        alembic_call=lambda config: command.upgrade(config, "head"),
+        lock_timeout=lock_timeout,
+        progress=progress,
+        report=report,
+        before_alembic=drop_everything,
+        atomic=atomic,
     )
 
 
