@@ -167,7 +167,7 @@ class FaultProxy:
                     if not data:
                         return
                     peers[sock].sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a socket closed by kill() meanwhile
             return
         finally:
             with self._lock:

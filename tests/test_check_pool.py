@@ -348,7 +348,7 @@ def test_ctrl_c_exits_130_and_closes_every_connection(server_url: str) -> None:
             process.kill()
             process.wait()
     assert process.returncode == 130
-    assert b"Interrupted" in stderr
+    assert b"interrupted (SIGINT)" in stderr
     assert b"Traceback" not in stderr
     assert _wait_for_count(server_url, lambda n: n == before) == before
 

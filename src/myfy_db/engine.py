@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from myfy_db.command_name import command_name, current_command
+from myfy_db.connections import track as track_connections
 from myfy_db.errors import CannotConnect, ConfigError, MyfyDbError, OperationFailed
 from myfy_db.settings import DatabaseSettings
 from myfy_db.urls import is_sqlite_memory, mask_url, redact, register_url_secret, url_problem
@@ -139,11 +140,13 @@ def create_engine(
                 target, settings.connect_timeout, name
             )
             options.pop("connect_args", None)
-        return _create_async_engine(target, **options)
+        engine = _create_async_engine(target, **options)
     except (sa_exc.ArgumentError, ImportError, TypeError, ValueError) as exc:
         raise ConfigError(
             f"cannot build an engine for {mask_url(target)}: {redact(str(exc))}"
         ) from None
+    track_connections(engine)  # an interrupt can cut them all at once (myfy_db.connections)
+    return engine
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

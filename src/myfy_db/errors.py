@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     CANNOT_CONNECT = 4
     CHECK_FAILED = 5
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class MyfyDbError(Exception):
@@ -74,6 +75,18 @@ class CheckFailed(MyfyDbError):
     """
 
     exit_code = ExitCode.CHECK_FAILED
+
+
+class Interrupted(MyfyDbError):
+    """The run was stopped by a signal: SIGINT (exit 130) or SIGTERM (exit 143)."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, signal_name: str = "SIGINT") -> None:
+        terminated = signal_name == "SIGTERM"
+        super().__init__(f"{'terminated' if terminated else 'interrupted'} ({signal_name})")
+        self.signal_name = signal_name
+        self.exit_code = ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
 
 
 def system_exit_status(code: object) -> int:

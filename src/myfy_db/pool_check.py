@@ -28,6 +28,7 @@ from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from myfy_db.connections import abort as abort_connections
 from myfy_db.engine import create_engine, describe_target, engine_options, translate_errors
 from myfy_db.errors import (
     CannotConnect,
@@ -737,9 +738,12 @@ async def _measure(
 async def _close(opened: list[AsyncConnection], engine: AsyncEngine, *, invalidate: bool) -> None:
     """Close every connection still checked out, then dispose of the pool.
 
-    With ``invalidate`` each connection is closed without the pool's reset, which could not
-    run on a connection interrupted mid-query.
+    With ``invalidate`` each connection is cut first (no word to a server that may have
+    stopped answering) and then closed without the pool's reset, which could not run on a
+    connection interrupted mid-query.
     """
+    if invalidate:
+        abort_connections(engine)
     while opened:
         conn = opened.pop()
         try:

@@ -83,6 +83,12 @@ def _other_threads_running() -> bool:
     return any(t is not current and not t.daemon and t.is_alive() for t in threading.enumerate())
 
 
+def exit_now(status: int) -> None:
+    """End the process now with ``status``: ``atexit`` handlers run, the streams are flushed,
+    nothing else (no thread is waited for, no object finalised)."""
+    _exit(status)
+
+
 def _exit(status: int) -> None:
     """Run the ``atexit`` handlers, flush the standard streams and end the process now."""
     atexit._run_exitfuncs()

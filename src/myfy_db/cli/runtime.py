@@ -87,29 +87,38 @@ def run(
     The connections the action opens are named after ``command`` (default: the command
     invoked, e.g. ``myfy-db check-pool``; see :func:`set_invoked_command`).
     """
-    import asyncio
     import inspect
     import traceback
 
+    from myfy_db.cli.signals import interrupted_by, run_coroutine, sigterm_unwinds
     from myfy_db.command_name import command_name
+    from myfy_db.errors import Interrupted
     from myfy_db.output import Output
     from myfy_db.urls import redact
 
     out = Output(json_mode=json_mode)
     show_trace = wants_traceback()
+
+    def hard_stop(error: MyfyDbError) -> None:
+        # The interrupted run would not end in time: report it and end the process here.
+        from myfy_db.cli.process import exit_now
+
+        out.error(error)
+        exit_now(int(error.exit_code))
+
     try:
-        with command_name(command or _invoked["command"]):
-            result = action(out)
-            if inspect.isawaitable(result):
-                asyncio.run(_as_coroutine(result))
+        with sigterm_unwinds(), command_name(command or _invoked["command"]):
+            try:
+                result = action(out)
+                if inspect.isawaitable(result):
+                    run_coroutine(_as_coroutine(result), hard_stop)
+            except KeyboardInterrupt as stop:  # SIGINT or SIGTERM outside the event loop
+                raise interrupted_by(stop) from None
     except MyfyDbError as error:
-        if show_trace:
+        if show_trace and not isinstance(error, Interrupted):
             traceback.print_exc()
         out.error(error)
         raise typer.Exit(int(error.exit_code)) from None
-    except KeyboardInterrupt:
-        out.warn("Interrupted.")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except BrokenPipeError:
         # The reader went away (`myfy-db ... | head`): stop quietly, as Unix tools do.
         _silence_stdout()

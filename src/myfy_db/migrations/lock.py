@@ -24,8 +24,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+from myfy_db.connections import abort as abort_connections
 from myfy_db.engine import describe_target
 from myfy_db.errors import OperationFailed
 from myfy_db.urls import is_sqlite_memory
@@ -42,6 +43,14 @@ POLL_SECONDS = 0.1
 REPORT_EVERY_SECONDS = 10.0
 
 Reporter = Callable[[str], None]
+
+
+T = TypeVar("T")
+
+
+def _cutter(conn: AsyncConnection) -> Callable[[], object]:
+    """A function that drops ``conn``'s engine's connections without a word to the server."""
+    return lambda: abort_connections(conn.engine)
 
 
 class LockTimeout(OperationFailed):
@@ -81,30 +90,62 @@ async def _wait_for(
     target: str,
     timeout: float,
     report: Reporter,
+    cut: Callable[[], object],
 ) -> float:
-    """Call ``attempt`` until it succeeds or ``timeout`` passes; return the ms waited."""
+    """Call ``attempt`` until it succeeds or ``timeout`` passes; return the ms waited.
+
+    ``timeout`` bounds the whole wait, a server that stops answering included: a query still
+    unanswered at the deadline is ended by ``cut`` (which drops the connection) rather than
+    cancelled, since a cancelled query would still wait for the server to acknowledge it.
+    """
     start = time.monotonic()
+    deadline = start + timeout
     next_report = 0.0
-    while True:
-        if await attempt():
-            return (time.monotonic() - start) * 1000
-        elapsed = time.monotonic() - start
-        if elapsed >= timeout:
-            who = await holder()
-            by = f", held by {who}" if who else ""
-            raise LockTimeout(
-                f"timed out after {timeout:g} s waiting for the migration lock on {target}{by}",
-                hint="another migration is running: let it finish, or raise --lock-timeout",
-            )
-        if elapsed >= next_report:
-            who = await holder()
-            by = f" held by {who}" if who else ""
-            if next_report == 0.0:
-                report(f"waiting for the migration lock on {target}{by} (up to {timeout:g} s)")
-            else:
-                report(f"still waiting for the migration lock ({elapsed:.0f} s){by}")
-            next_report = elapsed + REPORT_EVERY_SECONDS
-        await asyncio.sleep(min(POLL_SECONDS, max(0.0, timeout - elapsed)))
+    known: str | None = None
+
+    async def bounded(call: Callable[[], Awaitable[T]]) -> T:
+        task = asyncio.ensure_future(call())
+        try:
+            await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not task.done():
+            cut()
+            await asyncio.wait({task})
+            if not task.cancelled():
+                task.exception()  # retrieved: the connection was cut on purpose
+            raise _OutOfTime
+        return task.result()
+
+    try:
+        while True:
+            if await bounded(attempt):
+                return (time.monotonic() - start) * 1000
+            elapsed = time.monotonic() - start
+            if elapsed >= timeout:
+                known = await bounded(holder) or known
+                break
+            if elapsed >= next_report:
+                known = await bounded(holder) or known
+                by = f" held by {known}" if known else ""
+                if next_report == 0.0:
+                    report(f"waiting for the migration lock on {target}{by} (up to {timeout:g} s)")
+                else:
+                    report(f"still waiting for the migration lock ({elapsed:.0f} s){by}")
+                next_report = elapsed + REPORT_EVERY_SECONDS
+            await asyncio.sleep(min(POLL_SECONDS, max(0.0, timeout - elapsed)))
+    except _OutOfTime:
+        pass  # the server did not answer before the deadline; its connection is gone
+    by = f", held by {known}" if known else ""
+    raise LockTimeout(
+        f"timed out after {timeout:g} s waiting for the migration lock on {target}{by}",
+        hint="another migration is running: let it finish, or raise --lock-timeout",
+    )
+
+
+class _OutOfTime(Exception):
+    """The deadline passed while the server had not answered."""
 
 
 @asynccontextmanager
@@ -126,13 +167,25 @@ async def migration_lock(
         return
     async with engine.connect() as conn:
         if backend == "postgresql":
-            async with _pg_lock(conn, target, timeout, report) as info:
-                yield info
+            lock = _pg_lock(conn, target, timeout, report)
         elif backend in ("mysql", "mariadb"):
-            async with _mysql_lock(conn, target, timeout, report) as info:
-                yield info
+            lock = _mysql_lock(conn, target, timeout, report)
         else:
             yield LockInfo(f"none ({backend} has no supported lock)")
+            return
+        held = False
+        try:
+            async with lock as info:
+                held = True
+                yield info
+        except BaseException:
+            if not held:
+                # Timed out or interrupted while waiting, maybe inside a query the server
+                # never answered: cut the connection (the server drops it, and anything it
+                # held) rather than wait for a rollback.
+                abort_connections(engine)
+                await conn.invalidate()
+            raise
 
 
 @asynccontextmanager
@@ -176,7 +229,9 @@ async def _pg_lock(
         )
         return f"backend pid {pid}" + (f" ({details})" if details else "")
 
-    waited = await _wait_for(attempt, holder, target=target, timeout=timeout, report=report)
+    waited = await _wait_for(
+        attempt, holder, target=target, timeout=timeout, report=report, cut=_cutter(conn)
+    )
     try:
         yield LockInfo("pg_advisory_lock", waited)
     finally:
@@ -192,8 +247,9 @@ async def _mysql_lock(
 ) -> AsyncIterator[LockInfo]:
     from sqlalchemy import text
 
-    database = (await conn.execute(text("SELECT DATABASE()"))).scalar() or ""
-    name = {"name": mysql_lock_name(str(database))}
+    # The URL names the database the connection uses: no query before the bounded wait.
+    database = conn.engine.url.database or (await conn.execute(text("SELECT DATABASE()"))).scalar()
+    name = {"name": mysql_lock_name(str(database or ""))}
 
     async def attempt() -> bool:
         got = (await conn.execute(text("SELECT GET_LOCK(:name, 0)"), name)).scalar()
@@ -215,7 +271,9 @@ async def _mysql_lock(
         details = f" (user {row[0]!r} from {row[1]})" if row is not None else ""
         return f"connection {holder_id}{details}"
 
-    waited = await _wait_for(attempt, holder, target=target, timeout=timeout, report=report)
+    waited = await _wait_for(
+        attempt, holder, target=target, timeout=timeout, report=report, cut=_cutter(conn)
+    )
     try:
         yield LockInfo("GET_LOCK", waited)
     finally:
@@ -254,7 +312,9 @@ async def _file_lock(
         return text or None
 
     try:
-        waited = await _wait_for(attempt, holder, target=target, timeout=timeout, report=report)
+        waited = await _wait_for(
+            attempt, holder, target=target, timeout=timeout, report=report, cut=lambda: None
+        )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         try:

@@ -1,0 +1,392 @@
+"""One SIGINT (or SIGTERM) ends any command fast, even when the server stops answering.
+
+Each test runs ``python -m myfy_db`` as a real subprocess, sends it a real signal and checks
+the elapsed time (two seconds, plus slack for a loaded machine), the exit code (130 or 143),
+the one line on stderr, that the migration lock is free and that the server holds no
+connection of the run afterwards. A hung server is a :class:`FaultProxy` frozen in front of
+the real one; the shared servers themselves are never stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from fault_proxy import FaultProxy
+from helpers import backend_of, server_for, start_process
+from migrate_project import write_project
+from myfy_db.migrations.lock import PG_LOCK_CLASS, PG_LOCK_OBJECT, mysql_lock_name
+
+#: The contract's two seconds, plus slack for a loaded CI machine.
+BOUND = 2.0 + 1.5
+#: How long a test waits for a run to reach the state it wants to interrupt.
+READY_WITHIN = 30.0
+NOISE = ("Traceback", "Event loop is closed", "garbage collector", "Warning", "unexpected")
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _sleep_sql(backend: str, seconds: float) -> str:
+    if backend == "postgresql":
+        return f"SELECT pg_sleep({seconds})"
+    if backend == "mysql":
+        return f"SELECT SLEEP({seconds})"
+    rows = int(seconds * 1_500_000)  # SQLite has no sleep: a counting query of about that long
+    return (
+        f"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows}) "
+        "SELECT count(*) FROM c"
+    )
+
+
+def _slow_project(root: Path, backend: str, count: int = 40, seconds: float = 0.2) -> None:
+    sql = _sleep_sql(backend, seconds).replace('"', '\\"')
+    revisions = [(f"s{i:02d}", f"slow {i}", f'op.execute("{sql}")', "pass") for i in range(count)]
+    write_project(root, revisions)
+
+
+def _database(url: str) -> str:
+    return make_url(url).database or ""
+
+
+def _connections(url: str) -> int:
+    return server_for(backend_of(url)).connection_count(_database(url))
+
+
+class Running:
+    """``python -m myfy_db ...`` running, its stderr read as it comes."""
+
+    def __init__(self, *args: str, env: dict[str, str], cwd: Path | None = None) -> None:
+        self.process = start_process(*args, env=env, cwd=str(cwd) if cwd else None)
+        self.lines: list[str] = []
+        self.out: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, sink), daemon=True)
+            for stream, sink in ((self.process.stderr, self.lines), (self.process.stdout, self.out))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: IO[str] | None, sink: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            sink.append(line)
+
+    @property
+    def err(self) -> str:
+        return "".join(self.lines)
+
+    def wait_until(self, ready: Callable[[], bool]) -> None:
+        """Wait until ``ready()``; fail when the run ends first."""
+        deadline = time.monotonic() + READY_WITHIN
+        while not ready():
+            if self.process.poll() is not None:
+                self.finish()
+                pytest.fail(f"the run ended (exit {self.process.returncode}) early: {self.err}")
+            assert time.monotonic() < deadline, f"the run never got there: {self.err}"
+            time.sleep(0.05)
+
+    def wait_for_text(self, text: str) -> None:
+        self.wait_until(lambda: text in self.err)
+
+    def finish(self, timeout: float = 20) -> float:
+        """Wait for the end (killing the run past ``timeout``); return the seconds waited."""
+        started = time.monotonic()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for reader in self._readers:
+            reader.join(5)
+        return time.monotonic() - started
+
+    def stop(self, sig: int = signal.SIGINT) -> float:
+        """Send ``sig``; return how long the process took to end."""
+        self.process.send_signal(sig)
+        return self.finish()
+
+    def assert_interrupted(self, elapsed: float, sig: int = signal.SIGINT) -> None:
+        name = signal.Signals(sig).name
+        expected = f"Error: {'terminated' if name == 'SIGTERM' else 'interrupted'} ({name})"
+        err = self.err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert elapsed < BOUND, f"took {elapsed:.2f} s to end: {err}"
+        assert self.process.returncode == (143 if name == "SIGTERM" else 130), err
+        assert lines[-1:] == [expected], err
+        assert sum(line.startswith("Error") for line in lines) == 1, err
+        assert_quiet(err)
+
+
+def assert_quiet(err: str) -> None:
+    assert not [noise for noise in NOISE if noise in err], err
+
+
+def _assert_no_connection_left(url: str) -> None:
+    assert server_for(backend_of(url)).wait_for_connections(_database(url), 0) == 0
+
+
+def _lock_is_free(url: str) -> bool:
+    backend = backend_of(url)
+    if backend == "sqlite":
+        path = Path(f"{make_url(url).database}.migrate.lock")
+        if not path.exists():
+            return True
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+        return True
+    server = server_for(backend)
+    if backend == "postgresql":
+        rows = server.admin(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            f"AND classid = {PG_LOCK_CLASS} AND objid = {PG_LOCK_OBJECT} AND database = "
+            f"(SELECT oid FROM pg_database WHERE datname = '{_database(url)}')"
+        )
+        return int(rows[0][0][0]) == 0
+    rows = server.admin(f"SELECT IS_USED_LOCK('{mysql_lock_name(_database(url))}')")
+    return rows[0][0][0] is None
+
+
+@contextmanager
+def _lock_held_elsewhere(url: str) -> Iterator[None]:
+    """Hold the migration lock from another session while the block runs."""
+    backend = backend_of(url)
+    parsed = make_url(url)
+    release = threading.Event()
+    taken = threading.Event()
+
+    async def hold() -> None:
+        if backend == "postgresql":
+            import asyncpg
+
+            conn = await asyncpg.connect(
+                host=parsed.host, port=parsed.port, user=parsed.username, database=parsed.database
+            )
+            await conn.execute(f"SELECT pg_advisory_lock({PG_LOCK_CLASS}, {PG_LOCK_OBJECT})")
+            taken.set()
+            await asyncio.to_thread(release.wait)
+            await conn.close()
+        else:
+            import aiomysql
+
+            conn = await aiomysql.connect(
+                host=parsed.host, port=parsed.port, user=parsed.username, db=parsed.database
+            )
+            async with conn.cursor() as cur:
+                await cur.execute(f"SELECT GET_LOCK('{mysql_lock_name(_database(url))}', 5)")
+            taken.set()
+            await asyncio.to_thread(release.wait)
+            conn.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(hold(),), daemon=True)
+    thread.start()
+    assert taken.wait(10), "could not take the migration lock"
+    try:
+        yield
+    finally:
+        release.set()
+        thread.join(10)
+
+
+def _env(url: str, **extra: str) -> dict[str, str]:
+    return {"MYFY_DATA_DATABASE_URL": url, **extra}
+
+
+# -- migrate ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_one_signal_stops_a_long_migrate(db_url: str, tmp_path: Path, sig: signal.Signals) -> None:
+    _slow_project(tmp_path, backend_of(db_url))
+    run = Running("migrate", env=_env(db_url), cwd=tmp_path)
+    run.wait_for_text("applied s01")
+    elapsed = run.stop(sig)
+    run.assert_interrupted(elapsed, sig)
+    assert _lock_is_free(db_url)
+    if backend_of(db_url) == "sqlite":
+        with sqlite3.connect(tmp_path / "test.db") as db:  # a revision cut short rolled back
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    else:
+        _assert_no_connection_left(db_url)
+
+
+def test_sigint_stops_migrate_on_a_frozen_server(
+    server_url: str, tmp_path: Path, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    proxy = fault_proxy(server_url)
+    _slow_project(tmp_path, backend_of(server_url))
+    run = Running("migrate", env=_env(proxy.url), cwd=tmp_path)
+    run.wait_for_text("applied s01")
+    proxy.freeze()
+    time.sleep(0.3)
+    elapsed = run.stop()
+    run.assert_interrupted(elapsed)
+    proxy.thaw()  # the server resumes and sees the closed sockets
+    _assert_no_connection_left(server_url)
+    assert _lock_is_free(server_url)
+
+
+def _down_waiting_for_the_lock(tmp_path: Path, url: str, lock_timeout: str) -> Running:
+    write_project(tmp_path)
+    run = Running(
+        "migrate", "down", "base", "--yes", "--lock-timeout", lock_timeout,
+        env=_env(url), cwd=tmp_path,
+    )  # fmt: skip
+    run.wait_for_text("waiting for the migration lock")
+    return run
+
+
+def test_lock_timeout_bounds_the_wait_when_the_server_freezes(
+    server_url: str, tmp_path: Path, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    proxy = fault_proxy(server_url)
+    with _lock_held_elsewhere(server_url):
+        run = _down_waiting_for_the_lock(tmp_path, proxy.url, "3")
+        proxy.freeze()
+        elapsed = run.finish()
+    assert elapsed < 3 + 1.5, f"took {elapsed:.2f} s: {run.err}"
+    assert run.process.returncode == 1, run.err
+    assert "timed out after 3 s waiting for the migration lock" in run.err
+    assert_quiet(run.err)
+    proxy.thaw()
+    _assert_no_connection_left(server_url)
+
+
+def test_sigint_while_waiting_for_the_lock_on_a_frozen_server(
+    server_url: str, tmp_path: Path, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    proxy = fault_proxy(server_url)
+    with _lock_held_elsewhere(server_url):
+        run = _down_waiting_for_the_lock(tmp_path, proxy.url, "60")
+        proxy.freeze()
+        time.sleep(0.3)
+        elapsed = run.stop()
+    run.assert_interrupted(elapsed)
+    proxy.thaw()
+    _assert_no_connection_left(server_url)
+
+
+def test_sigint_while_waiting_for_the_sqlite_lock_file(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+    write_project(tmp_path)
+    lock = tmp_path / "app.db.migrate.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        run = Running("migrate", "--lock-timeout", "60", env=_env(url), cwd=tmp_path)
+        run.wait_for_text("waiting for the migration lock")
+        elapsed = run.stop()
+    finally:
+        os.close(fd)
+    run.assert_interrupted(elapsed)
+    assert _lock_is_free(url)
+
+
+# -- check-pool, profile-pool, shell, create-tables --------------------------------------------
+
+
+def test_sigint_stops_check_pool_on_a_frozen_server(
+    server_url: str, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    proxy = fault_proxy(server_url)
+    run = Running(
+        "check-pool", "--connections", "3", "--samples", "100000", "--timeout", "600",
+        env=_env(proxy.url),
+    )  # fmt: skip
+    run.wait_until(lambda: _connections(server_url) >= 3)
+    time.sleep(0.3)
+    proxy.freeze()
+    elapsed = run.stop()
+    run.assert_interrupted(elapsed)
+    assert len(run.err.strip().splitlines()) == 1, run.err
+    proxy.thaw()
+    _assert_no_connection_left(server_url)
+
+
+def test_check_pool_timeout_bounds_the_whole_check_on_a_frozen_server(
+    server_url: str, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    proxy = fault_proxy(server_url)
+    started = time.monotonic()
+    run = Running(
+        "check-pool", "--connections", "3", "--samples", "100000", "--timeout", "4",
+        env=_env(proxy.url),
+    )  # fmt: skip
+    run.wait_until(lambda: _connections(server_url) >= 3)
+    proxy.freeze()
+    run.finish()
+    elapsed = time.monotonic() - started  # start-up included: a loaded machine gets slack
+    assert elapsed < 4 + 4, f"took {elapsed:.2f} s: {run.err}"
+    assert run.process.returncode == 4, run.err
+    assert "did not finish within 4 s" in run.err
+    assert_quiet(run.err)
+    proxy.thaw()
+    _assert_no_connection_left(server_url)
+
+
+def test_sigterm_stops_profile_pool_load_on_a_frozen_server(
+    server_url: str, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    proxy = fault_proxy(server_url)
+    run = Running("profile-pool", "--load", "--duration", "60", env=_env(proxy.url))
+    run.wait_until(lambda: _connections(server_url) >= 2)
+    time.sleep(0.3)
+    proxy.freeze()
+    elapsed = run.stop(signal.SIGTERM)
+    run.assert_interrupted(elapsed, signal.SIGTERM)
+    proxy.thaw()
+    _assert_no_connection_left(server_url)
+
+
+def test_sigint_stops_a_long_query_in_shell_c(db_url: str) -> None:
+    backend = backend_of(db_url)
+    sql = _sleep_sql(backend, 30 if backend != "sqlite" else 20)
+    code = "from sqlalchemy import text\nprint('started', flush=True)\n"
+    code += f"await session.execute(text({sql!r}))"
+    run = Running("shell", "-c", code, env=_env(db_url))
+    run.wait_until(lambda: run.process.poll() is not None or _shell_started(run, db_url))
+    time.sleep(0.5)
+    elapsed = run.stop()
+    run.assert_interrupted(elapsed)
+    assert len(run.err.strip().splitlines()) == 1, run.err
+    if backend != "sqlite":
+        _assert_no_connection_left(db_url)
+
+
+def _shell_started(run: Running, url: str) -> bool:
+    if backend_of(url) == "sqlite":
+        return bool(run.out)
+    return _connections(url) >= 1 and bool(run.out)
+
+
+def test_sigint_stops_create_tables_on_a_frozen_server(
+    server_url: str, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    proxy = fault_proxy(server_url)
+    proxy.freeze()  # the server stops answering before the first connection
+    run = Running("create-tables", "--metadata", "myfy_db.example:Base", env=_env(proxy.url))
+    run.wait_until(lambda: proxy.accepted >= 1)
+    time.sleep(0.3)
+    elapsed = run.stop()
+    run.assert_interrupted(elapsed)
+    proxy.thaw()
+    _assert_no_connection_left(server_url)
