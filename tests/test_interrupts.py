@@ -326,16 +326,16 @@ def test_check_pool_timeout_bounds_the_whole_check_on_a_frozen_server(
     server_url: str, fault_proxy: Callable[[str], FaultProxy]
 ) -> None:
     proxy = fault_proxy(server_url)
-    started = time.monotonic()
     run = Running(
         "check-pool", "--connections", "3", "--samples", "100000", "--timeout", "4",
         env=_env(proxy.url),
     )  # fmt: skip
     run.wait_until(lambda: _connections(server_url) >= 3)
+    opened = time.monotonic()  # the check started a moment before: the bound holds from here
     proxy.freeze()
     run.finish()
-    elapsed = time.monotonic() - started  # start-up included: a loaded machine gets slack
-    assert elapsed < 4 + 4, f"took {elapsed:.2f} s: {run.err}"
+    elapsed = time.monotonic() - opened
+    assert elapsed < 4 + 1.5, f"took {elapsed:.2f} s: {run.err}"
     assert run.process.returncode == 4, run.err
     assert "did not finish within 4 s" in run.err
     assert_quiet(run.err)
