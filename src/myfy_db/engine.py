@@ -27,6 +27,7 @@ from myfy_db.connections import track as track_connections
 from myfy_db.errors import CannotConnect, ConfigError, MyfyDbError, OperationFailed
 from myfy_db.settings import DatabaseSettings
 from myfy_db.urls import is_sqlite_memory, mask_url, redact, register_url_secret, url_problem
+from myfy_db.waiting import WaitBudget, current_wait
 
 __all__ = [
     "SessionFactory",
@@ -134,10 +135,12 @@ def create_engine(
     options.update(overrides)
     if options.get("echo"):
         _echo_to_stderr()
+    backend = make_url(target).get_backend_name()
+    wait = current_wait() if backend != "sqlite" else None
     try:
-        if make_url(target).get_backend_name() in ("mysql", "mariadb"):
+        if backend in ("mysql", "mariadb"):
             options["async_creator"] = _bounded_mysql_connect(
-                target, settings.connect_timeout, name
+                target, settings.connect_timeout, name, wait
             )
             options.pop("connect_args", None)
         engine = _create_async_engine(target, **options)
@@ -146,7 +149,81 @@ def create_engine(
             f"cannot build an engine for {mask_url(target)}: {redact(str(exc))}"
         ) from None
     track_connections(engine)  # an interrupt can cut them all at once (myfy_db.connections)
+    if wait is not None and backend not in ("mysql", "mariadb"):
+        _wait_on_connect(engine, target, wait)
     return engine
+
+
+# -- --wait: retry the first connect until the database accepts connections ---------------
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    """An authentication failure or a missing database: waiting does not fix it."""
+    chain = list(_chain(exc))
+    names = {type(item).__name__ for item in chain}
+    codes = {code for item in chain if (code := _mysql_code(item)) is not None}
+    permanent_names = {
+        "InvalidPasswordError",
+        "InvalidAuthorizationSpecificationError",
+        "InvalidCatalogNameError",
+    }
+    return bool(names & permanent_names or codes & {1044, 1045, 1049, 1698})
+
+
+def _attempt_failed(wait: WaitBudget, exc: BaseException, url: str) -> float | None:
+    """After a failed connect under ``--wait``: the pause before the next attempt.
+
+    None when the failure is not retried (authentication, missing database, not a
+    connection problem): the caller re-raises it. Past the deadline, :class:`CannotConnect`
+    (exit 4) saying how long it waited. Each retried attempt is reported in one line.
+    """
+    if not isinstance(exc, Exception) or _is_permanent(exc):
+        return None
+    classified = classify_connect_error(exc, url)
+    if classified is None:
+        return None
+    wait.attempts += 1
+    delay = wait.next_delay()
+    if delay <= 0:
+        raise CannotConnect(
+            f"{classified.message} (gave up after waiting {wait.seconds:g} s, "
+            f"{wait.attempts} attempt(s))",
+            hint=classified.hint,
+        ) from exc
+    wait.report(
+        f"waiting for the database: {classified.message} "
+        f"(attempt {wait.attempts}; next in {delay:.1f} s, {wait.remaining():.1f} s left)"
+    )
+    return delay
+
+
+def _wait_on_connect(engine: AsyncEngine, url: str, wait: WaitBudget) -> None:
+    """Retry ``engine``'s connects under ``wait`` until the database first accepts one."""
+    from sqlalchemy import event
+    from sqlalchemy import util as sa_util
+
+    await_: Callable[[Awaitable[Any]], Any] = getattr(sa_util, "await_", None) or (
+        sa_util.await_only
+    )
+    target = describe_target(url)
+
+    def do_connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        if target in wait.ready:
+            return None  # the default connect
+        while True:
+            wait.begin()
+            try:
+                connection = dialect.connect(*cargs, **cparams)
+            except Exception as exc:
+                delay = _attempt_failed(wait, exc, url)
+                if delay is None:
+                    raise
+                await_(asyncio.sleep(delay))
+                continue
+            wait.ready.add(target)
+            return connection
+
+    event.listen(engine.sync_engine, "do_connect", do_connect)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -177,12 +254,13 @@ def _echo_to_stderr() -> None:
 
 
 def _bounded_mysql_connect(
-    url: str, timeout: float, program_name: str | None = None
+    url: str, timeout: float, program_name: str | None = None, wait: WaitBudget | None = None
 ) -> Callable[[], Awaitable[Any]]:
     """A connect function for aiomysql bounded as a whole by ``timeout``.
 
     aiomysql's own ``connect_timeout`` covers only the TCP connect; a server that accepts and
-    never answers the handshake would hang it, so the whole connect is bounded here.
+    never answers the handshake would hang it, so the whole connect is bounded here. Under
+    ``wait`` (``--wait``) it retries until the server first accepts a connection.
     """
     parsed = make_url(url)
     args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
@@ -190,10 +268,28 @@ def _bounded_mysql_connect(
     if program_name:
         kwargs["program_name"] = program_name
 
-    async def connect() -> Any:
+    target = describe_target(url)
+
+    async def connect_once() -> Any:
         import aiomysql
 
         return await asyncio.wait_for(aiomysql.connect(*args, **kwargs), timeout)
+
+    async def connect() -> Any:
+        if wait is None or target in wait.ready:
+            return await connect_once()
+        while True:
+            wait.begin()
+            try:
+                connection = await connect_once()
+            except Exception as exc:
+                delay = _attempt_failed(wait, exc, url)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+                continue
+            wait.ready.add(target)
+            return connection
 
     return connect
 

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption, YesOption
+from myfy_db.cli.options import (
+    EnvFileOption,
+    JsonOption,
+    MetadataOption,
+    UrlOption,
+    WaitOption,
+    YesOption,
+)
 from myfy_db.cli.runtime import load, run
 
 if TYPE_CHECKING:
@@ -71,6 +78,7 @@ def drop_tables(
     dry_run: DryRunOption = False,
     yes: YesOption = False,
     json_output: JsonOption = False,
+    wait: WaitOption = None,
 ) -> None:
     """Drop the metadata's tables in reverse dependency order, after typing the database name.
 

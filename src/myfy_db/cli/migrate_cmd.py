@@ -20,6 +20,7 @@ from myfy_db.cli.options import (
     JsonOption,
     MetadataOption,
     UrlOption,
+    WaitOption,
     YesOption,
 )
 from myfy_db.cli.runtime import load, run
@@ -267,6 +268,7 @@ def migrate(
     sql: SqlOption = False,
     atomic: AtomicOption = False,
     json_output: JsonOption = False,
+    wait: WaitOption = None,
 ) -> None:
     """Upgrade the database to head under the migration lock (--sql: print the SQL instead).
 
@@ -304,6 +306,7 @@ def up(
     sql: SqlOption = False,
     atomic: AtomicOption = False,
     json_output: JsonOption = False,
+    wait: WaitOption = None,
 ) -> None:
     """Upgrade to REV under the migration lock (--sql: print the SQL; REV may be FROM:TO)."""
     _write(
@@ -333,6 +336,7 @@ def down(
     dry_run: DryRunOption = False,
     yes: YesOption = False,
     json_output: JsonOption = False,
+    wait: WaitOption = None,
 ) -> None:
     """Downgrade to REV: lists the revisions to undo and asks for the database name.
 
@@ -404,6 +408,7 @@ def stamp(
     config: ConfigOption = None,
     lock_timeout: LockTimeoutOption = 60.0,
     json_output: JsonOption = False,
+    wait: WaitOption = None,
 ) -> None:
     """Record REV as the database's revision without running any migration."""
     _write(
@@ -426,6 +431,7 @@ def status(
     env_file: EnvFileOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
+    wait: WaitOption = None,
 ) -> None:
     """Current revision, heads and pending revisions; exit 5 when not at head."""
     shared = _shared(ctx, url=url, env_file=env_file, config=config)
@@ -515,6 +521,7 @@ def current(
     env_file: EnvFileOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
+    wait: WaitOption = None,
 ) -> None:
     """The revision(s) the database is at (base when it has none)."""
     shared = _shared(ctx, url=url, env_file=env_file, config=config)
@@ -689,6 +696,7 @@ def new(
     config: ConfigOption = None,
     metadata: MetadataOption = None,
     json_output: JsonOption = False,
+    wait: WaitOption = None,
 ) -> None:
     """Write a new revision file (--autogenerate: from the models against the database).
 
@@ -730,6 +738,7 @@ def check(
     env_file: EnvFileOption = None,
     metadata: MetadataOption = None,
     json_output: JsonOption = False,
+    wait: WaitOption = None,
 ) -> None:
     """Compare the models with the database; exit 5 listing the differences."""
 

@@ -70,3 +70,16 @@ else:
 
     # Typer names a number flag's type after its class: keep the help saying FLOAT.
     FiniteFloat.__name__ = PositiveFloat.__name__ = "float"
+
+WaitOption = Annotated[
+    FiniteFloat | None,
+    typer.Option(
+        "--wait",
+        min=0,
+        help="Wait up to this many seconds for the database to accept connections, retrying "
+        "with backoff (one line per attempt on stderr); then exit 4. Authentication "
+        "failures and missing databases are not retried.",
+        show_default=False,
+        metavar="SECONDS",
+    ),
+]

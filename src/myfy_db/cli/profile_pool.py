@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from myfy_db.cli.options import EnvFileOption, FiniteFloat, JsonOption, PositiveFloat, UrlOption
+from myfy_db.cli.options import (
+    EnvFileOption,
+    FiniteFloat,
+    JsonOption,
+    PositiveFloat,
+    UrlOption,
+    WaitOption,
+)
 from myfy_db.cli.runtime import load, run
 from myfy_db.errors import CheckFailed, ConfigError
 
@@ -136,6 +143,7 @@ def profile_pool(
         bool | None,
         typer.Option("--lifo/--no-lifo", help=f"{_WHAT_IF}: pool_use_lifo.", show_default=False),
     ] = None,
+    wait: WaitOption = None,
 ) -> None:
     """Judge the pool configuration against the traffic tiers and the server's limits.
 

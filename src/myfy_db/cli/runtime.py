@@ -95,6 +95,7 @@ def run(
     from myfy_db.errors import Interrupted
     from myfy_db.output import Output
     from myfy_db.urls import redact
+    from myfy_db.waiting import waiting_for_database
 
     out = Output(json_mode=json_mode)
     show_trace = wants_traceback()
@@ -107,7 +108,11 @@ def run(
         exit_now(int(error.exit_code))
 
     try:
-        with sigterm_unwinds(), command_name(command or _invoked["command"]):
+        with (
+            sigterm_unwinds(),
+            command_name(command or _invoked["command"]),
+            waiting_for_database(_wait_option(), out.info),
+        ):
             try:
                 result = action(out)
                 if inspect.isawaitable(result):
@@ -132,6 +137,27 @@ def run(
         message = f"unexpected {type(exc).__name__}" + (f": {detail}" if detail else "")
         out.error(MyfyDbError(message, hint="run again with --traceback for the details"))
         raise typer.Exit(int(ExitCode.FAILED)) from None
+
+
+def _wait_option() -> float | None:
+    """``--wait SECONDS`` of the command running (or of a group it belongs to), if given.
+
+    Declared once (:data:`myfy_db.cli.options.WaitOption`) on every command that connects;
+    read here, so every command's connections wait the same way, through the engine factory.
+    """
+    import importlib
+
+    try:  # Typer vendors Click; older Typers depend on Click itself
+        globals_module = importlib.import_module("typer._click.globals")
+    except ImportError:
+        globals_module = importlib.import_module("click.globals")
+    ctx: Any = globals_module.get_current_context(silent=True)
+    while ctx is not None:
+        value = ctx.params.get("wait")
+        if value is not None:
+            return float(value)
+        ctx = ctx.parent
+    return None
 
 
 def _silence_stdout() -> None:
