@@ -103,6 +103,12 @@ class DatabaseSettings(BaseSettings):
     connect_timeout: float = Field(
         10.0, gt=0, allow_inf_nan=False, description="Seconds to wait when connecting"
     )
+    ddl_lock_timeout: float = Field(
+        5.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds a migration waits for a table lock (0: no limit)",
+    )
     echo: bool = Field(False, description="Log every SQL statement")
     environment: str = Field("development", description="Deployment environment")
     metadata: str | None = Field(

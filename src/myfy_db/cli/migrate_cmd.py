@@ -72,6 +72,26 @@ AtomicOption = Annotated[
         "MySQL/MariaDB commits DDL on its own, so there it exits 2).",
     ),
 ]
+DdlLockTimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--ddl-lock-timeout",
+        min=0,
+        metavar="SECONDS",
+        show_default=False,
+        help="How long each revision's statements wait for a table lock before failing "
+        "(default 5, or MYFY_DATA_DDL_LOCK_TIMEOUT; 0: no limit). Not --lock-timeout.",
+    ),
+]
+RetriesOption = Annotated[
+    int,
+    typer.Option(
+        "--retries",
+        min=0,
+        metavar="N",
+        help="Retry a revision that failed only on --ddl-lock-timeout, up to N times, backing off.",
+    ),
+]
 DryRunOption = Annotated[
     bool,
     typer.Option(
@@ -181,13 +201,17 @@ def _write(
     yes: bool = False,
     dry_run: bool = False,
     atomic: bool = False,
+    ddl_lock_timeout: float | None = None,
+    retries: int = 0,
 ) -> None:
     shared = _shared(ctx, url=url, env_file=env_file, config=config)
 
     async def action(out: Output) -> None:
         from myfy_db.migrations import commands
+        from myfy_db.migrations.ddl_lock import DdlLock
 
-        loaded = load(shared["url"], shared["env_file"])
+        loaded = load(shared["url"], shared["env_file"], ddl_lock_timeout=ddl_lock_timeout)
+        ddl = DdlLock(loaded.settings.ddl_lock_timeout, retries, out.info)
         project = _project(shared["config"], out)
         if sql:
             commands.render_sql(project, loaded.settings, revision, downgrade=kind == "down")
@@ -202,6 +226,7 @@ def _write(
                 progress=_progress(out),
                 report=report,
                 atomic=atomic,
+                ddl_lock=ddl,
             )
         elif kind == "down":
             result = await commands.downgrade(
@@ -214,6 +239,7 @@ def _write(
                 confirm=_confirm_down(out, loaded, revision, yes=yes),
                 dry_run=dry_run,
                 atomic=atomic,
+                ddl_lock=ddl,
             )
         else:
             result = await commands.stamp(
@@ -265,6 +291,8 @@ def migrate(
     env_file: EnvFileOption = None,
     config: ConfigOption = None,
     lock_timeout: LockTimeoutOption = 60.0,
+    ddl_lock_timeout: DdlLockTimeoutOption = None,
+    retries: RetriesOption = 0,
     sql: SqlOption = False,
     atomic: AtomicOption = False,
     json_output: JsonOption = False,
@@ -292,6 +320,8 @@ def migrate(
         sql=sql,
         json_output=json_output,
         atomic=atomic,
+        ddl_lock_timeout=ddl_lock_timeout,
+        retries=retries,
     )
 
 
@@ -303,6 +333,8 @@ def up(
     env_file: EnvFileOption = None,
     config: ConfigOption = None,
     lock_timeout: LockTimeoutOption = 60.0,
+    ddl_lock_timeout: DdlLockTimeoutOption = None,
+    retries: RetriesOption = 0,
     sql: SqlOption = False,
     atomic: AtomicOption = False,
     json_output: JsonOption = False,
@@ -320,6 +352,8 @@ def up(
         sql=sql,
         json_output=json_output,
         atomic=atomic,
+        ddl_lock_timeout=ddl_lock_timeout,
+        retries=retries,
     )
 
 
@@ -331,6 +365,8 @@ def down(
     env_file: EnvFileOption = None,
     config: ConfigOption = None,
     lock_timeout: LockTimeoutOption = 60.0,
+    ddl_lock_timeout: DdlLockTimeoutOption = None,
+    retries: RetriesOption = 0,
     sql: SqlOption = False,
     atomic: AtomicOption = False,
     dry_run: DryRunOption = False,
@@ -356,6 +392,8 @@ def down(
         yes=yes,
         dry_run=dry_run,
         atomic=atomic,
+        ddl_lock_timeout=ddl_lock_timeout,
+        retries=retries,
     )
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -25,6 +25,7 @@ from myfy_db.engine import describe_target, open_engine, translate_errors
 from myfy_db.errors import ConfigError, MyfyDbError, OperationFailed
 from myfy_db.guard import Change, ProductionGuard
 from myfy_db.migrations import environment as env
+from myfy_db.migrations.ddl_lock import DdlLock, is_lock_timeout
 from myfy_db.migrations.lock import APPLICATION_NAME, migration_lock
 from myfy_db.migrations.project import MigrationProject
 from myfy_db.migrations.revisions import (
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
     from sqlalchemy import Connection
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from myfy_db.schema import DropPlan
     from myfy_db.settings import DatabaseSettings, LoadedSettings
@@ -228,8 +229,10 @@ async def _run_writing(
     dry_run: bool = False,
     before_alembic: Callable[[Connection], list[str]] | None = None,
     atomic: bool = False,
+    ddl_lock: DdlLock | None = None,
 ) -> MigrationRun:
     settings = loaded.settings
+    ddl = ddl_lock or DdlLock(0)
     url = settings.database_url
     guard = ProductionGuard(loaded)
     guard.check_local(guard_command)
@@ -281,32 +284,50 @@ async def _run_writing(
         )
         config.attributes[env.METADATA] = None  # no model import needed to migrate
         config.attributes[env.TRANSACTIONAL_DDL] = connection.dialect.name == "sqlite"
+        ddl.apply(connection)  # --ddl-lock-timeout for every revision's statements
         event.listen(connection, "commit", on_commit)
         try:
             with _tracking_steps() as tracker:
-                try:
-                    if atomic:
-                        # One transaction for the whole run: Alembic sees it already open
-                        # and adds none of its own; the commit below ends it.
-                        connection.begin()
-                    if before_alembic is not None:
-                        run.dropped = before_alembic(connection)
-                        if not atomic:
-                            connection.commit()
-                    with alembic_errors():
-                        alembic_call(config)
-                except MyfyDbError:
-                    connection.rollback()
-                    raise
-                except Exception as exc:
-                    pending.clear()  # rolled back, or reported by the error below
-                    connection.rollback()
-                    raise _revision_failed(connection, tracker, exc, atomic=atomic) from exc
+                attempt = 0
+                while True:
+                    try:
+                        if atomic:
+                            # One transaction for the whole run: Alembic sees it already open
+                            # and adds none of its own; the commit below ends it.
+                            connection.begin()
+                        if before_alembic is not None:
+                            run.dropped = before_alembic(connection)
+                            if not atomic:
+                                connection.commit()
+                        with alembic_errors():
+                            alembic_call(config)
+                        break
+                    except MyfyDbError:
+                        connection.rollback()
+                        raise
+                    except Exception as exc:
+                        pending.clear()  # rolled back, or reported by the error below
+                        connection.rollback()
+                        attempt += 1
+                        pause = ddl.should_retry(exc, attempt)
+                        if pause is None:
+                            raise _revision_failed(
+                                connection, tracker, exc, atomic=atomic, ddl=ddl
+                            ) from exc
+                        ddl.retrying(_revision_text(tracker), attempt, pause)
         finally:
             event.remove(connection, "commit", on_commit)
         on_commit()  # anything applied inside a transaction committed below
         run.to_revision = _heads_text(_current_heads(connection))
         connection.commit()
+
+    @asynccontextmanager
+    async def watcher() -> AsyncIterator[AsyncConnection]:
+        async with (
+            open_engine(settings, url, pool_size=1, max_overflow=0) as engine,
+            engine.connect() as conn,
+        ):
+            yield conn
 
     with translate_errors(url, f"migrate {command}"):
         overrides = _engine_overrides(settings, url)
@@ -317,21 +338,28 @@ async def _run_writing(
             run.lock, run.lock_wait_ms = lock.kind, lock.waited_ms
             if engine.dialect.name == "sqlite":
                 _sqlite_transactional_ddl(engine)
-            async with engine.connect() as connection:
+            async with engine.connect() as connection, ddl.watching(connection, watcher):
                 await connection.run_sync(locked)
     run.duration_ms = (time.perf_counter() - started) * 1000
     return run
 
 
-def _revision_failed(
-    connection: Connection, tracker: _StepTracker, exc: Exception, *, atomic: bool = False
-) -> OperationFailed:
+def _revision_text(tracker: _StepTracker) -> str:
     failing = tracker.revision
-    what = (
-        f"revision {failing[0]}" + (f" ({failing[1]})" if failing[1] else "")
-        if failing
-        else "migration"
-    )
+    if not failing:
+        return "migration"
+    return f"revision {failing[0]}" + (f" ({failing[1]})" if failing[1] else "")
+
+
+def _revision_failed(
+    connection: Connection,
+    tracker: _StepTracker,
+    exc: Exception,
+    *,
+    atomic: bool = False,
+    ddl: DdlLock | None = None,
+) -> OperationFailed:
+    what = _revision_text(tracker)
     try:
         now = _heads_text(_current_heads(connection)) or "base"
         connection.rollback()
@@ -346,6 +374,8 @@ def _revision_failed(
             f"the database is now at revision {now}; {connection.dialect.name} commits DDL as it "
             "runs, so statements of the failing revision that ran before the error remain"
         )
+    if ddl is not None and ddl.enabled and is_lock_timeout(exc):
+        return OperationFailed(f"{what} failed: {ddl.explain()}", hint=hint)
     return OperationFailed(f"{what} failed: {_failure_detail(exc)}", hint=hint)
 
 
@@ -371,8 +401,12 @@ async def upgrade(
     progress: Progress | None = None,
     report: Reporter = lambda _: None,
     atomic: bool = False,
+    ddl_lock: DdlLock | None = None,
 ) -> MigrationRun:
     """Upgrade the database to ``revision`` (default: head) under the migration lock.
+
+    ``ddl_lock`` bounds each revision's wait for its table locks (``--ddl-lock-timeout``,
+    ``--retries``).
 
     ``atomic``: the whole run in one transaction, all or nothing (PostgreSQL, SQLite).
 
@@ -394,6 +428,7 @@ async def upgrade(
         progress=progress,
         report=report,
         atomic=atomic,
+        ddl_lock=ddl_lock,
     )
 
 
@@ -428,6 +463,7 @@ async def downgrade(
     confirm: Callable[[list[RevisionInfo]], None] | None = None,
     dry_run: bool = False,
     atomic: bool = False,
+    ddl_lock: DdlLock | None = None,
 ) -> MigrationRun:
     """Downgrade the database to ``revision``; guarded as destructive.
 
@@ -448,6 +484,7 @@ async def downgrade(
         confirm=confirm,
         dry_run=dry_run,
         atomic=atomic,
+        ddl_lock=ddl_lock,
     )
 
 
