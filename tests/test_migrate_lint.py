@@ -354,3 +354,15 @@ def test_shipped_example_migrations_lint_clean(
         assert report["findings"] == []
         assert report["revisions"] == ["0001"]
     assert backend_of(url) == backend
+
+
+def test_revision_that_cannot_run_offline_is_a_clear_failure(tmp_path: Path) -> None:
+    upgrade = 'op.get_bind().execute(sa.text("SELECT 1")).scalar_one()'
+    ini = _project(tmp_path / "p", upgrade)
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"
+    result = invoke("migrate", "lint", "--url", url, "--config", str(ini))
+    assert result.exit_code == 1
+    assert "cannot lint:" in result.stderr
+    assert "revision r2 (line 13) failed when run offline for postgresql" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2

@@ -17,8 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from myfy_db.errors import MyfyDbError, OperationFailed
 from myfy_db.migrations.lint.model import CapturedOp
 from myfy_db.migrations.lint.rawsql import RawStatement, classify, split_statements
+from myfy_db.urls import redact
 
 if TYPE_CHECKING:
     from myfy_db.migrations.project import MigrationProject
@@ -76,6 +78,17 @@ class _Recorder:
                 return self.revisions[path], path, frame.f_lineno
             frame = frame.f_back  # type: ignore[assignment]
         return "?", "?", 0
+
+    def failing_revision(self, exc: BaseException) -> str:
+        """``revision r2 (migrations/versions/r2.py:14)``: the deepest revision frame of ``exc``."""
+        found = "a revision"
+        tb = exc.__traceback__
+        while tb is not None:
+            path = self._revision_of(tb.tb_frame.f_code.co_filename)
+            if path is not None:
+                found = f"revision {self.revisions[path]} (line {tb.tb_lineno})"
+            tb = tb.tb_next
+        return found
 
     def begin(self, operation: Any) -> CapturedOp:
         revision, path, line = self.caller()
@@ -147,6 +160,7 @@ def capture(
     Nothing connects: the project's ``env.py`` runs in offline mode.
     """
     from alembic import command
+    from alembic.util import CommandError
     from sqlalchemy.engine import make_url
 
     from myfy_db.migrations import environment as env
@@ -159,5 +173,19 @@ def capture(
     config = project.config(settings, url, output_buffer=sink)
     config.attributes[env.METADATA] = None
     with _intercepting(recorder):
-        command.upgrade(config, revision_range, sql=True)
+        try:
+            command.upgrade(config, revision_range, sql=True)
+        except MyfyDbError:
+            raise
+        except CommandError:
+            raise
+        except Exception as exc:
+            where = recorder.failing_revision(exc)
+            detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            raise OperationFailed(
+                f"cannot lint: {where} failed when run offline for {dialect}: "
+                f"{type(exc).__name__}" + (f": {detail}" if detail else ""),
+                hint="a revision that reads the database (op.get_bind()) cannot be judged "
+                "offline; guard that part with `if not context.is_offline_mode():`",
+            ) from None
     return [item for captured in recorder.ops for item in _expand_raw(captured)]
