@@ -8,18 +8,18 @@ _myfy_db() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
-        case "${COMP_WORDS[i-1]}" in --config|--env-file|--command|--concurrency|--connections|--ddl-lock-timeout|--duration|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--tier|--timeout|--url|--wait|--workers|-c|-m) continue ;; esac
+        case "${COMP_WORDS[i-1]}" in --config|--env-file|--command|--concurrency|--connections|--count|--ddl-lock-timeout|--duration|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) continue ;; esac
         case "||migrate|" in
             *"|$path|"*) path="${path:+$path }$word" ;;
         esac
     done
     case "$prev" in
         --config|--env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --command|--concurrency|--connections|--ddl-lock-timeout|--duration|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--tier|--timeout|--url|--wait|--workers|-c|-m) COMPREPLY=(); return ;;
+        --command|--concurrency|--connections|--count|--ddl-lock-timeout|--duration|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) COMPREPLY=(); return ;;
     esac
     case "$path" in
         "") words="check-pool config create-tables dbshell drop-tables migrate profile-pool shell --version --traceback --help -h" ;;
-        "check-pool") words="--url --env-file --connections --samples --max-latency-ms --timeout --replica --primary-only --json --wait --help -h" ;;
+        "check-pool") words="--url --env-file --connections --samples --max-latency-ms --timeout --replica --primary-only --watch --count --json --wait --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
         "create-tables") words="--url --env-file --metadata --sql --json --wait --help -h" ;;
         "dbshell") words="--url --env-file --yes -y --wait --help -h" ;;

@@ -20,6 +20,8 @@ complete -c myfy-db -n '__fish_seen_subcommand_from check-pool' -l max-latency-m
 complete -c myfy-db -n '__fish_seen_subcommand_from check-pool' -l timeout -r -d 'Seconds each database\'s check may take; past it, that database is reported as not answering (exit 4), naming what did not finish.'
 complete -c myfy-db -n '__fish_seen_subcommand_from check-pool' -l replica -r -d 'A replica to check (repeatable; replaces MYFY_DATA_REPLICA_URLS).'
 complete -c myfy-db -n '__fish_seen_subcommand_from check-pool' -l primary-only -d 'Check the primary only, not the replicas.'
+complete -c myfy-db -n '__fish_seen_subcommand_from check-pool' -l watch -r -d 'Repeat the check every SECONDS: one line per round and database (time, p50, p95, errors, connections in use; --json: one JSON object per line), until Ctrl-C or --count rounds.'
+complete -c myfy-db -n '__fish_seen_subcommand_from check-pool' -l count -r -d 'With --watch: stop after N rounds (exit code: the worst round\'s).'
 complete -c myfy-db -n '__fish_seen_subcommand_from check-pool' -l json -d 'Write one JSON document to stdout; prose goes to stderr.'
 complete -c myfy-db -n '__fish_seen_subcommand_from check-pool' -l wait -r -d 'Wait up to this many seconds for the database to accept connections, retrying with backoff (one line per attempt on stderr); then exit 4. Authentication failures and missing databases are not retried.'
 complete -c myfy-db -n '__fish_seen_subcommand_from check-pool' -l help -s h -d 'Show the help and exit.'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -673,3 +674,77 @@ def test_the_engine_factory_builds_the_safe_engine_from_the_url_alone(
 
     # 8 clients over 4 server backends, each statement prepared: no name ever collides.
     assert asyncio.run(workload()) == [20 * w + sum(range(20)) for w in range(8)]
+
+
+# -- --watch ------------------------------------------------------------------------------
+
+WATCH_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (primary|replica \d+) \S+ "
+    r"p50 (\d+\.\d{3} ms|-) p95 (\d+\.\d{3} ms|-) errors \d+ in use (\d+|\?)(: .+)?$"
+)
+
+
+def test_watch_prints_one_line_per_round_and_target(server_url: str) -> None:
+    started = time.monotonic()
+    result = _check("--url", server_url, "--connections", "1", "--watch", "0.3", "--count", "3")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        assert WATCH_LINE.match(line), line
+        assert " primary " in line
+        assert " errors 0 " in line
+    assert time.monotonic() - started >= 0.6  # rounds start 0.3 s apart
+
+
+def test_watch_json_is_one_object_per_line_and_counts_failed_rounds(sqlite_url: str) -> None:
+    dead = f"postgresql+asyncpg://u@127.0.0.1:{free_port()}/db"
+    result = _check(
+        "--url", sqlite_url, "--replica", dead, "--watch", "0.1", "--count", "2", "--json"
+    )  # fmt: skip
+    assert result.exit_code == 4
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["round"], r["role"]) for r in records] == [
+        (1, "primary"), (1, "replica 1"), (2, "primary"), (2, "replica 1"),
+    ]  # fmt: skip
+    primary, replica = records[2], records[3]
+    assert primary["ok"] is True
+    assert primary["p50_ms"] <= primary["p95_ms"]
+    assert (primary["errors"], primary["error"]) == (0, None)
+    assert replica["ok"] is False
+    assert replica["errors"] == 2
+    assert replica["error"].startswith("connection refused")
+    assert replica["p50_ms"] is None
+    for record in records:
+        assert set(record) >= {"time", "p50_ms", "p95_ms", "errors", "connections_in_use"}
+
+
+def test_count_without_watch_is_a_usage_error(sqlite_url: str) -> None:
+    result = _check("--url", sqlite_url, "--count", "2")
+    assert result.exit_code == 2
+    assert "--count needs --watch" in result.stderr
+
+
+def test_watch_runs_until_ctrl_c_then_exits_130(postgres_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
+    argv = [sys.executable, "-m", "myfy_db", "check-pool", "--url", postgres_url]
+    argv += ["--connections", "1", "--samples", "2", "--watch", "0.2"]
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        seen = [process.stdout.readline() for _ in range(3)]
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=PROCESS_BOUND)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130
+    for line in seen:
+        assert WATCH_LINE.match(line.rstrip("\n")), line
+    assert "Traceback" not in stderr
+    assert "interrupted" in stderr
+    # The test's own fresh database: nothing but the watch ever connected to it.
+    assert _wait_for_count(postgres_url, lambda n: n == 0) == 0

@@ -88,6 +88,17 @@ class Output:
             human(self.out)
         self.emitted = True
 
+    def emit_line(self, document: Mapping[str, Any], line: str) -> None:
+        """One record of a stream (``--watch``): a compact JSON object on its own line under
+        ``--json`` (JSON Lines), else ``line`` as plain text; stdout, flushed at once."""
+        if self.json_mode:
+            text = json.dumps(document, default=str, ensure_ascii=False, separators=(",", ":"))
+        else:
+            text = line
+        sys.stdout.write(redact(text) + "\n")
+        sys.stdout.flush()
+        self.emitted = True
+
     def _say(self, message: str, style: str | None = None) -> None:
         """One line on stderr: styled by rich on a terminal, plain text otherwise.
 

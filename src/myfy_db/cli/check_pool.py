@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from myfy_db.output import Output
-    from myfy_db.pool_check import LatencyStats, PoolReport, TargetReport
+    from myfy_db.pool_check import LatencyStats, PoolReport, TargetReport, WatchLine
 
 
 ConnectionsOption = Annotated[
@@ -59,6 +59,28 @@ ReplicaOption = Annotated[
         metavar="URL",
     ),
 ]
+WatchOption = Annotated[
+    FiniteFloat | None,
+    typer.Option(
+        "--watch",
+        min=0.001,
+        help="Repeat the check every SECONDS: one line per round and database (time, p50, "
+        "p95, errors, connections in use; --json: one JSON object per line), until Ctrl-C "
+        "or --count rounds.",
+        show_default=False,
+        metavar="SECONDS",
+    ),
+]
+CountOption = Annotated[
+    int | None,
+    typer.Option(
+        "--count",
+        min=1,
+        help="With --watch: stop after N rounds (exit code: the worst round's).",
+        show_default=False,
+        metavar="N",
+    ),
+]
 PrimaryOnlyOption = Annotated[
     bool,
     typer.Option("--primary-only", help="Check the primary only, not the replicas."),
@@ -74,6 +96,8 @@ def check_pool(
     timeout: TimeoutOption = 30.0,
     replica: ReplicaOption = None,
     primary_only: PrimaryOnlyOption = False,
+    watch: WatchOption = None,
+    count: CountOption = None,
     json_output: JsonOption = False,
     wait: WaitOption = None,
 ) -> None:
@@ -90,25 +114,48 @@ def check_pool(
     """
 
     async def action(out: Output) -> None:
+        from myfy_db.errors import ConfigError
         from myfy_db.pool_check import check_pool as run_check
 
+        if count is not None and watch is None:
+            raise ConfigError("--count needs --watch SECONDS")
         settings = load(url, env_file).settings
+        check: dict[str, Any] = {
+            "connections": connections,
+            "samples": samples,
+            "timeout": timeout,
+            "max_latency_ms": max_latency_ms,
+            "replicas": replica,
+            "primary_only": primary_only,
+        }
+        if watch is not None:
+            await _watch(out, settings, watch, count, check)
+            return
         with out.status("checking the pool..."):
-            report = await run_check(
-                settings,
-                connections=connections,
-                samples=samples,
-                timeout=timeout,
-                max_latency_ms=max_latency_ms,
-                replicas=replica,
-                primary_only=primary_only,
-            )
+            report = await run_check(settings, **check)
         out.emit(report.to_dict(), lambda console: _render(console, report))
         failure = report.failure()
         if failure is not None:
             raise failure
 
     run(action, json_mode=json_output)
+
+
+async def _watch(
+    out: Output, settings: Any, interval: float, count: int | None, check: dict[str, Any]
+) -> None:
+    from myfy_db.pool_check import watch_pool
+
+    def on_round(lines: list[WatchLine], _report: PoolReport) -> None:
+        for line in lines:
+            out.emit_line(line.to_dict(), line.describe())
+
+    worst = await watch_pool(settings, interval, on_round, count=count, **check)
+    if worst:
+        from myfy_db.errors import CannotConnect, CheckFailed, OperationFailed
+
+        error = {4: CannotConnect, 5: CheckFailed}.get(worst, OperationFailed)
+        raise error(f"a round of --watch ended with exit {worst} (see its lines above)")
 
 
 def _fmt(value: float) -> str:
