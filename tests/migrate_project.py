@@ -162,3 +162,105 @@ def branched_project(root: Path) -> Path:
         _forget("b1") + '\nop.drop_table("branch_items")',
     )
     return ini
+
+
+# -- the env.py shapes real projects have ------------------------------------------------
+
+_ENV_HEAD = """\
+import asyncio
+from logging.config import fileConfig
+
+from sqlalchemy import engine_from_config, pool
+from sqlalchemy.ext.asyncio import async_engine_from_config
+
+from alembic import context
+
+config = context.config
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name)
+target_metadata = None
+
+
+def run_migrations_offline():
+    url = config.get_main_option("sqlalchemy.url")
+    context.configure(url=url, target_metadata=target_metadata, literal_binds=True,
+                      dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def do_run_migrations(connection):
+    context.configure(connection=connection, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def own_engine():
+    return engine_from_config(config.get_section(config.config_ini_section, {}),
+                              prefix="sqlalchemy.", poolclass=pool.NullPool)
+
+"""
+
+_ENV_TAIL = """
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
+"""
+
+ENV_SHAPES = {
+    # Alembic's generic template: a sync engine from sqlalchemy.url.
+    "generic": """
+def run_migrations_online():
+    with own_engine().connect() as connection:
+        do_run_migrations(connection)
+""",
+    # Alembic's async template: asyncio.run on an async engine from sqlalchemy.url.
+    "async": """
+async def run_async_migrations():
+    connectable = async_engine_from_config(config.get_section(config.config_ini_section, {}),
+                                           prefix="sqlalchemy.", poolclass=pool.NullPool)
+    async with connectable.connect() as connection:
+        await connection.run_sync(do_run_migrations)
+    await connectable.dispose()
+
+
+def run_migrations_online():
+    asyncio.run(run_async_migrations())
+""",
+    # Alembic's cookbook: the connection a caller passes in config.attributes.
+    "attributes": """
+def run_migrations_online():
+    connectable = config.attributes.get("connection", None)
+    if connectable is None:
+        with own_engine().connect() as connection:
+            do_run_migrations(connection)
+    else:
+        do_run_migrations(connectable)
+""",
+    # A real project's: a new connection from the passed connection's engine.
+    "engine": """
+def run_migrations_online():
+    passed = config.attributes.get("connection", None)
+    connectable = passed.engine if passed is not None else own_engine()
+    with connectable.connect() as connection:
+        do_run_migrations(connection)
+""",
+    # One that cannot be driven: a database of its own, whatever it is given.
+    "elsewhere": """
+def run_migrations_online():
+    from sqlalchemy import create_engine
+
+    with create_engine("sqlite:///elsewhere.db").connect() as connection:
+        do_run_migrations(connection)
+""",
+}
+
+
+def write_env_shape(root: Path, shape: str) -> Path:
+    """The standard project with the ``env.py`` of ``shape`` (``scaffold``: myfy-db's own)."""
+    ini = write_project(root)
+    if shape != "scaffold":
+        (root / "migrations" / "env.py").write_text(_ENV_HEAD + ENV_SHAPES[shape] + _ENV_TAIL)
+    return ini

@@ -24,8 +24,10 @@ from alembic import command
 from myfy_db.engine import describe_target, open_engine, translate_errors
 from myfy_db.errors import ConfigError, MyfyDbError, OperationFailed
 from myfy_db.guard import Change, ProductionGuard
+from myfy_db.migrations import driving
 from myfy_db.migrations import environment as env
 from myfy_db.migrations.ddl_lock import DdlLock, is_lock_timeout
+from myfy_db.migrations.driving import Driver
 from myfy_db.migrations.lock import APPLICATION_NAME, migration_lock
 from myfy_db.migrations.project import MigrationProject
 from myfy_db.migrations.revisions import (
@@ -135,13 +137,18 @@ def _current_heads(connection: Connection) -> tuple[str, ...]:
 
 
 def _engine_overrides(settings: DatabaseSettings, url: str) -> dict[str, Any]:
-    """A pool of two connections (lock + migration) named ``myfy-db migrate`` on PostgreSQL."""
+    """Two connections (lock + migration), named ``myfy-db migrate`` on PostgreSQL.
+
+    One more may overflow: a project's env.py that opens its own connection from
+    ``config.attributes["connection"].engine`` gets it at once instead of waiting out
+    ``pool_timeout`` for a pool whose two connections this run holds.
+    """
     from sqlalchemy.engine import make_url
 
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         return {}
-    overrides: dict[str, Any] = {"pool_size": 2, "max_overflow": 0}
+    overrides: dict[str, Any] = {"pool_size": 2, "max_overflow": 1}
     if backend == "postgresql":
         overrides["connect_args"] = {
             "timeout": settings.connect_timeout,
@@ -220,7 +227,7 @@ async def _run_writing(
     command: str,
     guard_command: str,
     change: Change,
-    alembic_call: Callable[[Config], None],
+    alembic_call: Callable[[Config, Driver], None],
     lock_timeout: float,
     progress: Progress | None,
     report: Reporter,
@@ -286,6 +293,7 @@ async def _run_writing(
         config.attributes[env.TRANSACTIONAL_DDL] = connection.dialect.name == "sqlite"
         ddl.apply(connection)  # --ddl-lock-timeout for every revision's statements
         event.listen(connection, "commit", on_commit)
+        driver = Driver(connection, on_version_apply, on_commit, atomic=atomic)
         try:
             with _tracking_steps() as tracker:
                 attempt = 0
@@ -300,7 +308,7 @@ async def _run_writing(
                             if not atomic:
                                 connection.commit()
                         with alembic_errors():
-                            alembic_call(config)
+                            alembic_call(config, driver)
                         break
                     except MyfyDbError:
                         connection.rollback()
@@ -317,9 +325,13 @@ async def _run_writing(
                         ddl.retrying(_revision_text(tracker), attempt, pause)
         finally:
             event.remove(connection, "commit", on_commit)
+            driver.release()
         on_commit()  # anything applied inside a transaction committed below
-        run.to_revision = _heads_text(_current_heads(connection))
+        after = _current_heads(connection)  # read back: what the database now holds
+        run.to_revision = _heads_text(after)
         connection.commit()
+        if not run.applied and sorted(after) != sorted(before) and command != "stamp":
+            run.applied = _applied_between(script, before, after)
 
     @asynccontextmanager
     async def watcher() -> AsyncIterator[AsyncConnection]:
@@ -342,6 +354,31 @@ async def _run_writing(
                 await connection.run_sync(locked)
     run.duration_ms = (time.perf_counter() - started) * 1000
     return run
+
+
+def _applied_between(
+    script: ScriptDirectory, before: tuple[str, ...], after: tuple[str, ...]
+) -> list[AppliedRevision]:
+    """The revisions between two states, for an env.py whose steps could not be watched."""
+    from alembic.script.revision import RevisionError
+
+    revisions = script.revision_map
+    try:
+        held = (
+            {r.revision for r in revisions.iterate_revisions(before, "base")} if before else set()
+        )
+        if set(after) - held:
+            steps = list(revisions.iterate_revisions(after, before or "base"))
+            direction, ordered = "up", list(reversed(steps))
+        else:
+            steps = list(revisions.iterate_revisions(before, after or "base"))
+            direction, ordered = "down", steps
+    except RevisionError:
+        return []
+    return [
+        AppliedRevision(r.revision, getattr(r, "doc", None) or None, direction, 0.0)
+        for r in ordered
+    ]
 
 
 def _revision_text(tracker: _StepTracker) -> str:
@@ -423,7 +460,7 @@ async def upgrade(
         command="upgrade",
         guard_command="migrate",
         change=Change.SCHEMA,
-        alembic_call=lambda config: command.upgrade(config, revision),
+        alembic_call=lambda config, driver: driving.upgrade(config, revision, driver),
         lock_timeout=lock_timeout,
         progress=progress,
         report=report,
@@ -476,7 +513,7 @@ async def downgrade(
         command="downgrade",
         guard_command="migrate down",
         change=Change.DESTRUCTIVE,
-        alembic_call=lambda config: command.downgrade(config, revision),
+        alembic_call=lambda config, driver: driving.downgrade(config, revision, driver),
         lock_timeout=lock_timeout,
         progress=progress,
         report=report,
@@ -522,7 +559,7 @@ async def reset(
         command="reset",
         guard_command="migrate reset",
         change=Change.DESTRUCTIVE,
-        alembic_call=lambda config: command.upgrade(config, "head"),
+        alembic_call=lambda config, driver: driving.upgrade(config, "head", driver),
         lock_timeout=lock_timeout,
         progress=progress,
         report=report,
@@ -546,7 +583,7 @@ async def stamp(
         command="stamp",
         guard_command="migrate stamp",
         change=Change.SCHEMA,
-        alembic_call=lambda config: command.stamp(config, revision, purge=False),
+        alembic_call=lambda config, driver: driving.stamp(config, revision, driver),
         lock_timeout=lock_timeout,
         progress=None,
         report=report,
@@ -568,11 +605,26 @@ def render_sql(
     project.script()
     config = project.config(settings, output_buffer=output or sys.stdout)
     config.attributes[env.METADATA] = None
-    with alembic_errors():
-        if downgrade:
-            command.downgrade(config, revision, sql=True)
-        else:
-            command.upgrade(config, revision, sql=True)
+    with _tracking_steps() as tracker:
+        try:
+            with alembic_errors():
+                if downgrade:
+                    command.downgrade(config, revision, sql=True)
+                else:
+                    command.upgrade(config, revision, sql=True)
+        except MyfyDbError:
+            raise
+        except Exception as exc:
+            failing = tracker.revision
+            if failing is None:
+                raise
+            name = failing[0] + (f" ({failing[1]})" if failing[1] else "")
+            raise ConfigError(
+                f"revision {name} cannot be written as SQL offline: it needs a live "
+                f"connection (op.get_bind(), a session): {_failure_detail(exc)}",
+                hint="run it against the database (myfy-db migrate), or print the SQL up to "
+                "the revision before it (myfy-db migrate up --sql BASE:REV)",
+            ) from None
 
 
 def _pending(

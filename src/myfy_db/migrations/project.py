@@ -61,13 +61,20 @@ class MigrationProject:
             attributes[env.CONNECTION] = connection
         if on_version_apply is not None:
             attributes[env.ON_VERSION_APPLY] = on_version_apply
-        return Config(
+        config = Config(
             self.ini_path,
             output_buffer=output_buffer,
             stdout=sys.stderr,
             cmd_opts=Namespace(quiet=True),
             attributes=attributes,
         )
+        # In memory only, never written: an env.py that builds its own engine from
+        # sqlalchemy.url (Alembic's generic and async templates) reaches the same database.
+        config.set_main_option("sqlalchemy.url", attributes[env.URL].replace("%", "%%"))
+        # The ini is read (above); without its file name an env.py skips fileConfig(), so a
+        # project's logging setup does not take over myfy-db's output in this process.
+        config.config_file_name = None
+        return config
 
     def script(self) -> ScriptDirectory:
         """The project's script directory (its revisions)."""
