@@ -117,6 +117,28 @@ CASES: list[tuple[str, tuple[str, ...], str, str]] = [
         'op.execute("ALTER TABLE items ADD CONSTRAINT uq_name UNIQUE USING INDEX ux_name")',
     ),
     (
+        "PG008",
+        PG,
+        'op.create_check_constraint("ck_price", "items", "price >= 0")',
+        'op.create_check_constraint("ck_price", "items", "price >= 0", '
+        "postgresql_not_valid=True)\n"
+        'op.execute("ALTER TABLE items VALIDATE CONSTRAINT ck_price")',
+    ),
+    (
+        "PG009",
+        PG,
+        'op.create_primary_key("pk_tags", "tags", ["name"])',
+        AUTOCOMMIT + 'op.create_index("ux_tags", "tags", ["name"], unique=True, '
+        "postgresql_concurrently=True)\n"
+        'op.execute("ALTER TABLE tags ADD CONSTRAINT pk_tags PRIMARY KEY USING INDEX ux_tags")',
+    ),
+    (
+        "PG004",
+        PG,
+        'op.add_column("items", sa.Column("seq", sa.Integer, sa.Identity()))',
+        'op.add_column("items", sa.Column("seq", sa.Integer))',
+    ),
+    (
         "PG010",
         PG,
         'op.create_index("ix_items_name", "items", ["name"], postgresql_concurrently=True)',

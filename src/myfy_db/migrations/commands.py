@@ -412,6 +412,7 @@ def _revision_failed(
             "runs, so statements of the failing revision that ran before the error remain"
         )
     if ddl is not None and ddl.enabled and is_lock_timeout(exc):
+        hint += "; end the blocking transaction, or run again with --retries N"
         return OperationFailed(f"{what} failed: {ddl.explain()}", hint=hint)
     return OperationFailed(f"{what} failed: {_failure_detail(exc)}", hint=hint)
 

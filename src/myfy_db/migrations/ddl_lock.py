@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -118,6 +119,21 @@ def is_lock_timeout(exc: BaseException) -> bool:
     return _sqlstate(exc) == "55P03" or _mysql_code(exc) == 1205
 
 
+_TABLE_IN = re.compile(
+    r"\b(?:ALTER\s+TABLE|DROP\s+TABLE|RENAME\s+TABLE|TRUNCATE\s+TABLE|ON)\s+"
+    r"(?:IF\s+EXISTS\s+)?[`\"]?(?P<table>[\w$]+(?:[`\"]?\.[`\"]?[\w$]+)?)",
+    re.I,
+)
+
+
+def _mysql_target(statement: str) -> str:
+    """``table items ('ALTER TABLE items ADD ...')`` from the waiting statement."""
+    text = " ".join(statement.split())
+    match = _TABLE_IN.search(text)
+    quoted = repr(text[:80] + ("..." if len(text) > 80 else ""))
+    return f"table {match.group('table')} ({quoted})" if match else f"the table of {quoted}"
+
+
 @dataclass
 class DdlLock:
     """The lock-timeout policy for one migration run."""
@@ -201,8 +217,7 @@ class DdlLock:
                         )
                         for r in rows
                     ]
-                    statement = " ".join(str(rows[0][0] or "").split())
-                    target = f"the table of {statement[:80]!r}"
+                    target = _mysql_target(str(rows[0][0] or ""))
                 self.waiting = Waiting(target, blockers)
             await asyncio.sleep(POLL_SECONDS)
 
