@@ -207,6 +207,101 @@ def test_interactive_results_are_tables_and_objects_readable(authors: str, tmp_p
     assert console.wait() == 0
 
 
+# -- the helpers --------------------------------------------------------------------------
+
+
+def test_tables_lists_tables_with_row_counts(authors: str, tmp_path: Path) -> None:
+    status, out, err = shell(authors, "tables()", cwd=tmp_path)
+    assert status == 0, err
+    assert out.splitlines() == [
+        " table   | rows",
+        "---------+------",
+        " authors | 2",
+        " books   | 2",
+        "(2 tables)",
+    ]
+
+
+def test_describe_shows_columns_keys_indexes_and_foreign_keys(authors: str, tmp_path: Path) -> None:
+    code = "print(await describe('authors'))\ndescribe(Book)"
+    status, out, err = shell(authors, code, cwd=tmp_path)
+    assert status == 0, err
+    authors_part, books_part = out.split('Table "books"')
+    books = books_part.splitlines()
+    assert books[0] == ""
+    assert books[1].split() == ["column", "|", "type", "|", "nullable", "|", "default"]
+    title = next(line for line in books if line.startswith(" title"))
+    assert title.split("|")[1].strip() == "VARCHAR(200)"
+    assert title.split("|")[2].strip() == "not null"
+    assert "untitled" in title.split("|")[3]
+    assert "Primary key: (id)" in books
+    assert '    "ix_books_author_id" (author_id)' in books
+    assert "    (author_id) REFERENCES authors(id)" in books
+    authors_lines = authors_part.splitlines()
+    assert authors_lines[0] == 'Table "authors"'
+    name = next(line for line in authors_lines if line.startswith(" name"))
+    assert [cell.strip() for cell in name.split("|")][:3] == ["name", "VARCHAR(100)", "null"]
+    assert any(line.endswith("UNIQUE (email)") for line in authors_lines)
+    assert "    books(author_id) -> (id)" in authors_lines
+
+
+def test_describe_an_unknown_table_says_so(authors: str, tmp_path: Path) -> None:
+    status, _, err = shell(authors, "x = 1\nawait describe('nowhere_t')", cwd=tmp_path)
+    assert status == 1
+    assert "no table 'nowhere_t' in the database (tables() lists them)" in err
+    assert "at line 2 of the code: await describe('nowhere_t')" in err
+
+
+def test_sql_runs_raw_sql_with_parameters_and_prints_the_rows(authors: str, tmp_path: Path) -> None:
+    code = "sql('SELECT id, email FROM authors WHERE id = :wanted', wanted=3)"
+    status, out, err = shell(authors, code, cwd=tmp_path)
+    assert status == 0, err
+    assert out == " id | email\n----+-----------------\n  3 | bob@example.com\n(1 row)\n"
+
+
+def test_helpers_go_through_the_sandboxed_session(authors: str, tmp_path: Path) -> None:
+    code = (
+        "print(await sql(\"INSERT INTO authors (id, email) VALUES (9, 'zed@example.com')\"))\n"
+        "sql('SELECT count(*) AS n FROM authors')"
+    )
+    status, out, err = shell(authors, code, "--sandbox", cwd=tmp_path)
+    assert status == 0, err
+    assert out == "1 row affected\n n\n---\n 3\n(1 row)\n"
+    status, out, err = shell(authors, "tables()", cwd=tmp_path)
+    assert " authors | 2" in out.splitlines()
+
+
+def test_helpers_respect_read_only(authors: str, tmp_path: Path) -> None:
+    code = "sql(\"UPDATE authors SET name = 'x'\")"
+    status, _, err = shell(authors, code, "--read-only", cwd=tmp_path)
+    assert status == 1
+    assert any(word in err for word in ("read-only", "READ ONLY", "readonly"))
+
+
+def test_help_lists_the_helpers(sqlite_url: str) -> None:
+    result = run_process("shell", "--url", sqlite_url, "-c", "help()")
+    assert result.returncode == 0, result.stderr
+    for name in ("tables()", "describe(name_or_model)", "sql('SELECT ...'", "help()"):
+        assert name in result.stdout
+
+
+def test_interactive_banner_names_help_and_describe_works_at_the_prompt(
+    authors: str, tmp_path: Path
+) -> None:
+    env = {"MYFY_DB_HISTORY_FILE": str(tmp_path / "history")}
+    console = _Pty(["shell", "--url", authors, "--metadata", "models:Base"], env=env, cwd=tmp_path)
+    banner = console.expect(">>> ")
+    assert "help() lists them" in banner
+    console.send("await describe(Author)")
+    described = console.expect(">>> ").replace("\r", "")
+    assert 'Table "authors"' in described
+    assert "Referenced by:\n    books(author_id) -> (id)" in described
+    console.send("await tables()")
+    assert " books   | 2" in console.expect(">>> ").replace("\r", "")
+    console.send("exit()")
+    assert console.wait() == 0
+
+
 # -- errors point at the user's code ------------------------------------------------------
 
 

@@ -186,11 +186,15 @@ def build_namespace(
     models: dict[str, type[Any]],
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The shell's globals: ``session``, ``engine``, the SQLAlchemy verbs and the models."""
+    """The shell's globals: ``session``, ``engine``, the SQLAlchemy verbs, the helpers
+    (``tables``, ``describe``, ``sql``, ``help``: :mod:`myfy_db.shell_helpers`) and the models."""
     import sqlalchemy
+
+    from myfy_db.shell_helpers import make_helpers
 
     namespace: dict[str, Any] = {"__name__": "__shell__", "__builtins__": __builtins__}
     namespace.update({name: getattr(sqlalchemy, name) for name in VERBS})
+    namespace.update(make_helpers(namespace))
     namespace.update(models)
     namespace.update(extra or {})
     namespace["engine"] = engine

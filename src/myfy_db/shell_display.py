@@ -73,6 +73,7 @@ class TextTable:
 
     columns: list[str]
     rows: list[tuple[Any, ...]]
+    noun: str = "row"
 
     def render(self, limit: int | None = None) -> str:
         limit = max_rows() if limit is None else limit
@@ -101,17 +102,26 @@ class TextTable:
                 )
             )
         total = len(self.rows)
+        nouns = self.noun + "s"
         if total > len(shown):
             lines.append(
-                f"({total} rows; {total - len(shown)} left out, showing the first {len(shown)}: "
-                f"set {MAX_ROWS_ENV} to see more)"
+                f"({total} {nouns}; {total - len(shown)} left out, showing the first "
+                f"{len(shown)}: set {MAX_ROWS_ENV} to see more)"
             )
         else:
-            lines.append(f"({total} row{'' if total == 1 else 's'})")
+            lines.append(f"({total} {self.noun if total == 1 else nouns})")
         return redact("\n".join(line.rstrip() for line in lines))
 
     def __repr__(self) -> str:
         return self.render()
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __await__(self) -> Any:
+        # A helper's result reads the same awaited (``await sql(...)``) or not.
+        return self
+        yield  # pragma: no cover - makes this a generator
 
 
 def _cell(value: Any) -> str:

@@ -199,6 +199,10 @@ def _print_banner(
     preloaded = ["session", "engine", *("connection",) * context.sandbox]
     preloaded += ["select", "insert", "update", "delete", "text", "func"]
     console.print(f"preloaded: {', '.join(preloaded)}", highlight=False)
+    console.print(
+        "helpers: tables(), describe(name_or_model), sql('SELECT ...'); help() lists them",
+        highlight=False,
+    )
     if context.models:
         console.print(f"models: {', '.join(context.models)}", highlight=False)
     elif not settings.metadata:
