@@ -279,3 +279,22 @@ def test_setting_supplies_the_default_and_zero_turns_it_off(
         == 0
     )
     assert query(postgres_url, "SELECT value FROM seen") == [("0",)]
+
+
+def test_env_py_with_a_connection_of_its_own_gets_the_timeout_too(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    from migrate_project import _ENV_HEAD, _ENV_TAIL, ENV_SHAPES
+
+    upgrade = (
+        'op.create_table("seen", sa.Column("value", sa.Text))\n'
+        "op.execute(\"INSERT INTO seen SELECT current_setting('lock_timeout')\")"
+    )
+    ini = write_project(tmp_path, [("a1", "record lock_timeout", upgrade, 'op.drop_table("seen")')])
+    env_py = tmp_path / "migrations" / "env.py"
+    env_py.write_text(_ENV_HEAD + ENV_SHAPES["engine"] + _ENV_TAIL)
+    result = invoke(
+        "migrate", "--url", postgres_url, "--config", str(ini), "--ddl-lock-timeout", "3"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert query(postgres_url, "SELECT value FROM seen") == [("3s",)]

@@ -293,7 +293,7 @@ async def _run_writing(
         config.attributes[env.TRANSACTIONAL_DDL] = connection.dialect.name == "sqlite"
         ddl.apply(connection)  # --ddl-lock-timeout for every revision's statements
         event.listen(connection, "commit", on_commit)
-        driver = Driver(connection, on_version_apply, on_commit, atomic=atomic)
+        driver = Driver(connection, on_version_apply, on_commit, atomic=atomic, prepare=ddl.apply)
         try:
             with _tracking_steps() as tracker:
                 attempt = 0

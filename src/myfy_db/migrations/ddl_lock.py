@@ -149,10 +149,15 @@ class DdlLock:
         return self.seconds > 0
 
     def apply(self, connection: Connection) -> None:
-        """Set the session's lock timeout (committed, so a rolled-back revision keeps it)."""
+        """Set the session's lock timeout (committed, so a rolled-back revision keeps it).
+
+        A connection already inside a transaction keeps it open: the setting then lasts from
+        that transaction's commit on.
+        """
         if not self.enabled:
             return
         name = connection.dialect.name
+        was_open = connection.in_transaction()
         if name == "postgresql":
             connection.exec_driver_sql(f"SET lock_timeout = {int(self.seconds * 1000)}")
         elif name in ("mysql", "mariadb"):
@@ -160,7 +165,8 @@ class DdlLock:
             connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {seconds}")
         else:
             return
-        connection.commit()
+        if not was_open:
+            connection.commit()
 
     def should_retry(self, exc: BaseException, attempt: int) -> float | None:
         """The pause before retry number ``attempt`` (1-based), or None: do not retry."""

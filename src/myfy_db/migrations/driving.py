@@ -54,6 +54,8 @@ class Driver:
     atomic: bool = False
     #: Connections ``env.py`` opened itself and migrated on.
     foreign: list[Connection] = field(default_factory=list)
+    #: Session set-up for a connection of env.py's own (``--ddl-lock-timeout``).
+    prepare: Callable[[Connection], None] | None = None
 
     def adopt(self, connection: Connection) -> None:
         """Watch a connection ``env.py`` configured Alembic with."""
@@ -74,6 +76,8 @@ class Driver:
         from sqlalchemy import event
 
         if connection not in self.foreign:
+            if self.prepare is not None:
+                self.prepare(connection)
             event.listen(connection, "commit", self.on_commit)
             self.foreign.append(connection)
 
