@@ -22,7 +22,7 @@ RangeArgument = Annotated[
     typer.Argument(
         help="FROM:TO, as in `migrate up --sql` (default: the pending revisions when the "
         "database can be reached, every revision otherwise).",
-        metavar="[RANGE]",
+        metavar="RANGE",
         show_default=False,
     ),
 ]
