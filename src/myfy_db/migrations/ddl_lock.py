@@ -231,7 +231,8 @@ class DdlLock:
     async def watching(self, connection: AsyncConnection, open_watcher: Any) -> AsyncIterator[None]:
         """Watch who blocks ``connection`` while the block runs (PostgreSQL, MySQL/MariaDB).
 
-        ``open_watcher`` is an async context manager factory giving a second connection.
+        ``open_watcher`` is an async context manager factory giving a second connection,
+        opened in the background.
         """
         from sqlalchemy import text
 
@@ -243,11 +244,16 @@ class DdlLock:
         function = "pg_backend_pid()" if dialect == "postgresql" else "CONNECTION_ID()"
         self._pid = int((await connection.execute(text(f"SELECT {function}"))).scalar_one())
         await connection.commit()
-        async with open_watcher() as watcher:
-            task = asyncio.create_task(self._poll(watcher, dialect))
-            try:
-                yield
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+
+        async def watch() -> None:
+            # Connects in the background: the migration does not wait for this connection.
+            async with open_watcher() as watcher:
+                await self._poll(watcher, dialect)
+
+        task = asyncio.create_task(watch())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
