@@ -1,9 +1,12 @@
-"""``myfy-db migrate`` against ``alembic upgrade head``: a 100-revision chain, a fresh database.
+"""``myfy-db migrate`` against ``alembic upgrade head``: 10 and 100 revisions, a fresh database.
 
-Both run the same scaffolded project (the same ``env.py``, the same revisions) as whole
-processes, alternating, each on a database of its own created before the clock starts:
-SQLite (a new file) and PostgreSQL (a new database). myfy-db also takes the migration lock,
-applies the production guard and records the environment; the ratio shows what that costs.
+Both run the same project as whole processes, alternating, each on a database of its own
+created before the clock starts: SQLite (a new file) and PostgreSQL (a new database). The
+project's ``env.py`` is Alembic's generic (sync) template, as an existing Alembic project has
+it, with the same revisions: plain Alembic reads the URL (a sync driver: sqlite, psycopg2)
+from its ini; myfy-db reads ``MYFY_DATA_DATABASE_URL`` (the async driver) and drives the same
+``env.py``, also taking the migration lock, applying the production guard and recording the
+environment. The ratio shows what all that costs; 10 revisions is where start-up dominates.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from common import BIN, Comparison
 
-REVISIONS = 100
+CHAINS = (10, 100)
 ROUNDS = 9
 POSTGRES_URL = os.environ.get(
     "MYFY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -47,11 +50,98 @@ def downgrade():
 '''
 
 
-def write_chain(root: Path, count: int = REVISIONS) -> None:
-    """A scaffolded project with a linear chain of ``count`` revisions."""
+GENERIC_ENV = """from logging.config import fileConfig
+
+from sqlalchemy import engine_from_config
+from sqlalchemy import pool
+
+from alembic import context
+
+config = context.config
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name)
+target_metadata = None
+
+
+def run_migrations_offline() -> None:
+    url = config.get_main_option("sqlalchemy.url")
+    context.configure(
+        url=url,
+        target_metadata=target_metadata,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    connectable = engine_from_config(
+        config.get_section(config.config_ini_section, {}),
+        prefix="sqlalchemy.",
+        poolclass=pool.NullPool,
+    )
+    with connectable.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
+"""
+
+LOGGING = """
+[loggers]
+keys = root,sqlalchemy,alembic
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARNING
+handlers = console
+qualname =
+
+[logger_sqlalchemy]
+level = WARNING
+handlers =
+qualname = sqlalchemy.engine
+
+[logger_alembic]
+level = INFO
+handlers =
+qualname = alembic
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)-5.5s [%(name)s] %(message)s
+"""
+
+
+def write_chain(root: Path, count: int) -> None:
+    """An Alembic project (generic template env.py) with a linear chain of ``count`` revisions.
+
+    ``alembic.ini`` (for myfy-db) holds no URL; ``alembic_ref.ini`` (for plain Alembic) gets
+    the sync URL of each round's database.
+    """
     from myfy_db.migrations.scaffold import init_project
 
     init_project(root / "migrations", root / "alembic.ini")
+    (root / "migrations" / "env.py").write_text(GENERIC_ENV)
+    (root / "alembic.ini").write_text(
+        f"[alembic]\nscript_location = {root / 'migrations'}\npath_separator = os\n{LOGGING}"
+    )
     down = None
     for n in range(1, count + 1):
         rev = f"{n:04d}"
@@ -104,9 +194,21 @@ def fresh_postgres(root: Path) -> Iterator[str]:
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _sync_url(url: str) -> str:
+    return url.replace("sqlite+aiosqlite", "sqlite").replace(
+        "postgresql+asyncpg", "postgresql+psycopg2"
+    )
+
+
 def _timed(argv: list[str], url: str, cwd: Path) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
     env["MYFY_DATA_DATABASE_URL"] = url
+    if "alembic_ref.ini" in argv:  # plain Alembic: the sync URL in its ini
+        ini = (cwd / "alembic.ini").read_text()
+        sync = _sync_url(url).replace("%", "%%")
+        (cwd / "alembic_ref.ini").write_text(
+            ini.replace("[alembic]\n", f"[alembic]\nsqlalchemy.url = {sync}\n", 1)
+        )
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=False)
     elapsed = time.perf_counter() - start
@@ -119,7 +221,7 @@ def compare(
     root: Path, fresh: Callable[[Path], AbstractContextManager[str]], rounds: int = ROUNDS
 ) -> tuple[float, float]:
     ours_argv = [str(BIN / "myfy-db"), "migrate"]
-    alembic_argv = [str(BIN / "alembic"), "upgrade", "head"]
+    alembic_argv = [str(BIN / "alembic"), "-c", "alembic_ref.ini", "upgrade", "head"]
     ours: list[float] = []
     theirs: list[float] = []
     for i in range(rounds + 1):  # round 0 warms the caches (bytecode, page cache)
@@ -136,18 +238,19 @@ def compare(
 
 def run() -> list[Comparison]:
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        write_chain(root)
-        for label, fresh in (("SQLite", fresh_sqlite), ("PostgreSQL", fresh_postgres)):
-            ours, theirs = compare(root, fresh)
-            results.append(
-                Comparison(
-                    f"myfy-db migrate, {REVISIONS} revisions, {label}",
-                    ours,
-                    theirs,
-                    "alembic upgrade head",
-                    target=1.0,
+    for count in CHAINS:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            write_chain(root, count)
+            for label, fresh in (("SQLite", fresh_sqlite), ("PostgreSQL", fresh_postgres)):
+                ours, theirs = compare(root, fresh)
+                results.append(
+                    Comparison(
+                        f"myfy-db migrate, {count} revisions, {label}",
+                        ours,
+                        theirs,
+                        "alembic upgrade head",
+                        target=1.0,
+                    )
                 )
-            )
     return results

@@ -461,7 +461,9 @@ async def upgrade(
         command="upgrade",
         guard_command="migrate",
         change=Change.SCHEMA,
-        alembic_call=lambda config, driver: driving.upgrade(config, revision, driver),
+        alembic_call=lambda config, driver: driving.upgrade(
+            config, revision, driver, project.script()
+        ),
         lock_timeout=lock_timeout,
         progress=progress,
         report=report,
@@ -514,7 +516,9 @@ async def downgrade(
         command="downgrade",
         guard_command="migrate down",
         change=Change.DESTRUCTIVE,
-        alembic_call=lambda config, driver: driving.downgrade(config, revision, driver),
+        alembic_call=lambda config, driver: driving.downgrade(
+            config, revision, driver, project.script()
+        ),
         lock_timeout=lock_timeout,
         progress=progress,
         report=report,
@@ -560,7 +564,9 @@ async def reset(
         command="reset",
         guard_command="migrate reset",
         change=Change.DESTRUCTIVE,
-        alembic_call=lambda config, driver: driving.upgrade(config, "head", driver),
+        alembic_call=lambda config, driver: driving.upgrade(
+            config, "head", driver, project.script()
+        ),
         lock_timeout=lock_timeout,
         progress=progress,
         report=report,
@@ -584,7 +590,9 @@ async def stamp(
         command="stamp",
         guard_command="migrate stamp",
         change=Change.SCHEMA,
-        alembic_call=lambda config, driver: driving.stamp(config, revision, driver),
+        alembic_call=lambda config, driver: driving.stamp(
+            config, revision, driver, project.script()
+        ),
         lock_timeout=lock_timeout,
         progress=None,
         report=report,

@@ -184,9 +184,11 @@ def _on_a_thread(call: Callable[[], None]) -> None:
         raise failure[0]
 
 
-def upgrade(config: Config, revision: str, driver: Driver) -> None:
+def upgrade(
+    config: Config, revision: str, driver: Driver, script: ScriptDirectory | None = None
+) -> None:
     """Alembic's ``command.upgrade`` on a live connection, through the project's env.py."""
-    script = ScriptDirectory.from_config(config)
+    script = script or ScriptDirectory.from_config(config)
     _run(
         config,
         script,
@@ -196,9 +198,11 @@ def upgrade(config: Config, revision: str, driver: Driver) -> None:
     )
 
 
-def downgrade(config: Config, revision: str, driver: Driver) -> None:
+def downgrade(
+    config: Config, revision: str, driver: Driver, script: ScriptDirectory | None = None
+) -> None:
     """Alembic's ``command.downgrade`` on a live connection, through the project's env.py."""
-    script = ScriptDirectory.from_config(config)
+    script = script or ScriptDirectory.from_config(config)
     _run(
         config,
         script,
@@ -208,9 +212,11 @@ def downgrade(config: Config, revision: str, driver: Driver) -> None:
     )
 
 
-def stamp(config: Config, revision: str, driver: Driver) -> None:
+def stamp(
+    config: Config, revision: str, driver: Driver, script: ScriptDirectory | None = None
+) -> None:
     """Alembic's ``command.stamp`` (no purge) through the project's env.py."""
-    script = ScriptDirectory.from_config(config)
+    script = script or ScriptDirectory.from_config(config)
     destination = (revision,)
     _run(
         config,

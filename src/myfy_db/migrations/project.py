@@ -12,6 +12,7 @@ import sys
 from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -77,7 +78,15 @@ class MigrationProject:
         return config
 
     def script(self) -> ScriptDirectory:
-        """The project's script directory (its revisions)."""
+        """The project's script directory (its revisions), read once per project object.
+
+        Alembic imports every revision file the first time the revisions are needed; one
+        run needs them for its checks and for the migration itself, and reads them once.
+        """
+        return self._script
+
+    @cached_property
+    def _script(self) -> ScriptDirectory:
         from alembic.config import Config
         from alembic.script import ScriptDirectory
         from alembic.util import CommandError
