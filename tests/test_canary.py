@@ -4,18 +4,30 @@ Each command that exists is invoked with a URL carrying the canary password, aga
 backend (PostgreSQL accepts it under trust auth; MariaDB refuses it, which exercises the
 error path), and with a sync-driver URL (the configuration-error path). The canary must not
 appear in stdout, stderr or any file the command wrote. Add every new command here.
+
+Then again with passwords holding each of ``/ ? # @ : %`` and a space, with ``--traceback``:
+raw in the URL (PostgreSQL, and MariaDB through a user created with that password, both
+connect), URL-encoded (MariaDB), and with a raw ``@`` that SQLAlchemy splits the URL at
+(the cannot-resolve-host path). Neither the password nor its encoded form may appear.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from helpers import CANARY, run_process, server_for, with_password
+
+#: Every character that breaks a naive URL parser; the raw one has no "@" so SQLAlchemy
+#: reads it whole from a raw URL.
+SPECIAL = "Cn/?#@: %7f-Special"
+SPECIAL_RAW = "Cr/?#: %7f-RawSpecial"
 
 # The repository's own Alembic project, for the read-only migrate invocations.
 REPO_INI = str(Path(__file__).resolve().parent.parent / "alembic.ini")
@@ -54,12 +66,15 @@ def canary_urls(postgres_url: str, mysql_url: str) -> Iterator[dict[str, str]]:
     mysql = server_for("mysql")
     database = make_url(mysql_url).database
     user = f"myfy_canary_{uuid.uuid4().hex[:8]}"
-    mysql.admin(
-        f"CREATE USER '{user}'@'%' IDENTIFIED BY '{CANARY}'",
-        f"CREATE USER '{user}'@'localhost' IDENTIFIED BY '{CANARY}'",
-        f"GRANT ALL ON `{database}`.* TO '{user}'@'%'",
-        f"GRANT ALL ON `{database}`.* TO '{user}'@'localhost'",
-    )
+    special_user = f"{user}_sp"
+    users = [(user, CANARY), (special_user, SPECIAL)]
+    for name, password in users:
+        mysql.admin(
+            f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'",
+            f"CREATE USER '{name}'@'localhost' IDENTIFIED BY '{password}'",
+            f"GRANT ALL ON `{database}`.* TO '{name}'@'%'",
+            f"GRANT ALL ON `{database}`.* TO '{name}'@'localhost'",
+        )
     try:
         yield {
             "sync-driver": f"postgresql://app:{CANARY}@127.0.0.1:1/db",
@@ -68,11 +83,35 @@ def canary_urls(postgres_url: str, mysql_url: str) -> Iterator[dict[str, str]]:
             .set(username=user, password=CANARY)
             .render_as_string(hide_password=False),
             "mysql-wrong-password": with_password(mysql_url),
+            # Special characters, shown with --traceback (see _special_urls).
+            "postgresql-special-raw": _raw(postgres_url, "postgres", SPECIAL_RAW),
+            "mysql-special-encoded": make_url(mysql_url)
+            .set(username=special_user, password=SPECIAL)
+            .render_as_string(hide_password=False),
+            "special-raw-at": _raw(postgres_url, "postgres", SPECIAL),
         }
     finally:
-        mysql.admin(
-            f"DROP USER IF EXISTS '{user}'@'%'", f"DROP USER IF EXISTS '{user}'@'localhost'"
-        )
+        for name, _ in users:
+            mysql.admin(
+                f"DROP USER IF EXISTS '{name}'@'%'", f"DROP USER IF EXISTS '{name}'@'localhost'"
+            )
+
+
+def _raw(url: str, user: str, password: str) -> str:
+    """``url`` with ``user:password`` written into it as is, not URL-encoded."""
+    u = make_url(url)
+    return f"{u.drivername}://{user}:{password}@{u.host}:{u.port or 5432}/{u.database}"
+
+
+def _needles(label: str) -> list[str]:
+    """The texts that must never appear for the URL labelled ``label``."""
+    if "special" not in label:
+        return [CANARY]
+    password = SPECIAL_RAW if label.endswith("-raw") else SPECIAL
+    needles = {password, quote(password, safe=""), quote(password), json.dumps(password)[1:-1]}
+    if label == "special-raw-at":
+        needles.add(password.split("@", 1)[1])  # what SQLAlchemy takes for the host
+    return sorted(needles)
 
 
 def _files_containing(root: Path, needle: str) -> list[Path]:
@@ -91,10 +130,15 @@ def test_canary_password_never_appears(
         workdir = tmp_path / label
         workdir.mkdir()
         argv = [a.replace("{url}", url) for a in args]
+        special = "special" in label
+        if special:
+            argv = ["--traceback", *argv]
         result = run_process(*argv, cwd=str(workdir), env={"MYFY_DATA_ECHO": "true"})
-        assert CANARY not in result.stdout, f"{label}: stdout leaks the password"
-        assert CANARY not in result.stderr, f"{label}: stderr leaks the password"
-        assert not _files_containing(workdir, CANARY), f"{label}: a written file leaks it"
-        assert "Traceback" not in result.stderr, f"{label}: {result.stderr}"
-        if label in ("postgresql", "mysql"):
+        for needle in _needles(label):
+            assert needle not in result.stdout, f"{label}: stdout leaks {needle!r}"
+            assert needle not in result.stderr, f"{label}: stderr leaks {needle!r}"
+            assert not _files_containing(workdir, needle), f"{label}: a written file leaks it"
+        if not special:
+            assert "Traceback" not in result.stderr, f"{label}: {result.stderr}"
+        if label in ("postgresql", "mysql", "postgresql-special-raw", "mysql-special-encoded"):
             assert result.returncode != 4, f"{label} should connect: {result.stderr}"

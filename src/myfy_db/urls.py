@@ -2,14 +2,19 @@
 
 Every URL myfy-db prints goes through :func:`mask_url`; every piece of text it writes goes
 through :func:`redact`, which removes any password registered with :func:`register_secret`
-(the settings loader registers the passwords of every URL it sees). The module is pure
-string handling, so the CLI can use it without importing SQLAlchemy.
+(the settings loader registers the passwords of every URL it sees). Passwords are found by
+SQLAlchemy's own URL parser (``make_url``), so whatever SQLAlchemy connects with is what is
+masked, whichever of ``/ ? # @ : %`` or space it contains, raw or URL-encoded. SQLAlchemy is
+imported only when a URL is masked or registered; :func:`redact` is pure string handling,
+so the CLI can use it without importing SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 MASK = "***"
@@ -57,25 +62,117 @@ def split_url(url: str) -> UrlParts | None:
     return UrlParts(scheme, backend, driver or None, password)
 
 
+_SECRET_KEYS = frozenset({"password", "passwd", "pwd"})
+#: The scheme and everything up to the last ``@`` before the path: the user information,
+#: however many ``@``, ``:``, ``/``, ``?`` or ``#`` it holds.
+_AUTHORITY = re.compile(r"^(?P<scheme>\s*[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>.*)@")
+
+
+def _parsed(url: str) -> Any:
+    """SQLAlchemy's parse of ``url``, or None when SQLAlchemy cannot parse it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url.strip())
+    except (ArgumentError, ValueError, TypeError):
+        return None
+
+
 def mask_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``; safe on malformed input."""
-    masked = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", url)
+    """Return ``url`` with any password replaced by ``***``; safe on malformed input.
+
+    The password is the one SQLAlchemy's parser finds (and connects with); a URL it cannot
+    parse has its whole user information masked.
+    """
+    register_url_secret(url)
+    parsed = _parsed(url)
+    if parsed is not None:
+        if parsed.password is not None:
+            parsed = parsed.set(password=MASK)
+        query = {
+            key: (MASK if key.lower() in _SECRET_KEYS else value)
+            for key, value in parsed.query.items()
+        }
+        if query != dict(parsed.query):
+            parsed = parsed.set(query=query)
+        text = str(parsed.render_as_string(hide_password=False))
+        return redact(text.replace(_quoted_in_url(MASK), MASK))
+    masked = _AUTHORITY.sub(
+        lambda m: f"{m['scheme']}{m['userinfo'].split(':', 1)[0]}:{MASK}@", url, count=1
+    )
     masked = _QUERY_SECRET.sub(lambda m: f"{m.group(1)}{MASK}", masked)
     return redact(masked)
 
 
+def _quoted_in_url(secret: str) -> str:
+    """``secret`` the way SQLAlchemy writes a password into a URL it renders."""
+    from sqlalchemy.engine import URL
+
+    rendered = URL.create("x", username="u", password=secret, host="h").render_as_string(
+        hide_password=False
+    )
+    return str(rendered)[len("x://u:") : -len("@h")]
+
+
+def _forms(secret: str) -> set[str]:
+    """Every way ``secret`` may be written: raw, URL-encoded, in JSON, in a repr."""
+    import json
+    from urllib.parse import quote, quote_plus
+
+    forms = {secret, quote(secret, safe=""), quote_plus(secret), quote(secret)}
+    forms.add(json.dumps(secret)[1:-1])
+    forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+    forms.add(repr(secret)[1:-1])
+    forms.add(secret.replace("@", "%40").replace(":", "%3A").replace("/", "%2F"))
+    with suppress(Exception):  # an odd secret must not stop its other forms counting
+        forms.add(_quoted_in_url(secret))
+    return forms
+
+
+def url_has_password(url: str) -> bool:
+    """True when ``url`` carries a password (in its user information or its query)."""
+    register_url_secret(url)
+    parsed = _parsed(url)
+    if parsed is not None:
+        if parsed.password:
+            return True
+        return any(key.lower() in _SECRET_KEYS for key in parsed.query)
+    authority = _AUTHORITY.match(url.strip())
+    return authority is not None and ":" in authority["userinfo"]
+
+
 def register_secret(secret: str | None) -> None:
-    """Remember ``secret`` so that :func:`redact` removes it from any text."""
+    """Remember ``secret`` so that :func:`redact` removes it from any text, in any form."""
     if secret and len(secret) >= 3:
-        _secrets.add(secret)
-        quoted = secret.replace("@", "%40").replace(":", "%3A").replace("/", "%2F")
-        if quoted != secret:
-            _secrets.add(quoted)
+        _secrets.update(form for form in _forms(secret) if len(form) >= 3)
 
 
 def register_url_secret(url: str) -> None:
-    """Register the password of ``url``, if it has one."""
-    parts = split_url(url)
+    """Register the password of ``url``, if it has one.
+
+    That is the password SQLAlchemy's parser finds (decoded), the text it was written as,
+    and, for a URL whose password holds a raw ``@``, everything up to the last ``@``.
+    """
+    text = url.strip()
+    parsed = _parsed(text)
+    if parsed is not None:
+        register_secret(parsed.password)
+        for key, value in parsed.query.items():
+            if key.lower() in _SECRET_KEYS:
+                values = value if isinstance(value, tuple) else (value,)
+                for item in values:
+                    register_secret(str(item))
+    authority = _AUTHORITY.match(text)
+    if authority is not None and ":" in authority["userinfo"]:
+        raw = authority["userinfo"].split(":", 1)[1]
+        register_secret(raw)
+        register_secret(unquote(raw))
+        if "@" in raw:
+            # SQLAlchemy's password ends at the first "@"; the rest is taken for the host
+            # name and would be printed as one: it is a secret too.
+            register_secret(raw.split("@", 1)[1])
+    parts = split_url(text)
     if parts is not None:
         register_secret(parts.password)
 

@@ -22,13 +22,19 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-_state = {"traceback": False}
+_state = {"traceback": False, "warned_url_password": False}
+
+URL_PASSWORD_WARNING = (
+    "warning: a password in --url is visible to every local user in the process list; "
+    "use MYFY_DATA_DATABASE_URL or --env-file instead"
+)
 _invoked: dict[str, str | None] = {"command": None}
 
 
 def set_traceback(enabled: bool) -> None:
-    """Record the top-level ``--traceback`` flag for this invocation."""
+    """Record the top-level ``--traceback`` flag for this invocation (which starts here)."""
     _state["traceback"] = enabled
+    _state["warned_url_password"] = False
 
 
 def wants_traceback() -> bool:
@@ -60,6 +66,13 @@ def load(
     from myfy_db.cli.process import resume_gc
     from myfy_db.settings import load_settings
     from myfy_db.urls import redact
+
+    if url is not None and not _state["warned_url_password"]:
+        from myfy_db.urls import url_has_password
+
+        if url_has_password(url):
+            _state["warned_url_password"] = True
+            print(URL_PASSWORD_WARNING, file=sys.stderr, flush=True)
 
     overrides: Mapping[str, Any] = {"database_url": url, **flags}
     try:
@@ -121,7 +134,7 @@ def run(
                 raise interrupted_by(stop) from None
     except MyfyDbError as error:
         if show_trace and not isinstance(error, Interrupted):
-            traceback.print_exc()
+            sys.stderr.write(redact(traceback.format_exc()))
         out.error(error)
         raise typer.Exit(int(error.exit_code)) from None
     except BrokenPipeError:
@@ -132,7 +145,7 @@ def run(
         raise
     except Exception as exc:
         if show_trace:
-            traceback.print_exc()
+            sys.stderr.write(redact(traceback.format_exc()))
         detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
         message = f"unexpected {type(exc).__name__}" + (f": {detail}" if detail else "")
         out.error(MyfyDbError(message, hint="run again with --traceback for the details"))
