@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -67,6 +68,33 @@ meta_table = Table(
     # is then protected when its environment is one of the always-protected names.
     Column("protected", Boolean, nullable=True),
 )
+
+
+#: The database name the server reported to the last guard check in this context: what a
+#: typed confirmation asks for (see :func:`server_database_name`).
+reported_database_name: ContextVar[str | None] = ContextVar("reported_database_name", default=None)
+
+
+def server_database_name(connection: Connection) -> str:
+    """The database's name as the server reports it, which a typed confirmation asks for.
+
+    PostgreSQL ``current_database()``, MySQL/MariaDB ``DATABASE()`` (empty when none is
+    selected), SQLite the main database file's name (``:memory:`` for an in-memory one).
+    """
+    from pathlib import PurePath
+
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        name = connection.exec_driver_sql("SELECT current_database()").scalar()
+    elif dialect in ("mysql", "mariadb"):
+        name = connection.exec_driver_sql("SELECT DATABASE()").scalar()
+    elif dialect == "sqlite":
+        rows = connection.exec_driver_sql("PRAGMA database_list").all()
+        files = [str(row[2] or "") for row in rows if row[1] == "main"]
+        name = PurePath(files[0]).name if files and files[0] else ":memory:"
+    else:
+        name = connection.engine.url.database
+    return str(name or "")
 
 
 class Change(Enum):
@@ -194,8 +222,12 @@ class ProductionGuard:
     def check(
         self, connection: Connection, command: str, change: Change
     ) -> EnvironmentRecord | None:
-        """Both checks for ``command`` on ``connection``; returns the record read."""
+        """Both checks for ``command`` on ``connection``; returns the record read.
+
+        Also notes the database's name as the server reports it, for the confirmation.
+        """
         self.check_local(command)
+        reported_database_name.set(server_database_name(connection))
         record = read_record(connection)
         self.check_record(record, command, change)
         return record

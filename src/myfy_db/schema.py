@@ -35,7 +35,13 @@ from sqlalchemy.schema import DropTable
 
 from myfy_db.engine import classify_connect_error
 from myfy_db.errors import OperationFailed, Refused
-from myfy_db.guard import META_TABLE, Change, EnvironmentRecord, ProductionGuard
+from myfy_db.guard import (
+    META_TABLE,
+    Change,
+    EnvironmentRecord,
+    ProductionGuard,
+    server_database_name,
+)
 from myfy_db.urls import redact
 
 __all__ = [
@@ -86,7 +92,8 @@ class DropPlan:
     ``tables`` is in drop order (dependents first); ``constraints`` are the foreign keys
     dropped first to break cycles, as ``(table, constraint)``; ``missing`` lists metadata
     tables the database does not have; ``kept`` lists tables deliberately left in place;
-    ``types`` are the metadata's own named enum types (PostgreSQL), dropped after the tables.
+    ``types`` are the metadata's own named enum types (PostgreSQL), dropped after the tables;
+    ``database`` is the database's name as the server reports it (what confirming types).
     """
 
     tables: list[str]
@@ -98,6 +105,7 @@ class DropPlan:
     types: list[str] = field(default_factory=list)
     #: ``alembic_version`` goes too: the migration history of the tables dropped.
     alembic_version: bool = False
+    database: str = ""
 
 
 @dataclass(frozen=True)
@@ -342,6 +350,7 @@ def _plan(connection: Connection, metadata: MetaData | None) -> DropPlan:
         all_tables=metadata is None,
         types=types,
         alembic_version=history,
+        database=server_database_name(connection),
     )
 
 

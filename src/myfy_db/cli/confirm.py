@@ -12,7 +12,10 @@ def confirm_by_name(out: Output, action: str, name: str, *, yes: bool) -> None:
     """Ask the user to type ``name`` before ``action``.
 
     ``--yes`` skips the question. With no terminal on stdin the command refuses (exit 3)
-    unless ``--yes`` was given; a wrong answer, an empty one or Ctrl-D declines (exit 3).
+    unless ``--yes`` was given; a wrong answer, an empty or blank one, or Ctrl-D declines
+    (exit 3); Ctrl-C interrupts (exit 130). A database without a name cannot be confirmed by
+    typing it: that refuses too. ``action`` and ``name`` are shown literally, never read as
+    markup.
     """
     if yes:
         return
@@ -21,21 +24,38 @@ def confirm_by_name(out: Output, action: str, name: str, *, yes: bool) -> None:
             f"{action} needs confirmation and there is no terminal",
             hint="run it in a terminal, or pass --yes",
         )
-    out.err.print(f"[bold red]{action}[/]", highlight=False)
+    if not name.strip():
+        raise Refused(
+            f"{action} needs the database name typed, and the server reports none",
+            hint="name the database in the URL, or pass --yes",
+        )
+    from rich.markup import escape
+
+    out.err.print(f"[bold red]{escape(action)}[/]", highlight=False)
     try:
-        answer = out.err.input(f"Type the database name [bold]{name}[/] to confirm: ")
-    except (EOFError, KeyboardInterrupt):
+        answer = out.err.input(f"Type the database name [bold]{escape(name)}[/] to confirm: ")
+    except EOFError:
         answer = ""
-    if answer.strip() != name:
+    if not answer.strip() or answer.strip() != name.strip():
         raise Refused("confirmation declined: nothing was changed")
 
 
 def database_name(url: str) -> str:
-    """The name a user types to confirm: the database, or the SQLite file's name."""
+    """The name a user types to confirm.
+
+    The name the server reported to this command's guard check when there was one
+    (``current_database()``, ``DATABASE()``, the SQLite file's name); else the database
+    named in ``url``, or the SQLite file's name.
+    """
     from pathlib import PurePath
 
     from sqlalchemy.engine import make_url
 
+    from myfy_db.guard import reported_database_name
+
+    reported = reported_database_name.get()
+    if reported is not None:
+        return reported
     parsed = make_url(url)
     database = parsed.database or ""
     if parsed.get_backend_name() == "sqlite":

@@ -51,7 +51,7 @@ def drop_confirmation(
     """
     from sqlalchemy.engine import make_url
 
-    from myfy_db.cli.confirm import confirm_by_name, database_name
+    from myfy_db.cli.confirm import confirm_by_name
     from myfy_db.engine import describe_target
 
     target = describe_target(url)
@@ -63,9 +63,9 @@ def drop_confirmation(
             out.info("  " + ", ".join(plan.tables))
             if not plan.transactional:
                 out.warn(f"{backend} does not roll back DDL: not all or nothing")
-        confirm_by_name(
-            out, f"Drop {len(plan.tables)} table(s) from {target}", database_name(url), yes=yes
-        )
+        # The name the server reports (plan.database), never one read from the URL.
+        action = f"Drop {len(plan.tables)} table(s) from {target}"
+        confirm_by_name(out, action, plan.database, yes=yes)
 
     return confirm
 
