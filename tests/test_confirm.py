@@ -152,9 +152,12 @@ def test_mariadb_url_without_a_database_never_confirms_an_empty_name(
     mysql_url: str, tmp_path: Path
 ) -> None:
     bare = make_url(mysql_url).set(database="").render_as_string(hide_password=False)
+    _create(mysql_url, tmp_path)
     code, screen = _terminal(["drop-tables", "--all", "--url", bare], "", tmp_path)
-    assert code == 3, screen
-    assert "Type the database name  to confirm" not in screen
+    assert code == 2, screen
+    assert "the URL names no database" in screen
+    assert "Type the database name" not in screen
+    assert tables(mysql_url) == EXAMPLE_TABLES
 
 
 def test_the_server_reported_name_confirms(db_url: str, tmp_path: Path) -> None:
@@ -167,16 +170,16 @@ def test_the_server_reported_name_confirms(db_url: str, tmp_path: Path) -> None:
 
 def test_markup_in_a_path_is_shown_literally(tmp_path: Path) -> None:
     folder = tmp_path / "x[/b]y[bold]"
-    folder.mkdir()
-    db = folder / "odd[/b].db"
+    folder.mkdir(parents=True)
+    db = folder / "[bold]odd[red].db"
     url = f"sqlite+aiosqlite:///{db}"
     _create(url, tmp_path)
     code, screen = _terminal(["drop-tables", "--all", "--url", url], "wrong", tmp_path)
     assert code == 3, screen
-    assert "Type the database name odd[/b].db to confirm" in screen, screen
+    assert "Type the database name [bold]odd[red].db to confirm" in screen, screen
     assert "x[/b]y[bold]" in screen
     # And it confirms when typed as shown.
-    code, screen = _terminal(["drop-tables", "--all", "--url", url], "odd[/b].db", tmp_path)
+    code, screen = _terminal(["drop-tables", "--all", "--url", url], "[bold]odd[red].db", tmp_path)
     assert code == 0, screen
     assert tables(url) == ["myfy_db_meta"]
 

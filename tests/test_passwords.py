@@ -180,7 +180,7 @@ def test_no_printable_password_survives_any_output(password: str) -> None:
         result = invoke("config", "--json", "--url", url)
         assert not _leaks(result.stdout + result.stderr, password), (url, result.stdout)
     # A command that connects and fails, with the traceback shown, once per password.
-    bad = _url_forms(password)[-1].replace(":5432/", f":{port}/")
+    bad = _url_forms(password)[0].replace(":5432/", f":{port}/")
     result = invoke("--traceback", "check-pool", "--json", "--url", bad)
     assert result.exit_code == 4, result.stderr
     assert not _leaks(result.stdout + result.stderr, password), result.stderr

@@ -49,7 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from myfy_db._version import __version__
-from myfy_db.errors import Refused
+from myfy_db.errors import ConfigError, Refused
 from myfy_db.settings import LoadedSettings, is_protected_environment, normalise_environment
 
 META_TABLE = "myfy_db_meta"
@@ -227,7 +227,13 @@ class ProductionGuard:
         Also notes the database's name as the server reports it, for the confirmation.
         """
         self.check_local(command)
-        reported_database_name.set(server_database_name(connection))
+        name = server_database_name(connection)
+        if not name:
+            raise ConfigError(
+                f"{command}: the URL names no database, and the server has none selected",
+                hint="add the database name to the URL",
+            )
+        reported_database_name.set(name)
         record = read_record(connection)
         self.check_record(record, command, change)
         return record

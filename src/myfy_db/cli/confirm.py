@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
-from myfy_db.errors import Refused
+from myfy_db.errors import Interrupted, Refused
 from myfy_db.output import Output
 
 
@@ -33,11 +38,36 @@ def confirm_by_name(out: Output, action: str, name: str, *, yes: bool) -> None:
 
     out.err.print(f"[bold red]{escape(action)}[/]", highlight=False)
     try:
-        answer = out.err.input(f"Type the database name [bold]{escape(name)}[/] to confirm: ")
+        with _ctrl_c_interrupts():
+            answer = out.err.input(f"Type the database name [bold]{escape(name)}[/] to confirm: ")
     except EOFError:
         answer = ""
+    except KeyboardInterrupt:
+        out.err.print()
+        raise Interrupted("SIGINT") from None
     if not answer.strip() or answer.strip() != name.strip():
         raise Refused("confirmation declined: nothing was changed")
+
+
+@contextmanager
+def _ctrl_c_interrupts() -> Iterator[None]:
+    """While the prompt waits, Ctrl-C raises ``KeyboardInterrupt`` at once.
+
+    The event loop's own SIGINT handler only runs between callbacks, so it cannot end a
+    blocking ``input()``; a plain Python handler can (main thread only).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def database_name(url: str) -> str:
