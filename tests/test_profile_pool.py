@@ -613,11 +613,12 @@ def test_load_with_failed_queries_exits_5(postgres_url: str) -> None:
         while not stop.is_set():
             server.admin(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                f"WHERE datname = '{database}' AND query = 'SELECT 1'"
+                f"WHERE datname = '{database}' AND query = 'SELECT 1' AND state = 'idle'"
             )
             stop.wait(0.05)
 
-    # Only the load's connections (their last query is SELECT 1), not the one reading limits.
+    # Only the load's idle pooled connections (their last query was SELECT 1): not the one
+    # reading the limits, nor a query in flight.
     killer = threading.Thread(target=terminate_backends)
     killer.start()
     try:
@@ -628,6 +629,7 @@ def test_load_with_failed_queries_exits_5(postgres_url: str) -> None:
     finally:
         stop.set()
         killer.join()
+    assert document.get("load") is not None, stderr
     assert document["load"]["errors"] > 0
     assert code == 5, stderr
     assert document["ok"] is False
@@ -642,3 +644,62 @@ def test_load_report_ends_with_the_pools_numbers_not_sqlalchemys_status(sqlite_u
     assert "Pool size:" not in result.stdout
     assert "Current Overflow" not in result.stdout
     assert "QueuePool: size 5, 2 open (2 idle, 0 checked out), overflow 0" in result.stdout
+
+
+def test_load_keeps_its_checkout_waits_in_bounded_memory(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from myfy_db.pool_profile import load as load_module
+
+    monkeypatch.setattr(load_module, "WAIT_SAMPLE", 5)
+    report = asyncio.run(load_module.run_load(settings(database_url=sqlite_url), 2, 0.5))
+    assert report.checkouts > 5
+    assert len(report.waits_ms) == 5
+    figures = report.as_dict()
+    assert figures["checkouts"] == report.checkouts
+    assert figures["wait_max_ms"] >= max(report.waits_ms)
+
+
+# -- behind a transaction pooler (a real PgBouncer) -----------------------------------------
+
+
+@pytest.fixture
+def transaction_bouncer(postgres_url: str) -> Any:
+    import os
+
+    from pgbouncer import PgBouncer, available
+
+    if not available():
+        if os.environ.get("MYFY_TEST_REQUIRE_SERVERS") == "1":
+            pytest.fail("MYFY_TEST_REQUIRE_SERVERS=1 but pgbouncer is not installed")
+        pytest.skip("pgbouncer is not installed")
+    with PgBouncer.start(postgres_url, "transaction") as bouncer:
+        yield bouncer
+
+
+def test_behind_pgbouncer_the_servers_max_connections_is_not_the_limit(
+    transaction_bouncer: Any,
+) -> None:
+    url = transaction_bouncer.url_with(prepared_statement_cache_size="0")
+    # 8 x 15 = 120 connections: beyond the server's slots, but the pooler is what they meet.
+    code, document, stderr = profile("--url", url, "--workers", "8")
+    assert document["pooler"]["detected"] is True
+    found = rules(document)
+    assert found["transaction_pooler"] == "info"
+    assert found["pooler_max_client_conn"] == "warning"
+    assert "max_connections" not in found
+    assert code == 0, stderr
+    code, document, _ = profile(
+        "--url", url, "--workers", "8", "--pooler-max-client-conn", "100"
+    )  # fmt: skip
+    assert code == 5
+    assert rules(document)["pooler_max_client_conn"] == "error"
+
+
+def test_behind_pgbouncer_unsafe_driver_settings_exit_5(transaction_bouncer: Any) -> None:
+    code, document, stderr = profile("--url", transaction_bouncer.url)
+    assert code == 5
+    assert rules(document)["pooler_unsafe_settings"] == "error"
+    assert "?prepared_statement_cache_size=0" in stderr + json.dumps(document)

@@ -40,10 +40,10 @@ from myfy_db.errors import (
 )
 from myfy_db.findings import Finding
 from myfy_db.pooler import (
-    DETECTED_MESSAGE,
-    SAFE_URL_QUERY,
     PoolerInfo,
     detect_pooler,
+    pooler_findings,
+    safe_url,
     unsafe_settings,
 )
 from myfy_db.settings import DatabaseSettings
@@ -68,6 +68,7 @@ __all__ = [
     "histogram",
     "latency_stats",
     "pool_status",
+    "probe_pooler",
     "targets_of",
     "watch_pool",
 ]
@@ -468,15 +469,6 @@ async def _read_slots(backend: str, driver: Any) -> SlotBudget | None:
     return SlotBudget(limit, reserved, in_use, free, margin, allowed)
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    query = dict(parsed.query)
-    query["prepared_statement_cache_size"] = "0"
-    return parsed.set(query=query).render_as_string(hide_password=False)
-
-
 async def _probe(
     settings: DatabaseSettings, url: str, backend: str, requested: int
 ) -> tuple[SlotBudget | None, PoolerInfo | None]:
@@ -486,7 +478,7 @@ async def _probe(
     any pooler, whatever the application's settings), and closes it before the check opens
     its connections.
     """
-    safe = _safe_url(url) if backend == "postgresql" else url
+    safe = safe_url(url) if backend == "postgresql" else url
     engine = create_engine(settings, safe, pool_size=2, max_overflow=0, pool_pre_ping=False)
     opened: list[AsyncConnection] = []
     try:
@@ -535,22 +527,20 @@ def _probe_findings(
                 f"{MAX_CONNECTIONS} to one database (opened {MAX_CONNECTIONS})",
             )
         )
-    if pooler is not None and pooler.detected:
-        findings.append(
-            Finding("transaction_pooler", "info", f"{DETECTED_MESSAGE} ({pooler.evidence})")
-        )
-        if pooler.unsafe:
-            findings.append(
-                Finding(
-                    "pooler_unsafe_settings",
-                    "error",
-                    "the engine's settings are unsafe behind a transaction pooler (prepared "
-                    "statements that 'do not exist' or 'already exist'): "
-                    + "; ".join(pooler.unsafe)
-                    + f". Use ?{SAFE_URL_QUERY} in the database URL",
-                )
-            )
+    findings += pooler_findings(pooler)
     return findings
+
+
+async def probe_pooler(settings: DatabaseSettings, url: str | None = None) -> PoolerInfo | None:
+    """Whether ``url`` (default: the primary) sits behind a transaction pooler, and whether
+    the engine's settings are safe for it; None where it does not apply (not PostgreSQL)."""
+    target = url or settings.database_url
+    backend = _backend(target)
+    if backend != "postgresql":
+        return None
+    with translate_errors(target, "looking for a transaction pooler"):
+        _, pooler = await _probe(settings, target, backend, 1)
+    return pooler
 
 
 # -- one target ----------------------------------------------------------------------------

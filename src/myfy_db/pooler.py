@@ -20,11 +20,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from myfy_db.findings import Finding
+
 __all__ = [
     "DETECTED_MESSAGE",
     "SAFE_URL_QUERY",
     "PoolerInfo",
     "detect_pooler",
+    "pooler_findings",
+    "safe_url",
     "unsafe_settings",
 ]
 
@@ -88,6 +92,17 @@ async def detect_pooler(first: Any, second: Any) -> tuple[bool, list[int], int |
     return False, pids, held, f"both transactions ran on backend {before}"
 
 
+def safe_url(url: str) -> str:
+    """``url`` with ``prepared_statement_cache_size=0`` in its query: with it, myfy-db's
+    engine factory builds an engine that is safe behind a transaction pooler."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    query = dict(parsed.query)
+    query["prepared_statement_cache_size"] = "0"
+    return parsed.set(query=query).render_as_string(hide_password=False)
+
+
 def unsafe_settings(url: str, connect_args: Mapping[str, Any]) -> list[str]:
     """What is unsafe behind a transaction pooler in an asyncpg engine's configuration.
 
@@ -118,3 +133,23 @@ def unsafe_settings(url: str, connect_args: Mapping[str, Any]) -> list[str]:
             f"engine factory sets it when the URL has ?{SAFE_URL_QUERY})"
         )
     return problems
+
+
+def pooler_findings(pooler: PoolerInfo | None) -> list[Finding]:
+    """``transaction_pooler`` (info) when one was detected, and ``pooler_unsafe_settings``
+    (error) with what to set when the engine's settings are unsafe for it."""
+    if pooler is None or not pooler.detected:
+        return []
+    findings = [Finding("transaction_pooler", "info", f"{DETECTED_MESSAGE} ({pooler.evidence})")]
+    if pooler.unsafe:
+        findings.append(
+            Finding(
+                "pooler_unsafe_settings",
+                "error",
+                "the engine's settings are unsafe behind a transaction pooler (prepared "
+                "statements that 'do not exist' or 'already exist'): "
+                + "; ".join(pooler.unsafe)
+                + f". Use ?{SAFE_URL_QUERY} in the database URL",
+            )
+        )
+    return findings

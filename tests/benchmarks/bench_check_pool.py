@@ -5,7 +5,11 @@
    the same number of samples each, timed the same way, each in a fresh process (localhost
    round trips are bimodal with CPU placement, so both sides get the same conditions),
    interleaved over several rounds. Target: at most 1.3x.
-2. The whole ``myfy-db check-pool`` process against ``alembic current`` (a minimal project
+2. The same through a real PgBouncer in transaction mode in front of PostgreSQL: the p50
+   that check-pool reports with the safe URL (``?prepared_statement_cache_size=0``) against
+   a raw asyncpg loop through the same PgBouncer with its statement cache off
+   (``statement_cache_size=0``). Target: at most 1.3x.
+3. The whole ``myfy-db check-pool`` process against ``alembic current`` (a minimal project
    with an async ``env.py``) on the same database. Target: at most 1.0x.
 
 Servers: ``MYFY_TEST_POSTGRES_URL`` / ``MYFY_TEST_MYSQL_URL`` (defaults as in the tests).
@@ -96,12 +100,15 @@ async def _raw_connect(url: str) -> tuple[Any, Any]:
     if u.get_backend_name() == "postgresql":
         import asyncpg
 
+        # Behind a transaction pooler (the URL says so): asyncpg's statement cache off.
+        cache_off = str(u.query.get("prepared_statement_cache_size", "")) == "0"
         conn = await asyncpg.connect(
             host=u.host,
             port=u.port or 5432,
             user=u.username,
             password=u.password,
             database=u.database,
+            **({"statement_cache_size": 0} if cache_off else {}),
         )
 
         async def ping_pg() -> None:
@@ -165,8 +172,39 @@ def _alembic_project(tmp: Path, url: str) -> Path:
     return ini
 
 
+def _through_pgbouncer() -> list[Comparison]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from pgbouncer import PgBouncer, available
+
+    if not available():
+        print("pgbouncer is not installed: PgBouncer comparison skipped", flush=True)
+        return []
+    results = []
+    with PgBouncer.start(POSTGRES_URL, "transaction") as bouncer:
+        url = bouncer.url_with(prepared_statement_cache_size="0")
+        for connections in (CONNECTIONS, 1):
+            ours, raw = interleaved(
+                lambda u=url, c=connections: _reported_p50(u, c),  # type: ignore[misc]
+                lambda u=url, c=connections: _raw_p50(u, c),  # type: ignore[misc]
+                rounds=9,
+            )
+            results.append(
+                Comparison(
+                    f"check-pool reported round-trip p50 (PgBouncer transaction mode, "
+                    f"{connections} conn)",
+                    ours,
+                    raw,
+                    f"raw asyncpg fetchval loop p50, cache off, same PgBouncer "
+                    f"({connections} conn)",
+                    unit="ms",
+                    target=1.3,
+                )
+            )
+    return results
+
+
 def run() -> list[Comparison]:
-    results: list[Comparison] = []
+    results: list[Comparison] = _through_pgbouncer()
     for label, url in (("PostgreSQL", POSTGRES_URL), ("MariaDB", MYSQL_URL)):
         driver = "asyncpg fetchval" if label == "PostgreSQL" else "aiomysql cursor"
         for connections in (CONNECTIONS, 1):

@@ -157,6 +157,8 @@ def profile_pool(
     """
 
     async def action(out: Output) -> None:
+        from dataclasses import asdict
+
         from myfy_db.pool_profile import (
             Traffic,
             assess_tiers,
@@ -196,8 +198,20 @@ def profile_pool(
         )
         settings = loaded.settings
         assessment = assess_tiers(settings)
-        facts = None if offline else await fetch_server_facts(settings)
-        findings = find_issues(settings, traffic, facts, loaded.sources)
+        pooler = None
+        facts_from = settings
+        if not offline and settings.backend == "postgresql":
+            from myfy_db.pool_check import probe_pooler
+            from myfy_db.pooler import safe_url
+
+            pooler = await probe_pooler(settings)
+            if pooler is not None and pooler.unsafe:
+                # The application's settings fail behind this pooler: read the facts safely.
+                facts_from = settings.model_copy(
+                    update={"database_url": safe_url(settings.database_url)}
+                )
+        facts = None if offline else await fetch_server_facts(facts_from)
+        findings = find_issues(settings, traffic, facts, loaded.sources, pooler)
         report = None
         if load_run:
             tasks = concurrency or settings.pool_size + settings.max_overflow
@@ -208,6 +222,7 @@ def profile_pool(
         document = _document(
             loaded, assessment, tier, short, facts, traffic, findings, report, offline
         )
+        document["pooler"] = None if pooler is None else asdict(pooler)
         document["fail_on"] = fail_on.strip().casefold()
         document["ok"] = not failed and not short
         out.emit(document, lambda console: _render(console, document, report))

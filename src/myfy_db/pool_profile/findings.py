@@ -11,6 +11,7 @@ from myfy_db.findings import SEVERITIES, Finding
 from myfy_db.pool_profile.server import MYSQL_DEFAULT_WAIT_TIMEOUT, ServerFacts
 from myfy_db.pool_profile.tiers import POOL_SETTINGS
 from myfy_db.pool_profile.tiers import format_number as _num
+from myfy_db.pooler import PoolerInfo, pooler_findings
 from myfy_db.settings import DatabaseSettings
 from myfy_db.urls import is_sqlite_memory
 
@@ -63,16 +64,33 @@ def find_issues(
     traffic: Traffic,
     facts: ServerFacts | None,
     sources: Mapping[str, str] | None = None,
+    pooler: PoolerInfo | None = None,
 ) -> list[Finding]:
     """Every finding for ``settings``, most severe first.
 
     ``facts`` is None when the server was not consulted (``--offline``) or for SQLite;
-    ``sources`` (setting -> where it came from) lets the SQLite rule name explicit settings.
+    ``sources`` (setting -> where it came from) lets the SQLite rule name explicit settings;
+    ``pooler`` is what :func:`myfy_db.pool_check.probe_pooler` saw (None: not looked).
     """
     if settings.backend == "sqlite":
         findings = _sqlite_findings(settings, sources or {})
     else:
-        findings = _connection_budget(settings, traffic, facts)
+        behind = pooler is not None and pooler.detected
+        findings = pooler_findings(pooler) if behind else []
+        if behind and traffic.pooler_max_client_conn is None:
+            findings.append(
+                Finding(
+                    "pooler_max_client_conn",
+                    "warning",
+                    "behind a transaction pooler the server's max_connections limits the "
+                    "pooler's own server connections, not the application's: give "
+                    "--pooler-max-client-conn N (PgBouncer's max_client_conn) to judge "
+                    f"{traffic.workers} worker(s) x (pool_size + max_overflow) = "
+                    f"{traffic.workers * _per_worker(settings)} connections against it",
+                )
+            )
+        else:
+            findings += _connection_budget(settings, traffic, facts)
         findings += _idle_cut(settings, facts)
     findings += _lifo(settings)
     findings += _littles_law(settings, traffic)

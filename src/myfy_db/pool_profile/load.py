@@ -9,11 +9,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from myfy_db import stats
-from myfy_db.errors import ConfigError
+from myfy_db.errors import CannotConnect, ConfigError
 from myfy_db.findings import Finding
 from myfy_db.pool_check import PoolStatus, pool_status
 from myfy_db.pool_profile.tiers import format_number as _num
 from myfy_db.settings import DatabaseSettings
+from myfy_db.stats import Reservoir
+
+#: Checkout waits kept for the percentiles and the histogram: beyond it, a uniform sample.
+WAIT_SAMPLE = 100_000
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -36,9 +40,18 @@ class LoadReport:
     timeouts: int
     errors: int
     error_samples: list[str]
+    #: The checkout waits (a uniform sample of at most :data:`WAIT_SAMPLE` of them).
     waits_ms: list[float]
     pool_timeout_s: float
     pool_status: PoolStatus
+    #: Every checkout made, and the longest wait (exact, beyond the sample).
+    checkouts: int = -1
+    wait_max_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.checkouts < 0:
+            object.__setattr__(self, "checkouts", len(self.waits_ms))
+            object.__setattr__(self, "wait_max_ms", max(self.waits_ms, default=0.0))
 
     @property
     def throughput(self) -> float:
@@ -57,11 +70,11 @@ class LoadReport:
             "timeouts": self.timeouts,
             "errors": self.errors,
             "error_samples": list(self.error_samples),
-            "checkouts": len(self.waits_ms),
+            "checkouts": self.checkouts,
             "wait_p50_ms": round(self.wait_ms(50), 3),
             "wait_p95_ms": round(self.wait_ms(95), 3),
             "wait_p99_ms": round(self.wait_ms(99), 3),
-            "wait_max_ms": round(max(self.waits_ms, default=0.0), 3),
+            "wait_max_ms": round(self.wait_max_ms, 3),
             "pool_timeout_ms": self.pool_timeout_s * 1000,
             "pool": asdict(self.pool_status),
             "histogram": [
@@ -93,7 +106,12 @@ async def run_load(
 
     await_: Callable[[Awaitable[Any]], Any] = getattr(sa_util, "await_", None) or sa_util.await_only
 
-    from myfy_db.engine import classify_connect_error, open_engine, translate_errors
+    from myfy_db.engine import (
+        classify_connect_error,
+        describe_target,
+        open_engine,
+        translate_errors,
+    )
 
     if concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
@@ -101,7 +119,7 @@ async def run_load(
         raise ConfigError("--duration must be greater than 0")
     url = settings.database_url
     backend = settings.backend
-    waits: list[float] = []
+    waits = Reservoir(WAIT_SAMPLE)  # bounded, however long --duration is
     counts = {"queries": 0, "timeouts": 0, "errors": 0}
     samples: list[str] = []
     clock = time.perf_counter
@@ -115,6 +133,11 @@ async def run_load(
             first = await engine.raw_connection()
             try:
                 await select_one(first.driver_connection)
+            except Exception as exc:  # the driver's own error, outside SQLAlchemy's wrapping
+                lost = classify_connect_error(exc, url) or CannotConnect(
+                    f"the server ended the connection to {describe_target(url)}: {_first_line(exc)}"
+                )
+                raise lost from exc
             finally:
                 await greenlet_spawn(first.close)
             started = clock()
@@ -126,7 +149,7 @@ async def run_load(
                 # Runs in a greenlet, as SQLAlchemy's own sync code does: a checkout that
                 # finds a free connection costs no task switch, which keeps the generator's
                 # own overhead per query small (the driver and the server set the pace).
-                record = waits.append
+                record = waits.add
                 while clock() < deadline:
                     begin = clock()
                     try:
@@ -170,7 +193,9 @@ async def run_load(
         timeouts=counts["timeouts"],
         errors=counts["errors"],
         error_samples=samples,
-        waits_ms=waits,
+        waits_ms=waits.values,
+        checkouts=waits.count,
+        wait_max_ms=0.0 if not waits.count else waits.high,
         pool_timeout_s=settings.pool_timeout,
         pool_status=status,
     )
