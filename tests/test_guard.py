@@ -94,6 +94,7 @@ def test_custom_protected_environment_stays_protected_for_later_invocations(
         ["migrate", "stamp", "base"],
         ["migrate", "up", "head"],
         ["migrate", "down", "base", "--yes"],
+        ["migrate", "reset", "--yes"],
         ["migrate"],
         ["create-tables", "--metadata", EXAMPLE],
         ["drop-tables", "--all", "--yes"],

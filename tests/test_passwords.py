@@ -184,3 +184,27 @@ def test_no_printable_password_survives_any_output(password: str) -> None:
     result = invoke("--traceback", "check-pool", "--json", "--url", bad)
     assert result.exit_code == 4, result.stderr
     assert not _leaks(result.stdout + result.stderr, password), result.stderr
+
+
+def test_pool_reports_mask_primary_and_replica_passwords(postgres_url: str) -> None:
+    """PostgreSQL (trust auth) connects whatever the password: the reports run in full."""
+    u = make_url(postgres_url)
+    primary_pw = "Pr/?#: %Canary-1"
+    replica_pw = "Re/?#@: %Canary-2"
+    primary = f"postgresql+asyncpg://postgres:{primary_pw}@{u.host}:{u.port}/{u.database}"
+    replica = str(
+        u.set(username="postgres", password=replica_pw).render_as_string(hide_password=False)
+    )
+    env = {"MYFY_DATA_DATABASE_URL": primary, "MYFY_DATA_REPLICA_URLS": replica}
+    for args in (
+        ["check-pool", "--samples", "2"],
+        ["check-pool", "--samples", "2", "--json"],
+        ["profile-pool", "--workers", "2"],
+        ["profile-pool", "--workers", "2", "--json"],
+        ["--traceback", "check-pool", "--samples", "2", "--replica", replica],
+    ):
+        result = invoke(*args, env=env)
+        assert result.exit_code != 4, (args, result.stderr)
+        out = result.stdout + result.stderr
+        assert not _leaks(out, primary_pw), (args, out)
+        assert not _leaks(out, replica_pw), (args, out)
