@@ -39,6 +39,9 @@ def runner() -> CliRunner:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
+    """A fresh, empty SQLite database (the file exists, as a fresh server database does:
+    commands that only read refuse a missing file)."""
+    (tmp_path / "test.db").touch()
     return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
 
 

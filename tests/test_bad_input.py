@@ -9,6 +9,9 @@ one or two lines on stderr that name what is wrong (and where it came from), and
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import invoke
+from migrate_project import write_project
 from myfy_db.errors import MyfyDbError
+from schema_support import EXAMPLE, execute, write_module
 
 PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 T = TypeVar("T")
@@ -36,6 +41,7 @@ class Case:
     says: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    setup: Callable[[Path], object] | None = None
 
 
 def url_case(
@@ -444,7 +450,100 @@ SOURCE_CASES = [
     ),
 ]
 
-CASES = [*URL_CASES, *NUMBER_CASES, *SOURCE_CASES]
+TYPO = "sqlite+aiosqlite:///./typo.db"
+READ_ONLY_CASES = [
+    Case(
+        f"missing-sqlite-{'-'.join(args).replace('--', '')}",
+        (*args, "--url", TYPO),
+        4,
+        ("no such database file: ./typo.db",),
+        setup=write_project if args[0] == "migrate" else None,
+    )
+    for args in (
+        ("check-pool",),
+        ("migrate", "status"),
+        ("migrate", "current"),
+        ("migrate", "check", "--metadata", "myfy_db.example:Base"),
+        ("drop-tables", "--dry-run", "--all"),
+        ("drop-tables", "--dry-run", "--metadata", "myfy_db.example:Base"),
+        ("shell", "--read-only", "-c", "1"),
+    )
+]
+
+
+def _revision(body: str, name: str = "r1") -> Callable[[Path], object]:
+    """A project whose one revision file is ``body``."""
+
+    def setup(root: Path) -> None:
+        write_project(root, [])
+        (root / "migrations" / "versions" / f"{name}.py").write_text(body)
+
+    return setup
+
+
+def _without_env_py(root: Path) -> None:
+    write_project(root)
+    (root / "migrations" / "env.py").unlink()
+
+
+def _bad_ini(line: str) -> Callable[[Path], object]:
+    def setup(root: Path) -> None:
+        ini = write_project(root)
+        text = ini.read_text()
+        ini.write_text(text.replace("[alembic]\n", f"[alembic]\n{line}\n", 1))
+
+    return setup
+
+
+def _interpolated_location(root: Path) -> None:
+    ini = write_project(root)
+    lines = [
+        "script_location = %(nope)s" if line.startswith("script_location") else line
+        for line in ini.read_text().splitlines()
+    ]
+    ini.write_text("\n".join(lines) + "\n")
+
+
+SYNTAX_ERROR = 'revision = "r1"\ndown_revision = None\ndef upgrade(:\n    pass\n'
+DANGLING = 'revision = "r1"\ndown_revision = "gone"\ndef upgrade():\n    pass\n'
+IMPORT_ERROR = 'import no_such_module_here\nrevision = "r1"\ndown_revision = None\n'
+EXITS_ON_LOAD = 'import sys\nrevision = "r1"\ndown_revision = None\nsys.exit(0)\n'
+SQLITE_FILE = "sqlite+aiosqlite:///./alembic_cases.db"
+ALEMBIC_CASES = [
+    *(
+        Case(
+            f"alembic-{name}-{'-'.join(verb) or 'up'}",
+            ("migrate", *verb, "--url", SQLITE_FILE),
+            2,
+            says,
+            setup=setup,
+        )
+        for name, setup, says in (
+            ("bad-interpolation", _interpolated_location, ("alembic.ini", "%(nope)s")),
+            ("syntax-error", _revision(SYNTAX_ERROR), ("r1.py line 3", "invalid syntax")),
+            ("dangling", _revision(DANGLING), ("revision r1", "'gone'")),
+            ("no-env-py", _without_env_py, ("no env.py", "env.py not found")),
+            ("import-error", _revision(IMPORT_ERROR), ("r1.py line 1", "no_such_module_here")),
+            ("exits-on-load", _revision(EXITS_ON_LOAD), ("r1.py line 4", "sys.exit(0)")),
+        )
+        for verb in ((), ("status",), ("history",))
+    ),
+    Case(
+        "alembic-bad-interpolation-other-option",
+        ("migrate", "history"),
+        2,
+        ("alembic.ini", "%(missing_option)s"),
+        setup=_bad_ini("file_template = %(missing_option)s"),
+    ),
+    Case(
+        "alembic-no-ini",
+        ("migrate", "status"),
+        2,
+        ("no Alembic project",),
+    ),
+]
+
+CASES = [*URL_CASES, *NUMBER_CASES, *SOURCE_CASES, *READ_ONLY_CASES, *ALEMBIC_CASES]
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -461,6 +560,9 @@ def error_lines(stderr: str) -> list[str]:
 def test_bad_input_is_one_clear_line_and_its_exit_code(case: Case, tmp_path: Path) -> None:
     for name, text in case.files.items():
         (tmp_path / name).write_text(text)
+    if case.setup is not None:
+        case.setup(tmp_path)
+    before = _tree(tmp_path)
     result = invoke(*case.args, env=case.env)
     lines = error_lines(result.stderr)
     assert result.exit_code == case.code, result.stderr
@@ -469,11 +571,16 @@ def test_bad_input_is_one_clear_line_and_its_exit_code(case: Case, tmp_path: Pat
         assert fragment in result.stderr, result.stderr
     assert "unexpected" not in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "x.db").exists()
-    assert not (tmp_path / "myfy.db").exists()
+    assert _tree(tmp_path) == before  # a refused command creates nothing
 
 
-def test_an_unknown_name_is_a_warning_once_for_other_commands(sqlite_url: str) -> None:
+def _tree(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if "__pycache__" not in p.parts}
+
+
+def test_an_unknown_name_is_a_warning_once_for_other_commands(
+    sqlite_url: str, tmp_path: Path
+) -> None:
     result = invoke(
         "check-pool", "--url", sqlite_url, "--samples", "1", env={"MYFY_DATA_POOL_SIZ": "3"}
     )
@@ -501,6 +608,33 @@ def test_a_valid_config_with_importable_metadata_is_still_valid(tmp_path: Path) 
     )
     result = invoke("config", "--metadata", "good_models:metadata")
     assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("create-tables", "--metadata", "myfy_db.example:Base"), ("shell", "-c", "1"), ("migrate",)],
+)
+def test_a_writing_command_still_creates_its_sqlite_file(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    write_project(tmp_path)
+    result = invoke(*args, "--url", TYPO)
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "typo.db").is_file()
+
+
+def test_a_revision_that_calls_sys_exit_is_a_failed_revision(tmp_path: Path) -> None:
+    _revision(
+        'import sys\nrevision = "r1"\ndown_revision = None\n'
+        "def upgrade():\n    sys.exit(0)\ndef downgrade():\n    pass\n"
+    )(tmp_path)
+    result = invoke("migrate", "--url", SQLITE_FILE)
+    assert result.exit_code == 1, result.stderr
+    first, second = result.stderr.strip().splitlines()
+    assert "revision r1" in first
+    assert "sys.exit(0)" in first
+    assert "stays at revision base" in second
+    assert invoke("migrate", "current", "--url", SQLITE_FILE).stdout.count("r1") == 0
 
 
 def test_the_table_holds_at_least_sixty_cases() -> None:
@@ -605,3 +739,157 @@ def test_any_url_and_settings_give_an_engine_or_a_documented_error(
     finally:
         for name in values:
             monkeypatch.delenv(name, raising=False)
+
+
+# -- stdout whose reader went away (`| head -1`): one rule for every command ------------
+
+PIPE_COMMANDS = [
+    ("config",),
+    ("config", "--json"),
+    ("check-pool", "--samples", "1"),
+    ("check-pool", "--samples", "1", "--json"),
+    ("profile-pool", "--offline"),
+    ("create-tables", "--sql", "--metadata", "myfy_db.example:Base"),
+    ("drop-tables", "--dry-run", "--all"),
+    ("migrate", "status"),
+    ("migrate", "history"),
+    ("migrate", "heads"),
+    ("migrate", "--sql"),
+    ("shell", "-c", "print('x' * 100)"),
+]
+
+
+def _run_with_stdout(args: tuple[str, ...], cwd: Path, *, reader_gone: bool) -> tuple[int, str]:
+    """Run ``python -m myfy_db ARGS`` with stdout a pipe whose reader is gone (or reads)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
+    env["MYFY_DATA_DATABASE_URL"] = f"sqlite+aiosqlite:///{cwd / 'pipe.db'}"
+    read_end, write_end = os.pipe()
+    if reader_gone:
+        os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "myfy_db", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+        if not reader_gone:
+            os.close(read_end)
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize("args", PIPE_COMMANDS, ids=[" ".join(a[:2]) for a in PIPE_COMMANDS])
+def test_a_closed_stdout_leaves_the_exit_code_and_says_nothing(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    write_project(tmp_path)
+    (tmp_path / "pipe.db").touch()
+    expected, _ = _run_with_stdout(args, tmp_path, reader_gone=False)
+    code, stderr = _run_with_stdout(args, tmp_path, reader_gone=True)
+    assert code == expected, stderr
+    assert "Traceback" not in stderr
+    assert "unexpected" not in stderr
+    assert "Broken pipe" not in stderr
+    assert "Error" not in stderr or expected != 0
+
+
+def test_head_dash_1_on_a_long_output_exits_as_without_it(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    script = f"{sys.executable} -m myfy_db create-tables --sql --metadata myfy_db.example:Base"
+    script += f" --url sqlite+aiosqlite:///{tmp_path / 'h.db'} | head -1; exit ${{PIPESTATUS[0]}}"
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 1
+    assert "Traceback" not in done.stderr
+
+
+# -- the shell without standard input --------------------------------------------------
+
+
+def test_shell_with_stdin_closed_and_no_code_is_exit_2(tmp_path: Path) -> None:
+    url = "sqlite+aiosqlite:///:memory:"
+    done = subprocess.run(
+        ["bash", "-c", f'exec "$0" -m myfy_db shell --url {url} <&-', sys.executable],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1:] == [
+        "Error: no terminal: use -c CODE or run it in a terminal"
+    ]
+    assert "Traceback" not in done.stderr
+
+
+def test_shell_reads_code_piped_to_it(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "myfy_db", "shell", "--url", "sqlite+aiosqlite:///:memory:"],
+        input="print(6 * 7)\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "42" in done.stdout
+
+
+# -- server errors keep the server's words: class and code, DETAIL and HINT -------------
+
+
+def test_a_postgresql_failure_keeps_its_sqlstate_detail_and_hint(postgres_url: str) -> None:
+    assert invoke("create-tables", "--url", postgres_url, "--metadata", EXAMPLE).exit_code == 0
+    execute(postgres_url, "CREATE VIEW user_names AS SELECT name FROM users")
+    result = invoke("drop-tables", "--url", postgres_url, "--metadata", EXAMPLE, "--yes")
+    assert result.exit_code == 1
+    first, second = result.stderr.strip().splitlines()
+    assert "dependent objects still exist (2BP01)" in first
+    assert "cannot drop table users because other objects depend on it" in first
+    assert "DETAIL: view user_names depends on table users" in second
+    assert "HINT: Use DROP ... CASCADE" in second
+    assert "nothing was dropped" in second
+
+
+def test_a_postgresql_error_is_named_by_its_sqlstate_class(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    write_module(tmp_path, "elsewhere_models", NOWHERE_SCHEMA)
+    result = invoke("create-tables", "--url", postgres_url, "--metadata", "elsewhere_models:md")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert "invalid schema name (3F000)" in lines[0]
+    assert 'schema "nowhere" does not exist' in lines[0]
+
+
+def test_a_mysql_failure_keeps_its_code_and_message(mysql_url: str, tmp_path: Path) -> None:
+    write_module(tmp_path, "long_models", LONG_NAME)
+    result = invoke("create-tables", "--url", mysql_url, "--metadata", "long_models:md")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "MySQL error 1103" in lines[0]
+    assert "Incorrect table name" in lines[0]
+
+
+NOWHERE_SCHEMA = """
+from sqlalchemy import Column, Integer, MetaData, Table
+md = MetaData()
+Table("t", md, Column("id", Integer, primary_key=True), schema="nowhere")
+"""
+LONG_NAME = f"""
+from sqlalchemy import Column, Integer, MetaData, Table
+md = MetaData()
+Table("{"t" * 70}", md, Column("id", Integer, primary_key=True))
+"""

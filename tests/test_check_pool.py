@@ -183,6 +183,7 @@ def test_every_replica_is_checked_beside_the_primary(server_url: str) -> None:
 
 
 def test_replicas_appear_in_the_human_report(sqlite_url: str, tmp_path: Any) -> None:
+    (tmp_path / "replica.db").touch()  # check-pool only reads: it creates no database
     replica = f"sqlite+aiosqlite:///{tmp_path / 'replica.db'}"
     result = _check("--url", sqlite_url, env={"MYFY_DATA_REPLICA_URLS": replica})
     assert result.exit_code == 0, result.stderr

@@ -14,6 +14,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -25,6 +26,7 @@ from sqlalchemy.pool import StaticPool
 from myfy_db.command_name import command_name, current_command
 from myfy_db.connections import track as track_connections
 from myfy_db.errors import CannotConnect, ConfigError, MyfyDbError, OperationFailed
+from myfy_db.read_only import reads_only
 from myfy_db.settings import DatabaseSettings
 from myfy_db.urls import is_sqlite_memory, mask_url, redact, register_url_secret, url_problem
 from myfy_db.waiting import WaitBudget, current_wait
@@ -130,6 +132,8 @@ def create_engine(
     problem = url_problem(target)
     if problem is not None:
         raise ConfigError(f"cannot build an engine for {mask_url(target)}: {problem}")
+    if reads_only():
+        _require_sqlite_file(target)
     name = _connection_name(command)
     options = engine_options(settings, target, command=name)
     options.update(overrides)
@@ -224,6 +228,23 @@ def _wait_on_connect(engine: AsyncEngine, url: str, wait: WaitBudget) -> None:
             return connection
 
     event.listen(engine.sync_engine, "do_connect", do_connect)
+
+
+def _require_sqlite_file(url: str) -> None:
+    """Refuse a SQLite file that does not exist: a command that only reads creates nothing."""
+    if is_sqlite_memory(url):
+        return
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return
+    database = parsed.database
+    if database.startswith("file:"):
+        database = database.removeprefix("file:").split("?", 1)[0]
+    if not Path(database).exists():
+        raise CannotConnect(
+            f"no such database file: {database}",
+            hint="check the path in the database URL; a command that only reads creates none",
+        )
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -450,5 +471,46 @@ def translate_errors(url: str, action: str = "query") -> Iterator[None]:
         connect = classify_connect_error(exc, url)
         if connect is not None:
             raise connect from exc
-        detail = _first_line(getattr(exc, "orig", None) or exc)
-        raise OperationFailed(f"{action} failed: {redact(detail)}") from exc
+        message, detail = describe_server_error(exc)
+        raise OperationFailed(
+            redact(f"{action} failed: {message}"), hint=redact(detail) if detail else None
+        ) from exc
+
+
+def describe_server_error(exc: BaseException) -> tuple[str, str | None]:
+    """The database's own account of ``exc``: a line naming the error by its class and code
+    (``dependent objects still exist (2BP01): cannot drop table a ...``, ``MySQL error 1051:
+    Unknown table ...``) and the server's DETAIL and HINT as a second line, when it sent any.
+    """
+    for item in _chain(exc):
+        sqlstate = getattr(item, "sqlstate", None)
+        if isinstance(sqlstate, str) and type(item).__module__.startswith("asyncpg"):
+            message = getattr(item, "message", None) or _first_line(item)
+            extra = [
+                f"{label}: {' '.join(str(text).split())}"
+                for label, text in (
+                    ("DETAIL", getattr(item, "detail", None)),
+                    ("HINT", getattr(item, "hint", None)),
+                )
+                if text
+            ]
+            return f"{_error_words(type(item).__name__)} ({sqlstate}): {message}", (
+                "; ".join(extra) or None
+            )
+        code = _mysql_code(item)
+        if code is not None:
+            text = str(item.args[1]) if len(item.args) > 1 else _first_line(item)
+            return f"MySQL error {code}: {' '.join(text.split())}", None
+        if _is_sqlite(item):
+            name = getattr(item, "sqlite_errorname", None)
+            return (f"{_first_line(item)} ({name})" if name else _first_line(item)), None
+    return _first_line(getattr(exc, "orig", None) or exc), None
+
+
+def _error_words(class_name: str) -> str:
+    """``DependentObjectsStillExistError`` -> ``dependent objects still exist``."""
+    import re
+
+    name = class_name.removesuffix("Error") or "server"
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
+    return "server error" if words in ("postgres", "server") else words

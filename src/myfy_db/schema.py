@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import DropTable
 
-from myfy_db.engine import classify_connect_error
+from myfy_db.engine import classify_connect_error, describe_server_error
 from myfy_db.errors import OperationFailed, Refused
 from myfy_db.guard import (
     META_TABLE,
@@ -199,10 +199,11 @@ async def _run_script(conn: AsyncConnection, statements: list[str]) -> None:
     try:
         await raw.driver_connection.execute(script)  # type: ignore[union-attr]
     except Exception as exc:
-        detail = redact((str(exc).strip() or type(exc).__name__).splitlines()[0])
+        detail, server_hint = describe_server_error(exc)
+        hint = "nothing was created: the transaction was rolled back"
         raise OperationFailed(
-            f"create-tables failed: {detail}",
-            hint="nothing was created: the transaction was rolled back",
+            redact(f"create-tables failed: {detail}"),
+            hint=redact(f"{server_hint}; {hint}" if server_hint else hint),
         ) from exc
 
 
@@ -440,13 +441,16 @@ def drop_tables_sync(
     except SQLAlchemyError as exc:
         if classify_connect_error(exc, connection.engine.url.render_as_string()) is not None:
             raise
-        detail = redact(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+        detail, server_hint = describe_server_error(exc)
         if plan.transactional:
             hint = "nothing was dropped: the transaction was rolled back"
         else:
             done = ", ".join(dropped) or "none"
             hint = f"{dialect} does not roll back DDL: already dropped: {done}"
-        raise OperationFailed(f"drop-tables failed {step}: {detail}", hint=hint) from exc
+        hint = f"{server_hint}; {hint}" if server_hint else hint
+        raise OperationFailed(
+            redact(f"drop-tables failed {step}: {detail}"), hint=redact(hint)
+        ) from exc
     finally:
         if mysql:
             with suppress(SQLAlchemyError):

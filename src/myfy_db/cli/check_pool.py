@@ -138,7 +138,7 @@ def check_pool(
         if failure is not None:
             raise failure
 
-    run(action, json_mode=json_output)
+    run(action, json_mode=json_output, read_only=True)
 
 
 async def _watch(

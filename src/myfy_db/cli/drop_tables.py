@@ -186,7 +186,7 @@ def drop_tables(
 
         out.emit(document, render)
 
-    run(action, json_mode=json_output)
+    run(action, json_mode=json_output, read_only=dry_run)
 
 
 __all__ = ["drop_tables"]

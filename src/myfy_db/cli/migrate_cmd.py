@@ -504,7 +504,7 @@ def status(
         if several:
             out.warn(f"{several_heads(result.heads)}: {SEVERAL_HEADS_HINT}")
 
-    run(action, json_mode=_json(ctx, json_output))
+    run(action, json_mode=_json(ctx, json_output), read_only=True)
 
 
 @app.command("history")
@@ -549,7 +549,7 @@ def history(
 
         out.emit({"revisions": [r.to_dict() for r in revisions]}, human)
 
-    run(action, json_mode=_json(ctx, json_output))
+    run(action, json_mode=_json(ctx, json_output), read_only=True)
 
 
 @app.command("current")
@@ -580,7 +580,7 @@ def current(
 
         out.emit(result.to_dict(), human)
 
-    run(action, json_mode=_json(ctx, json_output))
+    run(action, json_mode=_json(ctx, json_output), read_only=True)
 
 
 @app.command("heads")
@@ -604,7 +604,7 @@ def heads(
 
         out.emit({"heads": [r.to_dict() for r in found]}, human)
 
-    run(action, json_mode=_json(ctx, json_output))
+    run(action, json_mode=_json(ctx, json_output), read_only=True)
 
 
 @app.command("branches")
@@ -632,7 +632,7 @@ def branches(
 
         out.emit({"branch_points": [b.to_dict() for b in found]}, human)
 
-    run(action, json_mode=_json(ctx, json_output))
+    run(action, json_mode=_json(ctx, json_output), read_only=True)
 
 
 @app.command("show", cls=RevisionCommand)
@@ -676,7 +676,7 @@ def show(
 
         out.emit({"revisions": [r.to_dict() for r in found]}, human)
 
-    run(action, json_mode=_json(ctx, json_output))
+    run(action, json_mode=_json(ctx, json_output), read_only=True)
 
 
 @app.command("merge", cls=RevisionCommand)
@@ -804,7 +804,7 @@ def check(
                 hint="write a revision: myfy-db migrate new -m MSG --autogenerate",
             )
 
-    run(action, json_mode=_json(ctx, json_output))
+    run(action, json_mode=_json(ctx, json_output), read_only=True)
 
 
 @app.command("init")

@@ -100,4 +100,4 @@ def lint(
                 "`# myfy-db: allow RULE-ID -- reason` beside the operation",
             )
 
-    run(action, json_mode=_json(ctx, json_output))
+    run(action, json_mode=_json(ctx, json_output), read_only=True)

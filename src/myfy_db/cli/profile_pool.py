@@ -238,7 +238,7 @@ def profile_pool(
         if problems:
             raise CheckFailed("; ".join(problems))
 
-    run(action, json_mode=json_output)
+    run(action, json_mode=json_output, read_only=True)
 
 
 async def _run_load_with_progress(

@@ -94,11 +94,13 @@ def run(
     *,
     json_mode: bool = False,
     command: str | None = None,
+    read_only: bool = False,
 ) -> None:
     """Run one command's ``action`` and translate whatever it raises, once, at the edge.
 
     The connections the action opens are named after ``command`` (default: the command
-    invoked, e.g. ``myfy-db check-pool``; see :func:`set_invoked_command`).
+    invoked, e.g. ``myfy-db check-pool``; see :func:`set_invoked_command`). A command that
+    only reads says ``read_only``: its engines never create a SQLite file (exit 4 instead).
     """
     import inspect
     import traceback
@@ -107,10 +109,10 @@ def run(
     from myfy_db.command_name import command_name
     from myfy_db.errors import Interrupted
     from myfy_db.output import Output
+    from myfy_db.read_only import only_reading
     from myfy_db.urls import redact
     from myfy_db.waiting import waiting_for_database
 
-    out = Output(json_mode=json_mode)
     show_trace = wants_traceback()
 
     def hard_stop(error: MyfyDbError) -> None:
@@ -120,10 +122,14 @@ def run(
         out.error(error)
         exit_now(int(error.exit_code))
 
+    stdout = sys.stdout
+    sys.stdout = _ReaderMayLeave(stdout)
+    out = Output(json_mode=json_mode)
     try:
         with (
             sigterm_unwinds(),
             command_name(command or _invoked["command"]),
+            only_reading(read_only),
             waiting_for_database(_wait_option(), out.info),
         ):
             try:
@@ -138,7 +144,7 @@ def run(
         out.error(error)
         raise typer.Exit(int(error.exit_code)) from None
     except BrokenPipeError:
-        # The reader went away (`myfy-db ... | head`): stop quietly, as Unix tools do.
+        # A closed pipe the wrapper did not see (another stream): the rule below still holds.
         _silence_stdout()
         raise typer.Exit(int(ExitCode.OK)) from None
     except (typer.Exit, typer.Abort):
@@ -150,6 +156,41 @@ def run(
         message = f"unexpected {type(exc).__name__}" + (f": {detail}" if detail else "")
         out.error(MyfyDbError(message, hint="run again with --traceback for the details"))
         raise typer.Exit(int(ExitCode.FAILED)) from None
+    finally:
+        if sys.stdout.__class__ is _ReaderMayLeave:
+            sys.stdout = stdout
+
+
+class _ReaderMayLeave:
+    """stdout for one command, after the rule for a reader that goes away (``| head -1``):
+    the output it no longer reads is dropped, and the command finishes its work and exits
+    with its own exit code, saying nothing about the lost output (README, "Exit codes")."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return int(self._stream.write(text))
+            except BrokenPipeError:
+                self._reader_left()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_left()
+
+    def _reader_left(self) -> None:
+        self._gone = True
+        _silence_stdout()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _wait_option() -> float | None:

@@ -10,6 +10,7 @@ import typer
 from myfy_db.cli.options import EnvFileOption, MetadataOption, UrlOption, WaitOption, YesOption
 from myfy_db.cli.process import user_code_runs
 from myfy_db.cli.runtime import fail_usage, load, run, wants_traceback
+from myfy_db.errors import ConfigError
 
 if TYPE_CHECKING:
     from myfy_db.output import Output
@@ -73,6 +74,8 @@ def shell(
         fail_usage("-c runs without a REPL; leave out --ipython/--ptpython")
 
     def action(out: Output) -> Any:
+        if command is None and _stdin_closed():
+            raise ConfigError("no terminal: use -c CODE or run it in a terminal")
         import myfy_db.shell  # noqa: F401  (SQLAlchemy and the session load with start-up)
 
         settings = load(url, env_file, metadata=metadata).settings
@@ -88,7 +91,24 @@ def shell(
         )
         return None
 
-    run(action)
+    run(action, read_only=read_only)
+
+
+def _stdin_closed() -> bool:
+    """True when there is no standard input to read code from (``<&-``): a pipe or a file
+    of code is fine, and so is a terminal."""
+    import io
+    import os
+
+    if sys.stdin is None or sys.stdin.closed:
+        return True
+    try:
+        os.fstat(sys.stdin.fileno())
+    except io.UnsupportedOperation:  # not a file descriptor (an embedding program's stream)
+        return False
+    except (OSError, ValueError):
+        return True
+    return False
 
 
 def _sandbox_mode(

@@ -92,11 +92,64 @@ class MigrationProject:
         from alembic.util import CommandError
 
         try:
-            return ScriptDirectory.from_config(Config(self.ini_path))
+            script = ScriptDirectory.from_config(Config(self.ini_path))
         except CommandError as exc:
             raise ConfigError(
                 f"{self.ini_path}: {exc}", hint="check script_location in alembic.ini"
             ) from None
+        _load_revisions(script)
+        return script
+
+
+def _load_revisions(script: ScriptDirectory) -> None:
+    """Read every revision file now, so that a broken one is a :class:`ConfigError` (exit 2)
+    naming the file and line, before anything connects or runs."""
+    import traceback
+    import warnings
+
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+
+    hint = "fix the revision file; nothing ran"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            script.revision_map.heads  # noqa: B018  (loads and links every revision)
+        except SyntaxError as exc:
+            where = f"{exc.filename} line {exc.lineno}"
+            raise ConfigError(f"revision file {where}: {exc.msg}", hint=hint) from None
+        except KeyError as exc:
+            missing = exc.args[0] if exc.args else "?"
+            raise ConfigError(_dangling(script, str(missing), caught), hint=hint) from None
+        except (CommandError, RevisionError) as exc:
+            raise ConfigError(str(exc).strip().splitlines()[0], hint=hint) from None
+        except (Exception, SystemExit) as exc:
+            frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename]
+            where = f"{frames[-1].filename} line {frames[-1].lineno}" if frames else "?"
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            what = (
+                f"calls sys.exit({exc.code!r})"
+                if isinstance(exc, SystemExit)
+                else f"raises {type(exc).__name__}: {text}"
+            )
+            raise ConfigError(f"revision file {where} {what} when loaded", hint=hint) from None
+    dangling = [w for w in caught if "is not present" in str(w.message)]
+    if dangling:
+        raise ConfigError(_dangling(script, None, dangling), hint=hint)
+
+
+def _dangling(script: ScriptDirectory, missing: str | None, caught: list[Any]) -> str:
+    """Which revision names a ``down_revision`` (or dependency) no revision file defines."""
+    import re
+
+    for warning in caught:
+        found = re.match(r"Revision (\S+) referenced from .*?-> (\S+)", str(warning.message))
+        if found and (missing is None or found[1] == missing):
+            return (
+                f"revision {found[2]} names down_revision {found[1]!r}, "
+                f"which no revision file in {script.versions} defines"
+            )
+    return f"a revision names down_revision {missing!r}, which no revision file defines"
 
 
 def find_project(config_path: Path | None = None) -> MigrationProject:
@@ -105,11 +158,27 @@ def find_project(config_path: Path | None = None) -> MigrationProject:
     if not path.is_file():
         where = f"{path}" if config_path is not None else f"{DEFAULT_INI} in {Path.cwd()}"
         raise ConfigError(f"no Alembic project: {where} not found", hint=INIT_HINT)
-    parser = configparser.ConfigParser(interpolation=None)
+    # As Alembic reads it: %(here)s is the file's directory; other %(name)s are interpolated.
+    parser = configparser.ConfigParser(defaults={"here": str(path.resolve().parent)})
     try:
         parser.read(path, encoding="utf-8")
+        if parser.has_section("alembic"):
+            for option in parser.options("alembic"):
+                parser.get("alembic", option)
+    except configparser.InterpolationMissingOptionError as exc:
+        raise ConfigError(
+            f"cannot read {path}: [{exc.section}] {exc.option} refers to %({exc.reference})s, "
+            "which is not defined",
+            hint="define it, or write a literal % as %%",
+        ) from None
     except configparser.Error as exc:
         raise ConfigError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
     if not parser.has_option("alembic", "script_location"):
         raise ConfigError(f"{path} has no [alembic] script_location", hint=INIT_HINT)
+    location = Path(parser.get("alembic", "script_location"))
+    if location.is_dir() and not (location / "env.py").is_file():
+        raise ConfigError(
+            f"the Alembic project has no env.py: {location / 'env.py'} not found",
+            hint="restore it, or scaffold a project with `myfy-db migrate init`",
+        )
     return MigrationProject(path.resolve(), parser.has_option("alembic", "sqlalchemy.url"))

@@ -121,6 +121,12 @@ def alembic_errors() -> Iterator[None]:
         yield
     except (CommandError, RevisionError) as exc:
         raise ConfigError(redact(str(exc).strip().splitlines()[0])) from None
+    except SystemExit as exc:  # a revision's sys.exit() is a failed revision, not success
+        raise RevisionExited(f"the revision called sys.exit({exc.code!r})") from None
+
+
+class RevisionExited(Exception):
+    """A revision called ``sys.exit()``: it failed (exit 1), whatever code it gave."""
 
 
 def applied_revisions(script: ScriptDirectory, current: Iterable[str]) -> set[str]:
