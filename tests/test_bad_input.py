@@ -893,3 +893,58 @@ from sqlalchemy import Column, Integer, MetaData, Table
 md = MetaData()
 Table("{"t" * 70}", md, Column("id", Integer, primary_key=True))
 """
+
+
+# -- every number, now and later: derived from the command tree and the settings model --
+
+
+def _float_flags() -> list[tuple[tuple[str, ...], str]]:
+    import typer.main
+
+    from myfy_db.cli.application import app
+
+    found: list[tuple[tuple[str, ...], str]] = []
+
+    def walk(command: object, path: tuple[str, ...]) -> None:
+        for param in getattr(command, "params", []):
+            annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+            if isinstance(annotation, type) and issubclass(annotation, float):
+                found.append((path, param.opts[0]))
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            walk(sub, (*path, name))
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+FLOAT_FLAGS = _float_flags()
+
+
+@pytest.mark.parametrize(
+    ("path", "flag"), FLOAT_FLAGS, ids=[f"{' '.join(p)} {f}" for p, f in FLOAT_FLAGS]
+)
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_every_number_flag_refuses_a_non_finite_value(
+    path: tuple[str, ...], flag: str, value: str
+) -> None:
+    result = invoke(*path, flag, value)
+    assert result.exit_code == 2, result.stderr
+    assert flag in result.stderr
+    assert "finite" in result.stderr or "greater than" in result.stderr
+
+
+def test_every_number_setting_refuses_a_non_finite_value() -> None:
+    from myfy_db.settings import DatabaseSettings, InvalidSettings, env_var, load_settings
+
+    numbers = [
+        name
+        for name, info in DatabaseSettings.model_fields.items()
+        if info.annotation in (float, int)
+    ]
+    assert {"pool_timeout", "connect_timeout", "pool_size"} <= set(numbers)
+    for name in numbers:
+        for value in ("inf", "nan", "-inf", "1e999"):
+            with pytest.raises(InvalidSettings) as raised:
+                load_settings({name: value})
+            assert name in str(raised.value)
+            assert env_var(name)  # the name a user would set it by exists

@@ -73,7 +73,7 @@ AtomicOption = Annotated[
     ),
 ]
 DdlLockTimeoutOption = Annotated[
-    float | None,
+    FiniteFloat | None,
     typer.Option(
         "--ddl-lock-timeout",
         min=0,
