@@ -83,7 +83,7 @@ WARM_UP_PINGS = 5
 HISTOGRAM_BUCKETS = 8
 #: At most this many connections to one database, whatever pool_size or --connections say.
 MAX_CONNECTIONS = 200
-#: Slots always left free for everyone else (or a tenth of the usable slots, if more).
+#: Slots always left free for everyone else (or a fifth of the usable slots, if more).
 SLOT_MARGIN_MIN = 2
 #: Timings kept per measure: beyond it a uniform sample (exact n, mean, min and max).
 SAMPLE_CAPACITY = 100_000
@@ -464,7 +464,7 @@ async def _read_slots(backend: str, driver: Any) -> SlotBudget | None:
     else:
         return None
     free = limit - reserved - in_use
-    margin = max(SLOT_MARGIN_MIN, (limit - reserved) // 10)
+    margin = max(SLOT_MARGIN_MIN, (limit - reserved) // 5)
     allowed = max(1, min(MAX_CONNECTIONS, free - margin + 1))
     return SlotBudget(limit, reserved, in_use, free, margin, allowed)
 
