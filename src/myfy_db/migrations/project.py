@@ -71,7 +71,8 @@ class MigrationProject:
         )
         # In memory only, never written: an env.py that builds its own engine from
         # sqlalchemy.url (Alembic's generic and async templates) reaches the same database.
-        config.set_main_option("sqlalchemy.url", attributes[env.URL].replace("%", "%%"))
+        own_url = attributes[env.URL] if self._env_is_async else sync_url(attributes[env.URL])
+        config.set_main_option("sqlalchemy.url", own_url.replace("%", "%%"))
         # The ini is read (above); without its file name an env.py skips fileConfig(), so a
         # project's logging setup does not take over myfy-db's output in this process.
         config.config_file_name = None
@@ -84,6 +85,18 @@ class MigrationProject:
         run needs them for its checks and for the migration itself, and reads them once.
         """
         return self._script
+
+    @cached_property
+    def _env_is_async(self) -> bool:
+        """True when the project's env.py builds an async engine (Alembic's async template)."""
+        from alembic.config import Config
+
+        location = Config(self.ini_path).get_main_option("script_location") or ""
+        try:
+            text = (Path(location) / "env.py").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return True
+        return any(name in text for name in ("async_engine_from_config", "create_async_engine"))
 
     @cached_property
     def _script(self) -> ScriptDirectory:
@@ -150,6 +163,30 @@ def _dangling(script: ScriptDirectory, missing: str | None, caught: list[Any]) -
                 f"which no revision file in {script.versions} defines"
             )
     return f"a revision names down_revision {missing!r}, which no revision file defines"
+
+
+#: Sync drivers an env.py's own engine can use for the same database, where installed.
+_SYNC_DRIVERS = {
+    "sqlite+aiosqlite": ("sqlite", "sqlite3"),
+    "postgresql+asyncpg": ("postgresql+psycopg2", "psycopg2"),
+    "mysql+aiomysql": ("mysql+pymysql", "pymysql"),
+    "mariadb+aiomysql": ("mariadb+pymysql", "pymysql"),
+}
+
+
+def sync_url(url: str) -> str:
+    """``url`` with a sync driver for an env.py that builds a sync engine, where one is
+    installed (the stdlib's sqlite3, psycopg2, PyMySQL); otherwise ``url`` itself, which a
+    sync engine still runs inside myfy-db's greenlet."""
+    import importlib.util
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    driver = _SYNC_DRIVERS.get(parsed.drivername)
+    if driver is None or importlib.util.find_spec(driver[1]) is None:
+        return url
+    return parsed.set(drivername=driver[0]).render_as_string(hide_password=False)
 
 
 def find_project(config_path: Path | None = None) -> MigrationProject:
