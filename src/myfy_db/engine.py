@@ -390,8 +390,37 @@ def _mysql_code(exc: BaseException) -> int | None:
     return None
 
 
-def classify_connect_error(exc: BaseException, url: str) -> CannotConnect | None:
-    """A :class:`CannotConnect` for ``exc`` when it means the database cannot be reached."""
+#: Driver errors that mean an open connection was lost (the server went away or cut it).
+_LOST_NAMES = frozenset(
+    {
+        "ConnectionDoesNotExistError",
+        "ConnectionResetError",
+        "BrokenPipeError",
+        "IncompleteReadError",
+    }
+)
+#: MySQL client errors for the same: lost during a query, gone away, lost at reading.
+_LOST_CODES = frozenset({2013, 2006, 2055})
+
+
+def _connection_lost(chain: list[BaseException], codes: set[int]) -> bool:
+    for item in chain:
+        if isinstance(item, sa_exc.DBAPIError) and item.connection_invalidated:
+            return True
+        name = type(item).__name__
+        if name in _LOST_NAMES:
+            return True
+        # asyncpg, when the socket closes under a protocol step in progress
+        if name == "InternalClientError" and "cannot switch to state" in str(item):
+            return True
+    return bool(codes & _LOST_CODES) and not any("timed out" in str(i) for i in chain)
+
+
+def classify_connect_error(
+    exc: BaseException, url: str, action: str | None = None
+) -> CannotConnect | None:
+    """A :class:`CannotConnect` for ``exc`` when it means the database cannot be reached,
+    or that a connection to it was lost (during ``action``, when given)."""
     parsed = make_url(url)
     target = describe_target(url)
     user = parsed.username or "(default user)"
@@ -424,14 +453,16 @@ def classify_connect_error(exc: BaseException, url: str) -> CannotConnect | None
             f"connection refused by {target}",
             hint="is the database server running and listening on that host and port?",
         )
+    if _connection_lost(chain, codes):
+        during = f" during {action}" if action else ""
+        return CannotConnect(
+            f"connection to {target} lost{during}",
+            hint="the server closed the connection or went away; check that it is running",
+        )
     if (
         any(isinstance(item, TimeoutError) for item in chain)
         or "TimeoutError" in names
-        or codes
-        & {
-            2013,
-            2006,
-        }
+        or codes & {2013, 2006}
     ):
         return CannotConnect(
             f"timed out connecting to {target}",
@@ -468,13 +499,19 @@ def translate_errors(url: str, action: str = "query") -> Iterator[None]:
     except MyfyDbError:
         raise
     except (sa_exc.SQLAlchemyError, OSError, TimeoutError) as exc:
-        connect = classify_connect_error(exc, url)
+        connect = classify_connect_error(exc, url, action)
         if connect is not None:
             raise connect from exc
         message, detail = describe_server_error(exc)
         raise OperationFailed(
             redact(f"{action} failed: {message}"), hint=redact(detail) if detail else None
         ) from exc
+
+    except Exception as exc:  # a driver's own error, from code that talks to it directly
+        lost = classify_connect_error(exc, url, action)
+        if lost is None:
+            raise
+        raise lost from exc
 
 
 def describe_server_error(exc: BaseException) -> tuple[str, str | None]:

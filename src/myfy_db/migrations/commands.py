@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from alembic import command
 
-from myfy_db.engine import describe_target, open_engine, translate_errors
-from myfy_db.errors import ConfigError, MyfyDbError, OperationFailed
+from myfy_db.engine import classify_connect_error, describe_target, open_engine, translate_errors
+from myfy_db.errors import CannotConnect, ConfigError, MyfyDbError, OperationFailed
 from myfy_db.guard import Change, ProductionGuard
 from myfy_db.migrations import driving
 from myfy_db.migrations import environment as env
@@ -395,7 +395,7 @@ def _revision_failed(
     *,
     atomic: bool = False,
     ddl: DdlLock | None = None,
-) -> OperationFailed:
+) -> MyfyDbError:
     what = _revision_text(tracker)
     try:
         now = _heads_text(_current_heads(connection)) or "base"
@@ -414,6 +414,9 @@ def _revision_failed(
     if ddl is not None and ddl.enabled and is_lock_timeout(exc):
         hint += "; end the blocking transaction, or run again with --retries N"
         return OperationFailed(f"{what} failed: {ddl.explain()}", hint=hint)
+    lost = classify_connect_error(exc, connection.engine.url.render_as_string(), what)
+    if lost is not None:  # the server went away: exit 4, not a failed revision
+        return CannotConnect(lost.message, hint=hint)
     return OperationFailed(f"{what} failed: {_failure_detail(exc)}", hint=hint)
 
 

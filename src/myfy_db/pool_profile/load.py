@@ -98,7 +98,9 @@ async def run_load(
     autocommit, so no transaction is ever open and the pool skips its rollback-on-return:
     each query is one round trip, and the figures are the pool's and the server's, not the
     ORM's. ``on_progress(elapsed_s, queries)`` is called about ten times a second. Raises
-    :class:`CannotConnect` (exit 4) when not even the first connection can be made.
+    :class:`CannotConnect` (exit 4) when not even the first connection can be made, and
+    when the server goes away during the run (a connection lost, a connect refused): the
+    run stops there.
     """
     from sqlalchemy import exc as sa_exc
     from sqlalchemy import util as sa_util
@@ -150,7 +152,7 @@ async def run_load(
                 # finds a free connection costs no task switch, which keeps the generator's
                 # own overhead per query small (the driver and the server set the pace).
                 record = waits.add
-                while clock() < deadline:
+                while clock() < deadline and not lost:
                     begin = clock()
                     try:
                         fairy = sync_engine.raw_connection()
@@ -159,6 +161,7 @@ async def run_load(
                         continue
                     except Exception as exc:
                         _count_error(exc, counts, samples, url, classify_connect_error)
+                        note_lost(exc)
                         await_(asyncio.sleep(0.01))
                         continue
                     record((clock() - begin) * 1000)
@@ -167,9 +170,18 @@ async def run_load(
                         counts["queries"] += 1
                     except Exception as exc:
                         _count_error(exc, counts, samples, url, classify_connect_error)
+                        note_lost(exc)
                         fairy.invalidate()
                     finally:
                         fairy.close()
+
+            lost: list[CannotConnect] = []
+
+            def note_lost(exc: BaseException) -> None:
+                """The server went away (a connection lost, a connect refused): stop the run."""
+                error = classify_connect_error(exc, url, "the load run")
+                if error is not None and not lost:
+                    lost.append(error)
 
             async def ticker() -> None:
                 while True:
@@ -183,6 +195,9 @@ async def run_load(
             finally:
                 tick.cancel()
             elapsed = clock() - started
+            if lost:
+                done = f"after {counts['queries']} queries in {elapsed:.1f} s"
+                raise CannotConnect(f"{lost[0].message} ({done})", hint=lost[0].hint)
             if on_progress is not None:
                 on_progress(duration, counts["queries"])
             status = pool_status(engine)

@@ -1,4 +1,5 @@
-"""One SIGINT (or SIGTERM) ends any command fast, even when the server stops answering.
+"""Faults: one SIGINT (or SIGTERM) ends any command fast, even when the server stops
+answering; time limits bound what they name; a server lost mid-run is exit 4.
 
 Each test runs ``python -m myfy_db`` as a real subprocess, sends it a real signal and checks
 the elapsed time (two seconds, plus slack for a loaded machine), the exit code (130 or 143),
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -389,4 +390,88 @@ def test_sigint_stops_create_tables_on_a_frozen_server(
     elapsed = run.stop()
     run.assert_interrupted(elapsed)
     proxy.thaw()
+    _assert_no_connection_left(server_url)
+
+
+# -- a server that goes away in the middle ------------------------------------------------------
+
+
+def _lost(run: Running, proxy: FaultProxy, url: str, during: str) -> None:
+    """Kill the proxy (the server goes away); the run ends with exit 4 saying so."""
+    proxy.kill()
+    elapsed = run.finish()
+    assert elapsed < BOUND, f"took {elapsed:.2f} s: {run.err}"
+    assert run.process.returncode == 4, run.err
+    assert f"lost during {during}" in run.err, run.err
+    assert_quiet(run.err)
+    _assert_no_connection_left(url)
+
+
+def test_server_lost_during_check_pool_is_exit_4(
+    server_url: str, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    proxy = fault_proxy(server_url)
+    run = Running("check-pool", "--connections", "3", "--samples", "100000", env=_env(proxy.url))
+    run.wait_until(lambda: _connections(server_url) >= 3)
+    time.sleep(0.3)
+    _lost(run, proxy, server_url, "check-pool")
+
+
+def test_server_lost_during_profile_pool_load_is_exit_4_and_ends_the_run(
+    server_url: str, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    proxy = fault_proxy(server_url)
+    run = Running("profile-pool", "--load", "--duration", "60", env=_env(proxy.url))
+    run.wait_until(lambda: _connections(server_url) >= 2)
+    time.sleep(0.3)
+    _lost(run, proxy, server_url, "the load run")
+
+
+def test_server_lost_during_migrate_is_exit_4_naming_the_revision(
+    server_url: str, tmp_path: Path, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    proxy = fault_proxy(server_url)
+    _slow_project(tmp_path, backend_of(server_url))
+    run = Running("migrate", env=_env(proxy.url), cwd=tmp_path)
+    run.wait_for_text("applied s01")
+    _lost(run, proxy, server_url, "revision s0")
+    assert _lock_is_free(server_url)
+
+
+def test_a_lost_connection_is_cannot_connect_from_the_driver_or_sqlalchemy(
+    server_url: str, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    from sqlalchemy import text
+
+    from myfy_db import DatabaseSettings
+    from myfy_db.engine import open_engine, translate_errors
+    from myfy_db.errors import CannotConnect
+
+    async def query(conn: Any, raw: bool) -> None:
+        if not raw:
+            await conn.execute(text("SELECT 1"))
+            return
+        driver = (await conn.get_raw_connection()).driver_connection
+        if backend_of(server_url) == "postgresql":
+            await driver.fetchval("SELECT 1")
+            return
+        async with driver.cursor() as cursor:
+            await cursor.execute("SELECT 1")
+
+    async def lose(proxy: FaultProxy, raw: bool) -> CannotConnect:
+        settings = DatabaseSettings(database_url=proxy.url)
+        async with open_engine(settings) as engine, engine.connect() as conn:
+            await query(conn, raw)
+            proxy.kill()
+            with pytest.raises(CannotConnect) as lost, translate_errors(proxy.url, "the test"):
+                await query(conn, raw)
+            await conn.invalidate()
+        return lost.value
+
+    for raw in (True, False):
+        proxy = fault_proxy(server_url)
+        error = asyncio.run(asyncio.wait_for(lose(proxy, raw), 10))
+        target = f"127.0.0.1:{proxy.port}/{_database(server_url)}"
+        assert error.message == f"connection to {target} lost during the test"
+        assert "went away" in str(error.hint)
     _assert_no_connection_left(server_url)
