@@ -475,3 +475,32 @@ def test_a_lost_connection_is_cannot_connect_from_the_driver_or_sqlalchemy(
         assert error.message == f"connection to {target} lost during the test"
         assert "went away" in str(error.hint)
     _assert_no_connection_left(server_url)
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """True once process ``pid`` has a handler for SIGTERM (Linux: /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+# -- before a command runs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_start_up_is_one_line_and_the_exit_code(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    # Once the process has its handlers (before that, the interpreter itself is starting),
+    # the imports and the parsing take a while: a signal then must not end in a traceback
+    # or in Click's "Aborted!". On a fast machine the command may have finished: exit 0.
+    run = Running("config", env=_env(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
+    run.wait_until(lambda: _catches_sigterm(run.process.pid))
+    elapsed = run.stop(sig)
+    if run.process.returncode != 0:
+        run.assert_interrupted(elapsed, sig)
+    assert "Aborted" not in run.err
+    assert_quiet(run.err)

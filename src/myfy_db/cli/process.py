@@ -64,6 +64,7 @@ def user_code_runs() -> None:
 
 def run_console_script() -> None:
     """Run the command line given in ``sys.argv`` and end the process with its exit code."""
+    _end_on_signals()
     pause_gc()
     from myfy_db.cli.application import app
 
@@ -75,6 +76,25 @@ def run_console_script() -> None:
             raise
         status = system_exit_status(done.code)
     _exit(status)
+
+
+def _end_on_signals() -> None:
+    """Until a command runs, SIGINT and SIGTERM end the process at once, with one line and
+    exit 130 or 143: start-up and parsing hold nothing to clean up, and a ``KeyboardInterrupt``
+    there would end in a traceback or Click's "Aborted!" (exit 1). Each command's run
+    installs its own handlers (:mod:`myfy_db.cli.signals`) and restores these afterwards.
+    """
+    import signal
+
+    def end(signum: int, _frame: object) -> None:
+        terminated = signum == signal.SIGTERM
+        line = "Error: terminated (SIGTERM)\n" if terminated else "Error: interrupted (SIGINT)\n"
+        with suppress(OSError):
+            os.write(2, line.encode())
+        os._exit(143 if terminated else 130)
+
+    signal.signal(signal.SIGINT, end)
+    signal.signal(signal.SIGTERM, end)
 
 
 def _other_threads_running() -> bool:

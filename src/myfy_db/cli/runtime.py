@@ -105,7 +105,7 @@ def run(
     import inspect
     import traceback
 
-    from myfy_db.cli.signals import interrupted_by, run_coroutine, sigterm_unwinds
+    from myfy_db.cli.signals import Terminate, run_coroutine, signals_unwind
     from myfy_db.command_name import command_name
     from myfy_db.errors import Interrupted
     from myfy_db.output import Output
@@ -127,7 +127,7 @@ def run(
     out = Output(json_mode=json_mode)
     try:
         with (
-            sigterm_unwinds(),
+            signals_unwind(),
             command_name(command or _invoked["command"]),
             only_reading(read_only),
             waiting_for_database(_wait_option(), out.info),
@@ -136,8 +136,10 @@ def run(
                 result = action(out)
                 if inspect.isawaitable(result):
                     run_coroutine(_as_coroutine(result), hard_stop)
-            except KeyboardInterrupt as stop:  # SIGINT or SIGTERM outside the event loop
-                raise interrupted_by(stop) from None
+            except KeyboardInterrupt:  # SIGINT outside the event loop
+                raise Interrupted("SIGINT") from None
+            except Terminate:  # SIGTERM outside the event loop
+                raise Interrupted("SIGTERM") from None
     except MyfyDbError as error:
         if show_trace and not isinstance(error, Interrupted):
             sys.stderr.write(redact(traceback.format_exc()))

@@ -15,9 +15,10 @@ SIGINT or SIGTERM:
 
 From the signal on, nothing else reaches stderr: no warnings about connections the pool
 could not return, no log records of failed resets, no "Event loop is closed" from objects
-collected late. Outside the event loop (start-up, settings, plain synchronous work) SIGINT
-is Python's ``KeyboardInterrupt`` and SIGTERM is :class:`Terminate`, which
-:func:`myfy_db.cli.runtime.run` turns into the same error.
+collected late. Outside the event loop (settings, plain synchronous work) SIGINT is
+Python's ``KeyboardInterrupt`` and SIGTERM is :class:`Terminate`, which
+:func:`myfy_db.cli.runtime.run` turns into the same error; before a command runs at all
+(start-up, parsing), :func:`myfy_db.cli.process.run_console_script` ends the process at once.
 """
 
 from __future__ import annotations
@@ -44,13 +45,15 @@ SHUTDOWN_SECONDS = 0.5
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class Terminate(KeyboardInterrupt):
-    """SIGTERM outside the event loop: unwinds like Ctrl-C, ends with exit 143."""
+class Terminate(SystemExit):
+    """SIGTERM outside the event loop: unwinds like ``sys.exit(143)``.
 
+    A ``SystemExit``, so that code which handles Ctrl-C (the shell's console cancels the
+    statement and carries on) lets it through; :func:`myfy_db.cli.runtime.run` reports it.
+    """
 
-def interrupted_by(stop: BaseException) -> Interrupted:
-    """The :class:`Interrupted` error for a ``KeyboardInterrupt`` (or :class:`Terminate`)."""
-    return Interrupted("SIGTERM" if isinstance(stop, Terminate) else "SIGINT")
+    def __init__(self) -> None:
+        super().__init__(143)
 
 
 def _in_main_thread() -> bool:
@@ -58,8 +61,9 @@ def _in_main_thread() -> bool:
 
 
 @contextmanager
-def sigterm_unwinds() -> Iterator[None]:
-    """While the block runs, SIGTERM raises :class:`Terminate` (main thread only)."""
+def signals_unwind() -> Iterator[None]:
+    """While the block runs, SIGINT raises ``KeyboardInterrupt`` and SIGTERM
+    :class:`Terminate` (main thread only); the previous handlers come back afterwards."""
     if not _in_main_thread():
         yield
         return
@@ -67,11 +71,14 @@ def sigterm_unwinds() -> Iterator[None]:
     def raise_terminate(_signum: int, _frame: FrameType | None) -> None:
         raise Terminate
 
-    previous = signal.signal(signal.SIGTERM, raise_terminate)
+    previous = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, raise_terminate)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_coroutine(
