@@ -99,8 +99,8 @@ async def run_load(
     each query is one round trip, and the figures are the pool's and the server's, not the
     ORM's. ``on_progress(elapsed_s, queries)`` is called about ten times a second. Raises
     :class:`CannotConnect` (exit 4) when not even the first connection can be made, and
-    when the server goes away during the run (a connection lost, a connect refused): the
-    run stops there.
+    when the server goes away during the run (a checkout cannot connect): the run stops
+    there.
     """
     from sqlalchemy import exc as sa_exc
     from sqlalchemy import util as sa_util
@@ -170,7 +170,6 @@ async def run_load(
                         counts["queries"] += 1
                     except Exception as exc:
                         _count_error(exc, counts, samples, url, classify_connect_error)
-                        note_lost(exc)
                         fairy.invalidate()
                     finally:
                         fairy.close()
@@ -178,7 +177,11 @@ async def run_load(
             lost: list[CannotConnect] = []
 
             def note_lost(exc: BaseException) -> None:
-                """The server went away (a connection lost, a connect refused): stop the run."""
+                """A checkout could not connect: the server went away, so the run stops.
+
+                A connection cut while the server stays up (a terminated backend) is an
+                error of the run; the pool reconnects and the run goes on.
+                """
                 error = classify_connect_error(exc, url, "the load run")
                 if error is not None and not lost:
                     lost.append(error)
@@ -197,7 +200,10 @@ async def run_load(
             elapsed = clock() - started
             if lost:
                 done = f"after {counts['queries']} queries in {elapsed:.1f} s"
-                raise CannotConnect(f"{lost[0].message} ({done})", hint=lost[0].hint)
+                raise CannotConnect(
+                    f"the server went away during the load run ({done}): {lost[0].message}",
+                    hint=lost[0].hint,
+                )
             if on_progress is not None:
                 on_progress(duration, counts["queries"])
             status = pool_status(engine)
