@@ -114,6 +114,7 @@ def run(
     from myfy_db.waiting import waiting_for_database
 
     show_trace = wants_traceback()
+    _no_pool_tracebacks()
 
     def hard_stop(error: MyfyDbError) -> None:
         # The interrupted run would not end in time: report it and end the process here.
@@ -214,6 +215,21 @@ def _wait_option() -> float | None:
             return float(value)
         ctx = ctx.parent
     return None
+
+
+def _no_pool_tracebacks() -> None:
+    """Keep SQLAlchemy's pool from printing tracebacks on stderr.
+
+    It logs a failed reset or close of a connection (``Exception during reset or similar``)
+    with a traceback, which Python's last-resort handler prints when no logging is set up.
+    Such a connection is already broken, and the error that broke it is what the command
+    reports, in one line.
+    """
+    import logging
+
+    pool_log = logging.getLogger("sqlalchemy.pool")
+    if not pool_log.handlers:
+        pool_log.addHandler(logging.NullHandler())
 
 
 def _silence_stdout() -> None:
