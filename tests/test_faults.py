@@ -349,8 +349,9 @@ def test_sigterm_stops_profile_pool_load_on_a_frozen_server(
 ) -> None:
     proxy = fault_proxy(server_url)
     run = Running("profile-pool", "--load", "--duration", "60", env=_env(proxy.url))
+    run.wait_for_text("load: ")
     run.wait_until(lambda: _connections(server_url) >= 2)
-    time.sleep(0.3)
+    time.sleep(0.5)
     proxy.freeze()
     elapsed = run.stop(signal.SIGTERM)
     run.assert_interrupted(elapsed, signal.SIGTERM)
@@ -422,8 +423,9 @@ def test_server_lost_during_profile_pool_load_is_exit_4_and_ends_the_run(
 ) -> None:
     proxy = fault_proxy(server_url)
     run = Running("profile-pool", "--load", "--duration", "60", env=_env(proxy.url))
+    run.wait_for_text("load: ")
     run.wait_until(lambda: _connections(server_url) >= 2)
-    time.sleep(0.3)
+    time.sleep(0.5)
     _lost(run, proxy, server_url, "the server went away during the load run")
 
 

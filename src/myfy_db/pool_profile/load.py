@@ -152,7 +152,7 @@ async def run_load(
                 # finds a free connection costs no task switch, which keeps the generator's
                 # own overhead per query small (the driver and the server set the pace).
                 record = waits.add
-                while clock() < deadline and not lost:
+                while clock() < deadline and not gone:
                     begin = clock()
                     try:
                         fairy = sync_engine.raw_connection()
@@ -174,7 +174,7 @@ async def run_load(
                     finally:
                         fairy.close()
 
-            lost: list[CannotConnect] = []
+            gone: list[CannotConnect] = []
 
             def note_lost(exc: BaseException) -> None:
                 """A checkout could not connect: the server went away, so the run stops.
@@ -183,8 +183,8 @@ async def run_load(
                 error of the run; the pool reconnects and the run goes on.
                 """
                 error = classify_connect_error(exc, url, "the load run")
-                if error is not None and not lost:
-                    lost.append(error)
+                if error is not None and not gone:
+                    gone.append(error)
 
             async def ticker() -> None:
                 while True:
@@ -198,11 +198,11 @@ async def run_load(
             finally:
                 tick.cancel()
             elapsed = clock() - started
-            if lost:
+            if gone:
                 done = f"after {counts['queries']} queries in {elapsed:.1f} s"
                 raise CannotConnect(
-                    f"the server went away during the load run ({done}): {lost[0].message}",
-                    hint=lost[0].hint,
+                    f"the server went away during the load run ({done}): {gone[0].message}",
+                    hint=gone[0].hint,
                 )
             if on_progress is not None:
                 on_progress(duration, counts["queries"])
