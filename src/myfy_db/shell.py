@@ -37,6 +37,15 @@ from typing import TYPE_CHECKING, Any
 
 from myfy_db.engine import SessionFactory, create_engine, translate_errors
 from myfy_db.errors import ConfigError, system_exit_status
+from myfy_db.sandbox import (
+    Policy,
+    SandboxOutcome,
+    StatementRefused,
+    end_sandbox,
+    install,
+    open_sandbox,
+)
+from myfy_db.settings import is_protected_environment
 from myfy_db.shell_errors import (
     SNIPPET_FILENAME,
     format_full_traceback,
@@ -48,6 +57,7 @@ from myfy_db.urls import redact
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, AsyncTransaction
 
+    from myfy_db.guard import EnvironmentRecord
     from myfy_db.settings import DatabaseSettings
 
 __all__ = [
@@ -62,6 +72,9 @@ __all__ = [
 ]
 
 HISTORY_ENV = "MYFY_DB_HISTORY_FILE"
+PROMPT = ">>> "
+#: The prompt while the session holds uncommitted changes (and so, on the server, locks).
+DIRTY_PROMPT = "myfy-db*> "
 VERBS = ("select", "insert", "update", "delete", "text", "func")
 READ_ONLY_SQL = {
     "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
@@ -69,14 +82,6 @@ READ_ONLY_SQL = {
     "mariadb": "SET SESSION TRANSACTION READ ONLY",
     "sqlite": "PRAGMA query_only = ON",
 }
-
-
-@dataclass
-class _ReadOnlyPolicy:
-    """Which new connections are made read-only (a sandbox turns ``others`` on)."""
-
-    all: bool = False
-    others: bool = False
 
 
 @dataclass
@@ -91,6 +96,12 @@ class ShellContext:
     models: list[str] = field(default_factory=list)
     connection: AsyncConnection | None = None
     transaction: AsyncTransaction | None = None
+    marker: AsyncTransaction | None = None
+    policy: Policy = field(default_factory=Policy)
+    #: The database's own record (``myfy_db_meta``), when it has one.
+    record: EnvironmentRecord | None = None
+    #: The record is a protected environment (and the override is not set).
+    record_protected: bool = False
 
     async def recover(self) -> str | None:
         """After a cancelled statement: make the session usable again; say what was lost.
@@ -105,11 +116,14 @@ class ShellContext:
         if self.connection is not None:
             if not self.connection.invalidated:
                 return None
-            await self.session.close()
-            with contextlib.suppress(sa_exc.SQLAlchemyError):
-                await self.connection.close()
-            self.connection = await self.engine.connect()
-            self.transaction = await self.connection.begin()
+            with self.policy.allowed():
+                await self.session.close()
+                with contextlib.suppress(sa_exc.SQLAlchemyError):
+                    await self.connection.close()
+            self.policy.sealed = False
+            self.connection, self.transaction, self.marker = await open_sandbox(
+                self.engine, self.policy
+            )
             self.session = SessionFactory(self.engine)(
                 bind=self.connection, join_transaction_mode="create_savepoint"
             )
@@ -126,26 +140,62 @@ class ShellContext:
         await self.session.rollback()
         return "the session's transaction was rolled back (its connection was lost)"
 
-    async def close(self) -> None:
-        """Close the session, roll the sandbox back and dispose the pool (idempotent)."""
+    @property
+    def dirty(self) -> bool:
+        """Changes not yet committed: pending objects, or statements that wrote or lock."""
+        session = self.session
+        return bool(session.new or session.dirty or session.deleted) or (
+            self.policy.wrote and session.in_transaction()
+        )
+
+    async def settle(self) -> bool:
+        """Between inputs: end a transaction that only read, so the shell holds nothing.
+
+        Outside a sandbox, a session whose transaction wrote nothing is committed (with
+        ``expire_on_commit=False`` its objects stay loaded and usable); one holding changes
+        is left alone. Returns True when uncommitted changes are held (the prompt shows it).
+        """
+        if self.sandbox:
+            return False
+        if self.dirty:
+            return True
+        if self.session.in_transaction():
+            await self.session.commit()
+        return False
+
+    async def close(self) -> SandboxOutcome | None:
+        """Close the session, roll the sandbox back and dispose the pool (idempotent).
+
+        In a sandbox, returns what the server held when it was rolled back.
+        """
+        from sqlalchemy import exc as sa_exc
+
+        outcome = None
         try:
-            await self.session.close()
-            if self.transaction is not None and self.transaction.is_active:
-                await self.transaction.rollback()
+            with self.policy.allowed():
+                if self.connection is None:
+                    await self.session.close()
+                else:  # a savepoint lost here is what end_sandbox reports
+                    with contextlib.suppress(sa_exc.SQLAlchemyError):
+                        await self.session.close()
             if self.connection is not None:
-                await self.connection.close()
+                outcome = await end_sandbox(
+                    self.connection, self.transaction, self.marker, self.policy
+                )
         finally:
             self.transaction = None
             self.connection = None
+            self.marker = None
             await self.engine.dispose()
+        return outcome
 
 
 def _backend(engine: AsyncEngine) -> str:
     return engine.dialect.name
 
 
-def _install_listeners(engine: AsyncEngine, policy: _ReadOnlyPolicy) -> None:
-    """SQLite savepoint recipe and the read-only connect hook, on ``engine``."""
+def _install_listeners(engine: AsyncEngine, policy: Policy) -> None:
+    """SQLite savepoint recipe, the read-only connect hook and the statement checks."""
     from sqlalchemy import event
 
     backend = _backend(engine)
@@ -158,13 +208,14 @@ def _install_listeners(engine: AsyncEngine, policy: _ReadOnlyPolicy) -> None:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN")
+            with policy.allowed():
+                connection.exec_driver_sql("BEGIN")
 
     statement = READ_ONLY_SQL.get(backend)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _read_only(dbapi_connection: Any, record: Any) -> None:
-        if statement is None or not (policy.all or policy.others):
+        if statement is None or not policy.read_only:
             return
         if backend == "postgresql":
             # asyncpg's adapter would open a transaction around a plain cursor execute.
@@ -178,6 +229,8 @@ def _install_listeners(engine: AsyncEngine, policy: _ReadOnlyPolicy) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute(statement)
             cursor.close()
+
+    install(engine, policy)
 
 
 def build_namespace(
@@ -202,15 +255,45 @@ def build_namespace(
     return namespace
 
 
+def record_is_protected(record: EnvironmentRecord | None, settings: DatabaseSettings) -> bool:
+    """True when the database's record names a protected environment."""
+    if record is None:
+        return False
+    if getattr(record, "protected", False) is True:
+        return True
+    return is_protected_environment(record.environment, settings.protected_environments)
+
+
+async def read_database_record(settings: DatabaseSettings) -> EnvironmentRecord | None:
+    """The database's record (``myfy_db_meta``), read on a connection of its own."""
+    from myfy_db.guard import read_record
+
+    engine = create_engine(settings)
+    try:
+        with translate_errors(settings.database_url, "opening the shell"):
+            async with engine.connect() as connection:
+                return await connection.run_sync(read_record)
+    finally:
+        await asyncio.shield(engine.dispose())
+
+
 async def open_shell(
-    settings: DatabaseSettings, *, sandbox: bool = False, read_only: bool = False
+    settings: DatabaseSettings,
+    *,
+    sandbox: bool = False,
+    read_only: bool = False,
+    choose: Callable[[EnvironmentRecord | None], bool] | None = None,
 ) -> ShellContext:
     """Connect and build the shell: session, engine, namespace (models of ``settings.metadata``).
 
-    Checks the session's connection out up front, so an unreachable database fails here
-    (exit 4) rather than in the first statement. Raises
+    Reads the database's record (``myfy_db_meta``) first; ``choose(record)``, when given,
+    decides whether the shell is sandboxed (the CLI's guard rule), else ``sandbox`` does.
+    The connection that read the record proves the database reachable, so an unreachable
+    one fails here (exit 4) rather than in the first statement. Raises
     :class:`~myfy_db.errors.ConfigError` when the metadata cannot be imported.
     """
+    from myfy_db.guard import override_enabled, read_record
+
     models: dict[str, type[Any]] = {}
     extra: dict[str, Any] = {}
     if settings.metadata:
@@ -221,31 +304,37 @@ async def open_shell(
         extra["metadata"] = loaded.metadata
     url = settings.database_url
     engine = create_engine(settings)
-    policy = _ReadOnlyPolicy(all=read_only)
+    policy = Policy(read_only=read_only)
     _install_listeners(engine, policy)
     factory = SessionFactory(engine)
     connection: AsyncConnection | None = None
     transaction: AsyncTransaction | None = None
+    marker: AsyncTransaction | None = None
     session: AsyncSession | None = None
     try:
         with translate_errors(url, "opening the shell"):
+            with policy.allowed():
+                async with engine.connect() as probe:
+                    record = await probe.run_sync(read_record)
+            protected = record_is_protected(record, settings) and not override_enabled()
+            if protected and record is not None:
+                policy.protected_record = record.environment
+            if choose is not None:
+                sandbox = choose(record)
             if sandbox:
-                connection = await engine.connect()
-                transaction = await connection.begin()
-                policy.others = True
+                connection, transaction, marker = await open_sandbox(engine, policy)
                 session = factory(bind=connection, join_transaction_mode="create_savepoint")
                 extra["connection"] = connection
             else:
                 session = factory()
-                # The session's own connection, checked out now: proves the database is
-                # reachable and is the connection the first statement uses.
-                await session.connection()
     except BaseException:
-        if session is not None:
-            await asyncio.shield(session.close())
-        if connection is not None:
-            await asyncio.shield(connection.close())
-        await asyncio.shield(engine.dispose())
+        policy.sealed = False
+        with policy.allowed():
+            if session is not None:
+                await asyncio.shield(session.close())
+            if connection is not None:
+                await asyncio.shield(connection.close())
+            await asyncio.shield(engine.dispose())
         raise
     namespace = build_namespace(engine, session, models, extra)
     return ShellContext(
@@ -257,18 +346,74 @@ async def open_shell(
         models=list(models),
         connection=connection,
         transaction=transaction,
+        marker=marker,
+        policy=policy,
+        record=record,
+        record_protected=protected,
     )
 
 
 # -- running code -----------------------------------------------------------------------
 
 _FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+#: Where a lazy load still cannot run (a task or callback of the code's own): the fix.
+LAZY_LOAD_FIX = (
+    "a lazy load ran outside the shell's own code path (in a task or callback); load it "
+    "up front with .options(selectinload(Model.relation)), or use "
+    "await obj.awaitable_attrs.relation"
+)
+_LAZY_LOAD_MESSAGE = f"MissingGreenlet: {LAZY_LOAD_FIX}"
+
+
+async def run_bridged(function: Callable[[], Any]) -> Any:
+    """Call ``function`` (and await the coroutine it returns) inside SQLAlchemy's greenlet bridge.
+
+    Code run this way can do what synchronous SQLAlchemy does: a lazy relationship or an
+    expired attribute loads on plain attribute access (``author.books``), because every step
+    of the user's coroutine runs in a greenlet that can hand the driver's I/O to the event loop.
+    """
+    from sqlalchemy.util.concurrency import greenlet_spawn
+
+    return await greenlet_spawn(_call_and_drive, function)
+
+
+def _call_and_drive(function: Callable[[], Any]) -> Any:
+    value = function()
+    if inspect.iscoroutine(value):
+        return _drive(value)
+    return value
+
+
+def _drive(coroutine: Any) -> Any:
+    """Step ``coroutine`` in this greenlet; what it waits on is awaited by the event loop."""
+    from sqlalchemy.util.concurrency import await_
+
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            yielded = coroutine.throw(error) if error is not None else coroutine.send(send)
+        except StopIteration as stop:
+            return stop.value
+        send, error = None, None
+        try:
+            send = await_(_wait(yielded))
+        except BaseException as exc:  # the awaited future's error, or a cancellation
+            error = exc
+
+
+async def _wait(yielded: Any) -> Any:
+    if yielded is None:  # a bare yield (asyncio.sleep(0)): give the loop one turn
+        await asyncio.sleep(0)
+        return None
+    yielded._asyncio_future_blocking = False  # taken over from the code's own await, as a Task does
+    return await yielded
 
 
 async def run_snippet(
     source: str, namespace: dict[str, Any], filename: str = SNIPPET_FILENAME
 ) -> Any:
-    """Run ``source`` (top-level ``await`` allowed) in ``namespace``.
+    """Run ``source`` (top-level ``await`` allowed) in ``namespace``, through the greenlet bridge.
 
     Returns the value of a trailing expression, as the REPL would show it (None otherwise).
     A syntax error or whatever the code raises propagates.
@@ -281,16 +426,11 @@ async def run_snippet(
         tree.body.pop()
     if tree.body:
         body = compile(tree, filename, "exec", flags=_FLAGS, dont_inherit=True)
-        result = eval(body, namespace)
-        if inspect.iscoroutine(result):
-            await result
+        await run_bridged(lambda: eval(body, namespace))
     if last is None:
         return None
     expression = compile(ast.Expression(last), filename, "eval", flags=_FLAGS, dont_inherit=True)
-    value = eval(expression, namespace)
-    if inspect.iscoroutine(value):
-        value = await value
-    return value
+    return await run_bridged(lambda: eval(expression, namespace))
 
 
 def describe_error(exc: BaseException, source: str | None = None) -> tuple[str, str | None]:
@@ -301,7 +441,8 @@ def describe_error(exc: BaseException, source: str | None = None) -> tuple[str, 
 
     report = describe(exc, source)
     rest = [*report.details, *([report.where] if report.where else [])]
-    return report.message, "\n".join(rest) if rest else None
+    message = _LAZY_LOAD_MESSAGE if _missing_greenlet(exc) else report.message
+    return message, "\n".join(rest) if rest else None
 
 
 def format_traceback_brief(exc: BaseException, source: str | None = None) -> str:
@@ -309,7 +450,19 @@ def format_traceback_brief(exc: BaseException, source: str | None = None) -> str
     from myfy_db.shell_errors import describe
 
     report = describe(exc, source, place="the input")
-    return "".join(line + "\n" for line in report.lines())
+    lines = report.lines()
+    if _missing_greenlet(exc) and lines:
+        lines[0] = _LAZY_LOAD_MESSAGE
+    return "".join(line + "\n" for line in lines)
+
+
+def _missing_greenlet(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ == "MissingGreenlet":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 # -- the interactive console ------------------------------------------------------------
@@ -319,6 +472,13 @@ def history_path() -> Path:
     """Where the console keeps its history: ``$MYFY_DB_HISTORY_FILE`` or ``~/.myfy_db_history``."""
     configured = os.environ.get(HISTORY_ENV)
     return Path(configured) if configured else Path.home() / ".myfy_db_history"
+
+
+@dataclass
+class _Exit:
+    """``exit()`` called by the code, carried out of its task."""
+
+    request: SystemExit
 
 
 class LoopThread:
@@ -350,8 +510,8 @@ class LoopThread:
     def run_code(self, compiled: types.CodeType, namespace: dict[str, Any]) -> Any:
         """Run compiled console input on the loop; Ctrl-C cancels it, not the shell.
 
-        The first Ctrl-C cancels the statement's task; a second one (or one during plain
-        synchronous code) interrupts the code where it stands.
+        Ctrl-C cancels the statement's task; when plain Python code is still running 0.3 s
+        later (it never reached an ``await``), it is interrupted where it stands.
         """
         result: concurrent.futures.Future[Any] = concurrent.futures.Future()
         state: dict[str, Any] = {"task": None}
@@ -361,22 +521,23 @@ class LoopThread:
                 result.set_exception(KeyboardInterrupt())
             elif task.exception() is not None:
                 result.set_exception(task.exception())
+            elif isinstance(task.result(), _Exit):
+                result.set_exception(task.result().request)
             else:
                 result.set_result(task.result())
 
+        async def contained(function: Callable[[], Any]) -> Any:
+            # exit() must not escape the task: asyncio re-raises SystemExit out of the loop.
+            try:
+                return await run_bridged(function)
+            except SystemExit as request:
+                return _Exit(request)
+
         def start() -> None:
             function = types.FunctionType(compiled, namespace)
-            try:
-                value = function()
-            except BaseException as exc:
-                result.set_exception(exc)
-                return
-            if inspect.iscoroutine(value):
-                task = self.loop.create_task(value)
-                state["task"] = task
-                task.add_done_callback(settle)
-            else:
-                result.set_result(value)
+            task = self.loop.create_task(contained(function))
+            state["task"] = task
+            task.add_done_callback(settle)
 
         self.loop.call_soon_threadsafe(start)
         interrupts = 0
@@ -391,8 +552,10 @@ class LoopThread:
                     task = state["task"]
                     if task is not None:
                         self.loop.call_soon_threadsafe(task.cancel)
-                    if task is None or interrupts > 1:
-                        self._interrupt_worker()
+                        with contextlib.suppress(concurrent.futures.TimeoutError):
+                            result.exception(timeout=0.3)  # the task reached an await
+                    if not result.done():
+                        self._interrupt_worker()  # plain Python code: interrupt it
         finally:
             if interrupts:
                 self._clear_interrupt()
@@ -422,18 +585,24 @@ class LoopThread:
 
 
 class ShellConsole(code.InteractiveConsole):
-    """``code.InteractiveConsole`` with top-level ``await``; code runs on a :class:`LoopThread`."""
+    """``code.InteractiveConsole`` with top-level ``await``; code runs on a :class:`LoopThread`.
+
+    After each input ``after_input()`` ends a transaction that only read and says whether
+    uncommitted changes are held; the prompt shows them (:data:`DIRTY_PROMPT`).
+    """
 
     def __init__(
         self,
         namespace: dict[str, Any],
         loop: LoopThread,
         after_cancel: Callable[[], str | None] | None = None,
+        after_input: Callable[[], bool] | None = None,
         *,
         full_traceback: bool = False,
     ) -> None:
         super().__init__(namespace, filename=SNIPPET_FILENAME)
         self.after_cancel = after_cancel
+        self.after_input = after_input
         self.full_traceback = full_traceback
         self.source: str | None = None
         self.inputs = 0
@@ -454,6 +623,23 @@ class ShellConsole(code.InteractiveConsole):
 
     def runcode(self, code: types.CodeType) -> None:
         try:
+            self._run(code)
+        finally:
+            self.prompt()
+
+    def prompt(self) -> None:
+        """Set the prompt from the session's state (uncommitted changes or not)."""
+        if self.after_input is None:
+            return
+        try:
+            dirty = self.after_input()
+        except Exception as exc:
+            self.write(f"note: could not end the read transaction: {describe_error(exc)[0]}\n")
+            dirty = True
+        sys.ps1 = DIRTY_PROMPT if dirty else PROMPT
+
+    def _run(self, code: types.CodeType) -> None:
+        try:
             self.runner.run_code(code, self.namespace)
         except SystemExit:
             raise
@@ -466,6 +652,8 @@ class ShellConsole(code.InteractiveConsole):
                     note = f"could not recover the session: {describe_error(exc)[0]}"
                 if note:
                     self.write(f"note: {note}\n")
+        except StatementRefused as refused:
+            self.write(f"{refused}\n")
         except BaseException as exc:
             if self.full_traceback:
                 self.write(format_full_traceback(exc))
@@ -513,12 +701,13 @@ def interact(
     *,
     history: Path | None = None,
     full_traceback: bool = False,
+    closed: Callable[[SandboxOutcome | None], None] | None = None,
 ) -> int:
     """Run the interactive shell until ``exit()`` or Ctrl-D; returns the exit status.
 
     ``start()`` makes the coroutine that opens the :class:`ShellContext` (run on the shell's
     loop); ``banner`` prints the banner. On exit the session is closed, the sandbox rolled
-    back and the engine disposed.
+    back and the engine disposed; ``closed`` is told what the server held.
     """
     loop = LoopThread()
     try:
@@ -530,12 +719,14 @@ def interact(
                 context.namespace,
                 loop,
                 lambda: loop.call(context.recover()),
+                lambda: bool(loop.call(context.settle())),
                 full_traceback=full_traceback,
             )
             status = 0
             from myfy_db.shell_display import displayhook
 
             previous_hook, sys.displayhook = sys.displayhook, displayhook
+            console.prompt()
             try:
                 console.interact(banner="", exitmsg="")
             except SystemExit as exit_request:
@@ -543,8 +734,11 @@ def interact(
             finally:
                 sys.displayhook = previous_hook
                 save_history()
+                sys.ps1 = PROMPT
         finally:
-            loop.call(context.close())
+            outcome = loop.call(context.close())
+        if closed is not None:
+            closed(outcome)
     finally:
         loop.stop()
     return status

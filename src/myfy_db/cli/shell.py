@@ -13,8 +13,10 @@ from myfy_db.cli.runtime import fail_usage, load, run, wants_traceback
 from myfy_db.errors import ConfigError
 
 if TYPE_CHECKING:
+    from myfy_db.guard import EnvironmentRecord
     from myfy_db.output import Output
-    from myfy_db.settings import DatabaseSettings
+    from myfy_db.sandbox import SandboxOutcome
+    from myfy_db.settings import DatabaseSettings, LoadedSettings
     from myfy_db.shell import ShellContext
 
 CommandOption = Annotated[
@@ -32,9 +34,10 @@ SandboxOption = Annotated[
     typer.Option(
         "--sandbox/--no-sandbox",
         help=(
-            "Roll back everything the session does, commits included, when the shell exits. "
-            "Default: on in a protected environment (--no-sandbox there asks for the database "
-            "name), off elsewhere."
+            "Roll back everything the session does, commits included, when the shell exits; "
+            "refuse whatever would escape that. Default: on in a protected environment or on "
+            "a database recorded as one (--no-sandbox there asks for the database name), off "
+            "elsewhere."
         ),
         show_default=False,
     ),
@@ -42,7 +45,9 @@ SandboxOption = Annotated[
 ReadOnlyOption = Annotated[
     bool,
     typer.Option(
-        "--read-only", help="Put the connections in read-only mode: the server refuses writes."
+        "--read-only",
+        help="Put the connections in read-only mode (the server refuses writes) and refuse "
+        "statements that switch it back.",
     ),
 ]
 IPythonOption = Annotated[bool, typer.Option("--ipython", help="Use IPython (when installed).")]
@@ -78,14 +83,13 @@ def shell(
             raise ConfigError("no terminal: use -c CODE or run it in a terminal")
         import myfy_db.shell  # noqa: F401  (SQLAlchemy and the session load with start-up)
 
-        settings = load(url, env_file, metadata=metadata).settings
-        use_sandbox = _sandbox_mode(out, settings, sandbox, yes=yes)
+        loaded = load(url, env_file, metadata=metadata)
+        rule = _SandboxRule(out, loaded, sandbox, yes=yes)
         if command is not None:
-            return _run_command(out, settings, command, sandbox=use_sandbox, read_only=read_only)
+            return _run_command(out, rule, command, read_only=read_only)
         _run_interactive(
             out,
-            settings,
-            sandbox=use_sandbox,
+            rule,
             read_only=read_only,
             flavour="ipython" if ipython else "ptpython" if ptpython else "stdlib",
         )
@@ -111,34 +115,83 @@ def _stdin_closed() -> bool:
     return False
 
 
-def _sandbox_mode(
-    out: Output, settings: DatabaseSettings, requested: bool | None, *, yes: bool
-) -> bool:
-    if requested is None:
-        return settings.is_protected
-    if not requested and settings.is_protected:
-        from myfy_db.cli.confirm import confirm_by_name, database_name
+class _SandboxRule:
+    """Whether the shell is sandboxed: the flag, the local environment and the database's record.
 
-        confirm_by_name(
-            out,
-            f"A shell on the {settings.environment} database WITHOUT a sandbox "
-            "(every change it commits is permanent)",
-            database_name(settings.database_url),
-            yes=yes,
-        )
-    return requested
+    On a database recorded as protected the shell opens sandboxed; ``--no-sandbox`` there is
+    refused (exit 3) from another environment and asks for the typed database name from the
+    same one. Only ``MYFY_DB_DISABLE_ENVIRONMENT_CHECK=1`` lifts the record's rule.
+    """
+
+    def __init__(
+        self, out: Output, loaded: LoadedSettings, requested: bool | None, *, yes: bool
+    ) -> None:
+        self.out = out
+        self.loaded = loaded
+        self.settings = loaded.settings
+        self.requested = requested
+        self.yes = yes
+        self.confirmed = False
+
+    async def confirm(self) -> None:
+        """``--no-sandbox``: read the record and apply the rule, asking when it says so."""
+        if self.requested is not False:
+            return
+        from myfy_db.shell import read_database_record
+
+        record = await read_database_record(self.settings)
+        self.decide(record, ask=True)
+
+    def decide(self, record: EnvironmentRecord | None, *, ask: bool = False) -> bool:
+        from myfy_db.errors import Refused
+        from myfy_db.guard import OVERRIDE_VARIABLE, override_enabled
+        from myfy_db.settings import normalise_environment
+        from myfy_db.shell import record_is_protected
+
+        settings = self.settings
+        guarded = record_is_protected(record, settings) and not override_enabled()
+        if self.requested is None:
+            return guarded or settings.is_protected
+        if self.requested:
+            return True
+        if self.confirmed:
+            return False
+        if guarded and record is not None:
+            recorded = record.environment
+            if normalise_environment(recorded) != normalise_environment(settings.environment):
+                raise Refused(
+                    f"shell --no-sandbox refused: the database is recorded as {recorded!r} "
+                    f"(protected) but the current environment is {settings.environment!r} "
+                    f"(from {self.loaded.source_of('environment')})",
+                    hint=f"open it sandboxed (leave out --no-sandbox), or set "
+                    f"{OVERRIDE_VARIABLE}=1 if you must",
+                )
+        if guarded or settings.is_protected:
+            if not ask:
+                raise Refused("shell --no-sandbox needs confirmation", hint="run it again")
+            from myfy_db.cli.confirm import confirm_by_name, database_name
+
+            environment = record.environment if guarded and record else settings.environment
+            confirm_by_name(
+                self.out,
+                f"shell --no-sandbox on the {environment} database (every commit is permanent)",
+                database_name(settings.database_url),
+                yes=self.yes,
+            )
+        self.confirmed = True
+        return False
 
 
-async def _run_command(
-    out: Output, settings: DatabaseSettings, source: str, *, sandbox: bool, read_only: bool
-) -> None:
+async def _run_command(out: Output, rule: _SandboxRule, source: str, *, read_only: bool) -> None:
     from myfy_db.errors import OperationFailed
-    from myfy_db.shell import describe_error, open_shell, run_snippet
+    from myfy_db.sandbox import StatementRefused
+    from myfy_db.shell import describe_error, open_shell, run_bridged, run_snippet
     from myfy_db.shell_errors import format_full_traceback
 
-    context = await open_shell(settings, sandbox=sandbox, read_only=read_only)
+    await rule.confirm()
+    context = await open_shell(rule.settings, read_only=read_only, choose=rule.decide)
     user_code_runs()
-    failure: OperationFailed | None = None
+    failure: Exception | None = None
     try:
         try:
             value = await run_snippet(source, context.namespace)
@@ -149,6 +202,8 @@ async def _run_command(
             value = None
         except BrokenPipeError:
             raise  # the reader went away (`| head`): the edge ends the run quietly
+        except StatementRefused as refused:
+            failure = refused
         except Exception as exc:
             if wants_traceback():
                 sys.stderr.write(format_full_traceback(exc))
@@ -158,36 +213,56 @@ async def _run_command(
             if value is not None:
                 from myfy_db.shell_display import shell_repr
 
-                sys.stdout.write(shell_repr(value) + "\n")
+                shown = await run_bridged(lambda: shell_repr(value))
+                sys.stdout.write(shown + "\n")
             sys.stdout.flush()
     finally:
-        await context.close()
-    if sandbox:
-        out.info("sandbox: everything the code did was rolled back")
+        outcome = await context.close()
+    _report_sandbox(out, outcome)
     if failure is not None:
         raise failure
 
 
-def _run_interactive(
-    out: Output, settings: DatabaseSettings, *, sandbox: bool, read_only: bool, flavour: str
-) -> None:
+def _report_sandbox(out: Output, outcome: SandboxOutcome | None) -> None:
+    """The closing line: what the server held when the sandbox closed."""
+    if outcome is None:
+        return
+    if outcome.intact:
+        out.info(f"sandbox: {outcome.detail}")
+        return
+    from myfy_db.errors import OperationFailed
+
+    raise OperationFailed(
+        f"SANDBOX BROKEN: {outcome.detail}",
+        hint="check the database: what the code did before that may be permanent",
+    )
+
+
+def _run_interactive(out: Output, rule: _SandboxRule, *, read_only: bool, flavour: str) -> None:
+    import asyncio
+
     from myfy_db import shell as library
 
+    asyncio.run(rule.confirm())
+    outcomes: list[SandboxOutcome | None] = []
+
     def start() -> Any:
-        return library.open_shell(settings, sandbox=sandbox, read_only=read_only)
+        return library.open_shell(rule.settings, read_only=read_only, choose=rule.decide)
 
     def banner(context: ShellContext) -> None:
         user_code_runs()
-        _print_banner(out, settings, context, flavour)
+        _print_banner(out, rule.settings, context, flavour)
 
     if flavour == "ipython":
         status = library.interact_ipython(start, banner)
     elif flavour == "ptpython":
         status = library.interact_ptpython(start, banner)
     else:
-        status = library.interact(start, banner, full_traceback=wants_traceback())
-    if sandbox:
-        out.info("sandbox rolled back: nothing this shell did was kept")
+        status = library.interact(
+            start, banner, full_traceback=wants_traceback(), closed=outcomes.append
+        )
+    for outcome in outcomes:
+        _report_sandbox(out, outcome)
     if status:
         raise typer.Exit(status)
 
@@ -196,6 +271,8 @@ def _print_banner(
     out: Output, settings: DatabaseSettings, context: ShellContext, flavour: str
 ) -> None:
     from rich.markup import escape
+
+    from myfy_db.shell import DIRTY_PROMPT
 
     console = out.err
     console.print(f"[bold]myfy-db shell[/] on {escape(settings.masked_url)}", highlight=False)
@@ -206,14 +283,33 @@ def _print_banner(
         )
     else:
         console.print(f"environment: {escape(settings.environment)}", highlight=False)
+    if context.record_protected and context.record is not None:
+        console.print(
+            "[bold white on red]database recorded as "
+            f"{escape(context.record.environment)} (PROTECTED) in myfy_db_meta[/]",
+            highlight=False,
+        )
     if context.sandbox:
+        from myfy_db.sandbox import SANDBOX_NAME
+
         console.print(
             "[bold green]sandbox ON[/]: everything the session does, commits included, is rolled "
-            "back on exit; other connections from `engine` are read-only",
+            "back on exit; raw COMMIT/ROLLBACK/SAVEPOINT, statements the server would commit "
+            "implicitly and new connections from `engine` are refused",
+            highlight=False,
+        )
+        console.print(
+            "the sandbox holds one transaction open on the server until you leave "
+            f"(application_name {SANDBOX_NAME!r}): keep it short",
             highlight=False,
         )
     else:
-        console.print("[yellow]sandbox off[/]: commits are permanent", highlight=False)
+        console.print(
+            "[yellow]sandbox off[/]: commits are permanent. Between inputs the shell holds no "
+            "transaction; uncommitted changes hold locks until you commit or roll back "
+            f"(the prompt reads {DIRTY_PROMPT.strip()!r} meanwhile)",
+            highlight=False,
+        )
     if context.read_only:
         console.print("[bold green]read-only[/]: the server refuses writes", highlight=False)
     preloaded = ["session", "engine", *("connection",) * context.sandbox]
