@@ -157,10 +157,15 @@ class ShellContext:
         """
         if self.sandbox:
             return False
+        from sqlalchemy import exc as sa_exc
+
         if self.dirty:
             return True
         if self.session.in_transaction():
-            await self.session.commit()
+            try:
+                await self.session.commit()
+            except sa_exc.SQLAlchemyError:  # a statement failed: its transaction is void
+                await self.session.rollback()
         return False
 
     async def close(self) -> SandboxOutcome | None:
@@ -758,7 +763,11 @@ def require_module(name: str, flag: str) -> Any:
         ) from None
 
 
-def interact_ipython(start: Callable[[], Any], banner: Callable[[ShellContext], None]) -> int:
+def interact_ipython(
+    start: Callable[[], Any],
+    banner: Callable[[ShellContext], None],
+    closed: Callable[[SandboxOutcome | None], None] | None = None,
+) -> int:
     """The shell in IPython (``--ipython``): its own autoawait runs on the loop we open on."""
     ipython = require_module("IPython", "--ipython")
     from IPython.core.async_helpers import get_asyncio_loop
@@ -769,12 +778,17 @@ def interact_ipython(start: Callable[[], Any], banner: Callable[[ShellContext], 
         banner(context)
         ipython.start_ipython(argv=[], user_ns=context.namespace, display_banner=False)
     finally:
-        loop.run_until_complete(context.close())
+        outcome = loop.run_until_complete(context.close())
+    if closed is not None:
+        closed(outcome)
     return 0
 
 
 def interact_ptpython(
-    start: Callable[[], Any], banner: Callable[[ShellContext], None], history: Path | None = None
+    start: Callable[[], Any],
+    banner: Callable[[ShellContext], None],
+    history: Path | None = None,
+    closed: Callable[[SandboxOutcome | None], None] | None = None,
 ) -> int:
     """The shell in ptpython (``--ptpython``), embedded in our event loop."""
     require_module("ptpython", "--ptpython")
@@ -791,7 +805,9 @@ def interact_ptpython(
                 history_filename=str(history or history_path()),
             )
         finally:
-            await context.close()
+            outcome = await context.close()
+        if closed is not None:
+            closed(outcome)
 
     asyncio.run(main())
     return 0

@@ -174,7 +174,8 @@ class _SandboxRule:
             environment = record.environment if guarded and record else settings.environment
             confirm_by_name(
                 self.out,
-                f"shell --no-sandbox on the {environment} database (every commit is permanent)",
+                f"A shell on the {environment} database WITHOUT a sandbox "
+                "(every change it commits is permanent)",
                 database_name(settings.database_url),
                 yes=self.yes,
             )
@@ -254,9 +255,9 @@ def _run_interactive(out: Output, rule: _SandboxRule, *, read_only: bool, flavou
         _print_banner(out, rule.settings, context, flavour)
 
     if flavour == "ipython":
-        status = library.interact_ipython(start, banner)
+        status = library.interact_ipython(start, banner, closed=outcomes.append)
     elif flavour == "ptpython":
-        status = library.interact_ptpython(start, banner)
+        status = library.interact_ptpython(start, banner, closed=outcomes.append)
     else:
         status = library.interact(
             start, banner, full_traceback=wants_traceback(), closed=outcomes.append
