@@ -269,15 +269,23 @@ def record_is_protected(record: EnvironmentRecord | None, settings: DatabaseSett
     return is_protected_environment(record.environment, settings.protected_environments)
 
 
-async def read_database_record(settings: DatabaseSettings) -> EnvironmentRecord | None:
-    """The database's record (``myfy_db_meta``), read on a connection of its own."""
-    from myfy_db.guard import read_record
+async def read_database_record(
+    settings: DatabaseSettings,
+) -> tuple[EnvironmentRecord | None, str]:
+    """The database's record (``myfy_db_meta``) and its name as the server reports it, read
+    on a connection of its own."""
+    from sqlalchemy import Connection
+
+    from myfy_db.guard import read_record, server_database_name
+
+    def read(connection: Connection) -> tuple[EnvironmentRecord | None, str]:
+        return read_record(connection), server_database_name(connection)
 
     engine = create_engine(settings)
     try:
         with translate_errors(settings.database_url, "opening the shell"):
             async with engine.connect() as connection:
-                return await connection.run_sync(read_record)
+                return await connection.run_sync(read)
     finally:
         await asyncio.shield(engine.dispose())
 

@@ -139,10 +139,12 @@ class _SandboxRule:
             return
         from myfy_db.shell import read_database_record
 
-        record = await read_database_record(self.settings)
-        self.decide(record, ask=True)
+        record, name = await read_database_record(self.settings)
+        self.decide(record, ask=True, name=name)
 
-    def decide(self, record: EnvironmentRecord | None, *, ask: bool = False) -> bool:
+    def decide(
+        self, record: EnvironmentRecord | None, *, ask: bool = False, name: str | None = None
+    ) -> bool:
         from myfy_db.errors import Refused
         from myfy_db.guard import OVERRIDE_VARIABLE, override_enabled
         from myfy_db.settings import normalise_environment
@@ -176,7 +178,7 @@ class _SandboxRule:
                 self.out,
                 f"A shell on the {environment} database WITHOUT a sandbox "
                 "(every change it commits is permanent)",
-                database_name(settings.database_url),
+                name or database_name(settings.database_url),
                 yes=self.yes,
             )
         self.confirmed = True
