@@ -745,15 +745,11 @@ def test_any_url_and_settings_give_an_engine_or_a_documented_error(
 
 PIPE_COMMANDS = [
     ("config",),
-    ("config", "--json"),
-    ("check-pool", "--samples", "1"),
     ("check-pool", "--samples", "1", "--json"),
     ("profile-pool", "--offline"),
     ("create-tables", "--sql", "--metadata", "myfy_db.example:Base"),
     ("drop-tables", "--dry-run", "--all"),
-    ("migrate", "status"),
-    ("migrate", "history"),
-    ("migrate", "heads"),
+    ("migrate", "status"),  # exit 5: not at head, with or without a reader
     ("migrate", "--sql"),
     ("shell", "-c", "print('x' * 100)"),
 ]
@@ -948,3 +944,23 @@ def test_every_number_setting_refuses_a_non_finite_value() -> None:
                 load_settings({name: value})
             assert name in str(raised.value)
             assert env_var(name)  # the name a user would set it by exists
+
+
+def test_a_failed_migration_names_the_server_error_and_keeps_its_detail(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    _revision(
+        'from alembic import op\nrevision = "r1"\ndown_revision = None\n'
+        "def upgrade():\n"
+        '    op.execute("CREATE TABLE a (id int primary key)")\n'
+        '    op.execute("CREATE TABLE b (a_id int references a(id))")\n'
+        '    op.execute("INSERT INTO b VALUES (7)")\n'
+        "def downgrade():\n    pass\n"
+    )(tmp_path)
+    result = invoke("migrate", "--url", postgres_url)
+    assert result.exit_code == 1, result.stderr
+    first, second = result.stderr.strip().splitlines()
+    assert "revision r1" in first
+    assert "foreign key violation (23503)" in first
+    assert "DETAIL: Key (a_id)=(7) is not present in table" in second
+    assert "stays at revision base" in second

@@ -519,6 +519,12 @@ def describe_server_error(exc: BaseException) -> tuple[str, str | None]:
     (``dependent objects still exist (2BP01): cannot drop table a ...``, ``MySQL error 1051:
     Unknown table ...``) and the server's DETAIL and HINT as a second line, when it sent any.
     """
+    found = server_error(exc)
+    return found if found is not None else (_first_line(getattr(exc, "orig", None) or exc), None)
+
+
+def server_error(exc: BaseException) -> tuple[str, str | None] | None:
+    """:func:`describe_server_error` when ``exc`` came from the database driver, else None."""
     for item in _chain(exc):
         sqlstate = getattr(item, "sqlstate", None)
         if isinstance(sqlstate, str) and type(item).__module__.startswith("asyncpg"):
@@ -541,7 +547,7 @@ def describe_server_error(exc: BaseException) -> tuple[str, str | None]:
         if _is_sqlite(item):
             name = getattr(item, "sqlite_errorname", None)
             return (f"{_first_line(item)} ({name})" if name else _first_line(item)), None
-    return _first_line(getattr(exc, "orig", None) or exc), None
+    return None
 
 
 def _error_words(class_name: str) -> str:

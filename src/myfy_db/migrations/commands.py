@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from alembic import command
 
-from myfy_db.engine import classify_connect_error, describe_target, open_engine, translate_errors
+from myfy_db.engine import (
+    classify_connect_error,
+    describe_target,
+    open_engine,
+    server_error,
+    translate_errors,
+)
 from myfy_db.errors import CannotConnect, ConfigError, MyfyDbError, OperationFailed
 from myfy_db.guard import Change, ProductionGuard
 from myfy_db.migrations import driving
@@ -176,6 +182,9 @@ def _sqlite_transactional_ddl(engine: AsyncEngine) -> None:
 
 
 def _failure_detail(exc: BaseException) -> str:
+    found = server_error(exc)  # the server's words: class and SQLSTATE / error code
+    if found is not None:
+        return redact(found[0])
     original = getattr(exc, "orig", None) or exc
     text = str(original).strip()
     first = text.splitlines()[0] if text else ""
@@ -417,6 +426,9 @@ def _revision_failed(
     lost = classify_connect_error(exc, connection.engine.url.render_as_string(), what)
     if lost is not None:  # the server went away: exit 4, not a failed revision
         return CannotConnect(lost.message, hint=hint)
+    found = server_error(exc)
+    if found is not None and found[1]:  # the server's DETAIL and HINT lead the second line
+        hint = redact(f"{found[1]}; {hint}")
     return OperationFailed(f"{what} failed: {_failure_detail(exc)}", hint=hint)
 
 
