@@ -7,6 +7,9 @@ it, with the same revisions: plain Alembic reads the URL (a sync driver: sqlite,
 from its ini; myfy-db reads ``MYFY_DATA_DATABASE_URL`` (the async driver) and drives the same
 ``env.py``, also taking the migration lock, applying the production guard and recording the
 environment. The ratio shows what all that costs; 10 revisions is where start-up dominates.
+
+The PostgreSQL reference needs a sync driver for plain Alembic: ``pip install psycopg2-binary``
+(with it installed, myfy-db also hands the generic env.py psycopg2, as Alembic does).
 """
 
 from __future__ import annotations
