@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from helpers import backend_of, run_process
@@ -298,6 +299,41 @@ def test_interactive_banner_names_help_and_describe_works_at_the_prompt(
     assert "Referenced by:\n    books(author_id) -> (id)" in described
     console.send("await tables()")
     assert " books   | 2" in console.expect(">>> ").replace("\r", "")
+    console.send("exit()")
+    assert console.wait() == 0
+
+
+def _shell_connection_states(url: str) -> list[str]:
+    """The states of the shell's connections to ``url``'s database (PostgreSQL)."""
+    from helpers import server_for
+
+    database = make_url(url).database
+    rows = server_for("postgresql").admin(
+        "SELECT state FROM pg_stat_activity "
+        f"WHERE datname = '{database}' AND application_name LIKE 'myfy-db shell%'"
+    )
+    return [str(row[0]) for row in rows[0]]
+
+
+def test_helpers_at_the_prompt_follow_the_shells_session_model(
+    authors: str, tmp_path: Path
+) -> None:
+    env = {"MYFY_DB_HISTORY_FILE": str(tmp_path / "history")}
+    console = _Pty(["shell", "--url", authors, "--metadata", "models:Base"], env=env, cwd=tmp_path)
+    console.expect(">>> ")
+    console.send("describe(Author)")
+    assert 'Table "authors"' in console.expect(">>> ")
+    console.send("tables()")
+    assert " books   | 2" in console.expect(">>> ").replace("\r", "")
+    if backend_of(authors) == "postgresql":
+        # The helpers' reads ended with the input: the shell holds no transaction.
+        assert _shell_connection_states(authors) == ["idle"]
+    console.send("sql(\"UPDATE authors SET name = 'Zed' WHERE id = 3\")")
+    assert "1 row affected" in console.expect("myfy-db*> ")
+    console.send("await session.commit()")
+    console.expect(">>> ")
+    console.send("sql('SELECT name FROM authors WHERE id = 3')")
+    assert "Zed" in console.expect(">>> ")
     console.send("exit()")
     assert console.wait() == 0
 
