@@ -17,7 +17,6 @@ from __future__ import annotations
 import linecache
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from myfy_db.urls import redact
@@ -37,13 +36,18 @@ SNIPPET_FILENAME = "<shell>"
 _INPUT_PREFIX = "<shell-input-"
 
 
-@dataclass(frozen=True)
 class ErrorReport:
-    """What the shell says about an error: ``message``, server ``details``, ``where``."""
+    """What the shell says about an error: ``message``, server ``details``, ``where``.
 
-    message: str
-    details: tuple[str, ...] = ()
-    where: str | None = None
+    (A plain class: the module loads with every shell, and a dataclass costs start-up time.)
+    """
+
+    def __init__(
+        self, message: str, details: tuple[str, ...] = (), where: str | None = None
+    ) -> None:
+        self.message = message
+        self.details = details
+        self.where = where
 
     def lines(self) -> list[str]:
         """The report as lines: the message, then the details, then where."""

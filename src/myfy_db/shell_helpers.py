@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["HELPERS", "Description", "ShellHelp", "ShellHelperError", "make_helpers"]
@@ -55,16 +54,27 @@ class _Shown:
         yield  # pragma: no cover - makes this a generator
 
 
-@dataclass(repr=False)
 class Description(_Shown):
-    """``describe()``'s answer: a table's columns, keys, indexes and foreign keys."""
+    """``describe()``'s answer: a table's columns, keys, indexes and foreign keys.
 
-    table: str
-    columns: list[tuple[str, str, bool, str | None]]
-    primary_key: list[str]
-    indexes: list[tuple[str, bool, list[str]]] = field(default_factory=list)
-    foreign_keys: list[str] = field(default_factory=list)
-    referenced_by: list[str] = field(default_factory=list)
+    (Plain classes here: this module loads with every shell, and a dataclass costs start-up.)
+    """
+
+    def __init__(
+        self,
+        table: str,
+        columns: list[tuple[str, str, bool, str | None]],
+        primary_key: list[str],
+        indexes: list[tuple[str, bool, list[str]]],
+        foreign_keys: list[str],
+        referenced_by: list[str],
+    ) -> None:
+        self.table = table
+        self.columns = columns
+        self.primary_key = primary_key
+        self.indexes = indexes
+        self.foreign_keys = foreign_keys
+        self.referenced_by = referenced_by
 
     def text(self) -> str:
         from myfy_db.shell_display import TextTable
@@ -93,11 +103,11 @@ class Description(_Shown):
         return redact("\n".join(lines))
 
 
-@dataclass(repr=False)
 class Affected(_Shown):
     """``sql()`` on a statement that returns no rows."""
 
-    rowcount: int
+    def __init__(self, rowcount: int) -> None:
+        self.rowcount = rowcount
 
     def text(self) -> str:
         if self.rowcount < 0:

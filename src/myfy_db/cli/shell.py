@@ -190,6 +190,7 @@ async def _run_command(out: Output, rule: _SandboxRule, source: str, *, read_onl
     from myfy_db.sandbox import StatementRefused
     from myfy_db.shell import describe_error, open_shell, run_bridged, run_snippet
     from myfy_db.shell_errors import format_full_traceback
+    from myfy_db.urls import redact
 
     await rule.confirm()
     context = await open_shell(rule.settings, read_only=read_only, choose=rule.decide)
@@ -213,7 +214,9 @@ async def _run_command(out: Output, rule: _SandboxRule, source: str, *, read_onl
             message, where = describe_error(exc, source)
             failure = OperationFailed(f"the code raised {message}", hint=where)
         else:
-            if value is not None:
+            if type(value) in (int, float, bool, str):  # plain values: no renderer to load
+                sys.stdout.write(redact(repr(value)) + "\n")
+            elif value is not None:
                 from myfy_db.shell_display import shell_repr
 
                 shown = await run_bridged(lambda: shell_repr(value))
