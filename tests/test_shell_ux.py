@@ -143,6 +143,27 @@ def test_results_print_as_a_table(code: str, authors: str, tmp_path: Path) -> No
     assert out == AUTHORS_TABLE
 
 
+@pytest.mark.parametrize(
+    ("code", "shown"),
+    [
+        ("await session.execute(text(\"UPDATE authors SET name = 'Al'\"))", "2 rows affected"),
+        (
+            "await session.execute(text(\"INSERT INTO authors (id, email) VALUES (7, 'c@x')\"))",
+            "1 row affected",
+        ),
+        ("await session.execute(text('DELETE FROM authors WHERE id = 99'))", "0 rows affected"),
+    ],
+    ids=["update", "insert", "delete-nothing"],
+)
+def test_a_statement_without_rows_prints_what_it_did(
+    code: str, shown: str, authors: str, tmp_path: Path
+) -> None:
+    status, out, err = shell(authors, code, cwd=tmp_path)
+    assert status == 0, err
+    assert out == shown + "\n"
+    assert "unexpected" not in err
+
+
 def test_a_scalar_list_prints_as_one_column(authors: str, tmp_path: Path) -> None:
     code = "(await session.scalars(select(Author.email).order_by(Author.id))).all()"
     status, out, err = shell(authors, code, cwd=tmp_path)

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_ROWS",
     "MAX_ROWS_ENV",
     "TextTable",
+    "affected_text",
     "displayhook",
     "mapped_repr",
     "shell_repr",
@@ -246,9 +247,21 @@ def shell_repr(value: Any) -> str:
     return redact(_shell_repr(value)[0])
 
 
+def affected_text(rowcount: int) -> str:
+    """What a statement that returns no rows did: ``3 rows affected``."""
+    if rowcount < 0:
+        return "done (no rows returned)"
+    return f"{rowcount} row{'' if rowcount == 1 else 's'} affected"
+
+
 def _shell_repr(value: Any) -> tuple[str, Any]:
     if isinstance(value, _SCALARS):
         return repr(value), value
+    if "sqlalchemy" in sys.modules:
+        from sqlalchemy.engine import CursorResult
+
+        if isinstance(value, CursorResult) and not value.returns_rows:
+            return affected_text(value.rowcount), value
     table = table_of(value)
     if table is not None:
         return table[0].render(), table[1]

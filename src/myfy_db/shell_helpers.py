@@ -110,9 +110,9 @@ class Affected(_Shown):
         self.rowcount = rowcount
 
     def text(self) -> str:
-        if self.rowcount < 0:
-            return "done (no rows returned)"
-        return f"{self.rowcount} row{'' if self.rowcount == 1 else 's'} affected"
+        from myfy_db.shell_display import affected_text
+
+        return affected_text(self.rowcount)
 
 
 class ShellHelp:
