@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 Reporter = Callable[[str], None]
 DEFAULT_SECONDS = 5.0
 POLL_SECONDS = 0.1
+# The longest a run goes before the watcher connects (see DdlLock.watching).
+WATCH_AFTER_SECONDS = 1.0
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
 
@@ -246,7 +248,10 @@ class DdlLock:
         await connection.commit()
 
         async def watch() -> None:
-            # Connects in the background: the migration does not wait for this connection.
+            # Connects in the background, and only once the run has lasted a quarter of the
+            # timeout (at most WATCH_AFTER_SECONDS): a quick run never opens it, and a blocked
+            # statement is still seen by several polls before its lock timeout fires.
+            await asyncio.sleep(min(self.seconds / 4, WATCH_AFTER_SECONDS))
             async with open_watcher() as watcher:
                 await self._poll(watcher, dialect)
 
