@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -200,9 +201,10 @@ def with_password(url: str, password: str = CANARY) -> str:
 
 
 def on_a_terminal(
-    args: Sequence[str], answer: str, cwd: str, env: dict[str, str] | None = None
+    args: Sequence[str], answer: str | None, cwd: str, env: dict[str, str] | None = None
 ) -> tuple[int, str]:
-    """Run ``python -m myfy_db ARGS`` on a pseudo-terminal and type ``answer`` at the prompt.
+    """Run ``python -m myfy_db ARGS`` on a pseudo-terminal and type ``answer`` at the prompt
+    (None: press Ctrl-C there instead).
 
     Returns the exit code and everything the terminal showed.
     """
@@ -212,7 +214,7 @@ def on_a_terminal(
 
     master, slave = pty.openpty()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
-    full_env.update(COLUMNS="120", TERM="dumb", **(env or {}))
+    full_env.update({"COLUMNS": "120", "TERM": "dumb", **(env or {})})
     child = subprocess.Popen(
         [sys.executable, "-m", "myfy_db", *args],
         stdin=slave,
@@ -221,6 +223,7 @@ def on_a_terminal(
         cwd=cwd,
         env=full_env,
         close_fds=True,
+        start_new_session=True,
     )
     os.close(slave)
     seen = b""
@@ -238,7 +241,11 @@ def on_a_terminal(
                     break
                 seen += chunk
             if not answered and b"to confirm:" in seen:
-                os.write(master, answer.encode() + b"\r")
+                time.sleep(0.2)
+                if answer is None:
+                    os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C on the terminal does
+                else:
+                    os.write(master, answer.encode() + b"\r")
                 answered = True
             if child.poll() is not None and not ready:
                 break

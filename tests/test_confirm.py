@@ -8,19 +8,12 @@ shown literally.
 
 from __future__ import annotations
 
-import os
-import pty
-import select
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
-from helpers import Server, backend_of, server_for
+from helpers import Server, backend_of, on_a_terminal, server_for
 from migrate_project import write_project
 from schema_support import EXAMPLE, execute, tables
 
@@ -30,50 +23,8 @@ EXAMPLE_TABLES = ["accounts", "myfy_db_meta", "users"]
 def _terminal(
     args: list[str], answer: str | None, cwd: Path, env: dict[str, str] | None = None
 ) -> tuple[int, str]:
-    """Run ``python -m myfy_db ARGS`` on a pty; at the prompt type ``answer`` (None: Ctrl-C)."""
-    master, slave = pty.openpty()
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
-    full.update(COLUMNS="200", TERM="dumb", **(env or {}))
-    child = subprocess.Popen(
-        [sys.executable, "-m", "myfy_db", *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=cwd,
-        env=full,
-        close_fds=True,
-        start_new_session=True,
-    )
-    os.close(slave)
-    seen = b""
-    answered = False
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            if not answered and b"to confirm:" in seen:
-                time.sleep(0.2)
-                if answer is None:
-                    os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C on the terminal does
-                else:
-                    os.write(master, answer.encode() + b"\r")
-                answered = True
-            if child.poll() is not None and not ready:
-                break
-        code = child.wait(timeout=30)
-    finally:
-        os.close(master)
-        if child.poll() is None:
-            child.kill()
-    return code, seen.decode(errors="replace")
+    """``on_a_terminal`` with this file's wide terminal."""
+    return on_a_terminal(args, answer, str(cwd), {"COLUMNS": "200", **(env or {})})
 
 
 def _create(url: str, cwd: Path) -> None:

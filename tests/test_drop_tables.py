@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +11,7 @@ import pytest
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
-from helpers import CANARY, backend_of, invoke, run_process
+from helpers import CANARY, backend_of, invoke, on_a_terminal, run_process
 from myfy_db.guard import read_record, record_environment
 from schema_support import CYCLE_MODELS, EXAMPLE, execute, on, process, tables, write_module
 
@@ -256,52 +250,10 @@ def test_guard_is_checked_before_the_confirmation(sqlite_url: str, tmp_path: Pat
     assert "no terminal" not in result.stderr
 
 
-def _on_a_terminal(args: list[str], answer: str, cwd: Path) -> tuple[int, str]:
-    """Run ``python -m myfy_db ARGS`` on a pseudo-terminal, type ``answer`` at the prompt."""
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
-    env.update(COLUMNS="120", TERM="dumb")
-    child = subprocess.Popen(
-        [sys.executable, "-m", "myfy_db", *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=cwd,
-        env=env,
-        close_fds=True,
-    )
-    os.close(slave)
-    seen = b""
-    answered = False
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            if not answered and b"to confirm:" in seen:
-                os.write(master, answer.encode() + b"\r")
-                answered = True
-            if child.poll() is not None and not ready:
-                break
-        code = child.wait(timeout=30)
-    finally:
-        os.close(master)
-        if child.poll() is None:
-            child.kill()
-    return code, seen.decode(errors="replace")
-
-
 def test_typing_the_database_name_on_a_terminal_drops(db_url: str, tmp_path: Path) -> None:
     _create(db_url)
     args = ["drop-tables", "--metadata", EXAMPLE, "--url", db_url]
-    code, screen = _on_a_terminal(args, _name(db_url), tmp_path)
+    code, screen = on_a_terminal(args, _name(db_url), str(tmp_path))
     assert "Type the database name" in screen
     assert code == 0, screen
     assert tables(db_url) == ["myfy_db_meta"]
@@ -312,7 +264,7 @@ def test_typing_a_wrong_name_on_a_terminal_exits_3_and_keeps_the_tables(
 ) -> None:
     _create(db_url)
     args = ["drop-tables", "--all", "--url", db_url]
-    code, screen = _on_a_terminal(args, "not-the-database", tmp_path)
+    code, screen = on_a_terminal(args, "not-the-database", str(tmp_path))
     assert "Type the database name" in screen
     assert code == 3, screen
     assert "confirmation declined" in screen
