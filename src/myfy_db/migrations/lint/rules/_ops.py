@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from myfy_db.migrations.lint.model import CapturedOp
+from myfy_db.migrations.lint.model import CapturedOp, RangeState
 
 
 def kind(captured: CapturedOp) -> str:
@@ -72,3 +73,36 @@ def describe(captured: CapturedOp) -> str:
     name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(operation).__name__.removesuffix("Op")).lower()
     target = table_of(captured)
     return f"{name} on {target}" if target else name
+
+
+@dataclass(frozen=True)
+class TypeChange:
+    """An ``alter_column(type_=...)`` on a column that existed before the range."""
+
+    table: str | None
+    column: str
+    old: str | None
+    new: str | None
+
+    def describe(self) -> str:
+        was = self.old or "unknown (existing_type not given)"
+        return f"changes {self.table}.{self.column} from {was} to {self.new}"
+
+
+def existing_type_change(
+    captured: CapturedOp, state: RangeState, dialect: str
+) -> TypeChange | None:
+    """The type change ``captured`` makes to an existing column, types rendered for
+    ``dialect``; None for any other operation, or a table or column new in the range."""
+    operation = captured.operation
+    if kind(captured) != "AlterColumnOp" or operation.modify_type is None:
+        return None
+    table = table_of(captured)
+    if not state.existing(table) or state.new_column(table, operation.column_name):
+        return None
+    return TypeChange(
+        table,
+        operation.column_name,
+        compiled_type(operation.existing_type, dialect),
+        compiled_type(operation.modify_type, dialect),
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from myfy_db.migrations.lint.model import CapturedOp, RangeState, Severity
 from myfy_db.migrations.lint.registry import MYSQL, rule
 from myfy_db.migrations.lint.rules._ops import (
-    compiled_type,
     dialect_kw,
+    existing_type_change,
     kind,
     split_type,
     table_of,
@@ -43,18 +43,10 @@ def _inplace_type_change(old: str | None, new: str | None) -> bool:
     "the change with an online schema-change tool (gh-ost, pt-online-schema-change)",
 )
 def column_type_copy(captured: CapturedOp, state: RangeState) -> str | None:
-    operation = captured.operation
-    if kind(captured) != "AlterColumnOp" or operation.modify_type is None:
+    change = existing_type_change(captured, state, "mysql")
+    if change is None or _inplace_type_change(change.old, change.new):
         return None
-    table = table_of(captured)
-    if not state.existing(table) or state.new_column(table, operation.column_name):
-        return None
-    old = compiled_type(operation.existing_type, "mysql")
-    new = compiled_type(operation.modify_type, "mysql")
-    if _inplace_type_change(old, new):
-        return None
-    was = old or "unknown (existing_type not given)"
-    return f"changes {table}.{operation.column_name} from {was} to {new}"
+    return change.describe()
 
 
 @rule(

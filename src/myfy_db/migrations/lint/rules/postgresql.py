@@ -7,8 +7,8 @@ import re
 from myfy_db.migrations.lint.model import CapturedOp, RangeState, Severity, norm
 from myfy_db.migrations.lint.registry import POSTGRESQL, rule
 from myfy_db.migrations.lint.rules._ops import (
-    compiled_type,
     dialect_kw,
+    existing_type_change,
     kind,
     split_type,
     table_of,
@@ -196,18 +196,10 @@ def _rewrites(old: str | None, new: str | None) -> bool:
     "then drop the old column (only widening VARCHAR/NUMERIC or VARCHAR to TEXT is free)",
 )
 def column_type_rewrite(captured: CapturedOp, state: RangeState) -> str | None:
-    operation = captured.operation
-    if kind(captured) != "AlterColumnOp" or operation.modify_type is None:
+    change = existing_type_change(captured, state, "postgresql")
+    if change is None or not _rewrites(change.old, change.new):
         return None
-    table = table_of(captured)
-    if not state.existing(table) or state.new_column(table, operation.column_name):
-        return None
-    old = compiled_type(operation.existing_type, "postgresql")
-    new = compiled_type(operation.modify_type, "postgresql")
-    if not _rewrites(old, new):
-        return None
-    was = old or "unknown (existing_type not given)"
-    return f"changes {table}.{operation.column_name} from {was} to {new}"
+    return change.describe()
 
 
 @rule(
