@@ -226,6 +226,9 @@ class ProductionGuard:
 
         Also notes the database's name as the server reports it, for the confirmation.
         """
+        return self._checked(connection, command, change).record
+
+    def _checked(self, connection: Connection, command: str, change: Change) -> _MetaState:
         self.check_local(command)
         name = server_database_name(connection)
         if not name:
@@ -234,9 +237,9 @@ class ProductionGuard:
                 hint="add the database name to the URL",
             )
         reported_database_name.set(name)
-        record = read_record(connection)
-        self.check_record(record, command, change)
-        return record
+        state = _read_state(connection)
+        self.check_record(state.record, command, change)
+        return state
 
     def prepare(self, connection: Connection, command: str, change: Change) -> EnvironmentRecord:
         """Check ``command``, then write the record and commit, before any change is made.
@@ -244,8 +247,8 @@ class ProductionGuard:
         Call it on the connection that will make the change, before the change: the record
         is committed in its own transaction, so a run that fails later still leaves it.
         """
-        self.check(connection, command, change)
-        record = self.record(connection)
+        state = self._checked(connection, command, change)
+        record = record_environment(connection, self.environment, self.protected, state)
         connection.commit()
         return record
 
@@ -285,58 +288,77 @@ class ProductionGuard:
         )
 
 
-def _columns(connection: Connection) -> set[str] | None:
-    inspector = inspect(connection)
-    if not inspector.has_table(META_TABLE):
-        return None
-    return {c["name"].lower() for c in inspector.get_columns(META_TABLE)}
+@dataclass(frozen=True)
+class _MetaState:
+    """``myfy_db_meta`` as one read found it: its columns (None: no table) and the record."""
+
+    columns: frozenset[str] | None
+    record: EnvironmentRecord | None
+
+
+def _read_state(connection: Connection) -> _MetaState:
+    """Read the table's columns and the record: a catalog lookup and two plain queries.
+
+    The columns come from the result of a query that matches no row, not from the
+    Inspector's column reflection (a heavy catalog query on PostgreSQL), and the record is
+    then selected through the table's own column types.
+    """
+    if not inspect(connection).has_table(META_TABLE):
+        return _MetaState(None, None)
+    probe = connection.exec_driver_sql(f"SELECT * FROM {META_TABLE} WHERE 1 = 0")
+    columns = frozenset(str(name).lower() for name in probe.keys())  # noqa: SIM118 (a result)
+    probe.close()
+    wanted = [c for c in meta_table.c if c.name in columns]
+    row = connection.execute(select(*wanted).where(meta_table.c.id == 1)).mappings().first()
+    if row is None:
+        return _MetaState(columns, None)
+    environment = str(row["environment"])
+    flag = row.get("protected")
+    protected = bool(flag) or is_protected_environment(environment)
+    record = EnvironmentRecord(environment, row["recorded_at"], str(row["tool_version"]), protected)
+    return _MetaState(columns, record)
 
 
 def read_record(connection: Connection) -> EnvironmentRecord | None:
     """The database's environment record, or None when it has none (no table, no row)."""
-    columns = _columns(connection)
-    if columns is None:
-        return None
-    wanted = [c for c in meta_table.c if c.name in columns]
-    row = connection.execute(select(*wanted).where(meta_table.c.id == 1)).mappings().first()
-    if row is None:
-        return None
-    environment = str(row["environment"])
-    flag = row.get("protected")
-    protected = bool(flag) or is_protected_environment(environment)
-    return EnvironmentRecord(environment, row["recorded_at"], str(row["tool_version"]), protected)
+    return _read_state(connection).record
 
 
 def record_environment(
     connection: Connection,
     environment: str,
     protected: list[str] | None = None,
+    state: _MetaState | None = None,
 ) -> EnvironmentRecord:
     """Record ``environment`` in ``myfy_db_meta`` following the never-lower rule.
 
     The record is written when there is none, kept current when it matches (a protected
     record stays protected), raised when ``environment`` is protected and the record is
-    not, and otherwise left as it is.
+    not, and otherwise left as it is. ``state`` is what a read on this connection just
+    found (the guard's check), so it is not read again.
     """
     try:
-        return _record_environment(connection, environment, protected)
+        return _record_environment(connection, environment, protected, state)
     except IntegrityError:
         # Another run inserted the row between our read and our insert: read it again.
         connection.rollback()
-        return _record_environment(connection, environment, protected)
+        return _record_environment(connection, environment, protected, None)
 
 
 def _record_environment(
-    connection: Connection, environment: str, protected: list[str] | None
+    connection: Connection,
+    environment: str,
+    protected: list[str] | None,
+    state: _MetaState | None,
 ) -> EnvironmentRecord:
-    columns = _columns(connection)
-    if columns is None:
+    state = state or _read_state(connection)
+    if state.columns is None:
         _meta.create_all(connection, checkfirst=True)
-    elif "protected" not in columns:
+    elif "protected" not in state.columns:
         connection.exec_driver_sql(f"ALTER TABLE {META_TABLE} ADD COLUMN protected BOOLEAN")
     environment = normalise_environment(environment)
     now = datetime.now(UTC)
-    current = read_record(connection)
+    current = state.record
     is_protected = is_protected_environment(environment, protected)
     if current is not None:
         if same_environment(current.environment, environment):

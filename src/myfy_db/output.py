@@ -88,6 +88,30 @@ class Output:
             human(self.out)
         self.emitted = True
 
+    def emit_text(self, document: Mapping[str, Any], lines: Sequence[str | Table]) -> None:
+        """Render a result that reads as lines of text (and tables): ``document`` as JSON,
+        else ``lines`` on stdout, taken literally (no markup).
+
+        Off a terminal, text alone needs no rich: each line is written as it is, which keeps
+        a scripted or CI run (``myfy-db migrate`` in a deploy job) from importing rich just
+        to print its summary. A table, or a terminal, goes through rich.
+        """
+        plain = not self.json_mode and self._out is None and not sys.stdout.isatty()
+        if plain and all(isinstance(line, str) for line in lines):
+            sys.stdout.write("".join(redact(str(line)) + "\n" for line in lines))
+            sys.stdout.flush()
+            self.emitted = True
+            return
+
+        def human(console: Console) -> None:
+            for line in lines:
+                if isinstance(line, str):
+                    console.print(line, soft_wrap=True, markup=False, emoji=False)
+                else:
+                    console.print(line)
+
+        self.emit(document, human)
+
     def emit_line(self, document: Mapping[str, Any], line: str) -> None:
         """One record of a stream (``--watch``): a compact JSON object on its own line under
         ``--json`` (JSON Lines), else ``line`` as plain text; stdout, flushed at once."""

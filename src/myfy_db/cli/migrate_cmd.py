@@ -152,39 +152,36 @@ def _progress(out: Output) -> Any:
 
 
 def _render_run(out: Output, run_result: MigrationRun) -> None:
-    def human(console: Console) -> None:
-        start = run_result.from_revision or "base"
-        end = run_result.to_revision or "base"
-        count = len(run_result.applied)
-        if run_result.dry_run:
-            planned = run_result.planned or []
-            if not planned:
-                console.print(f"{run_result.database}: at {start}; nothing to undo", soft_wrap=True)
-                return
-            console.print(
-                f"{run_result.database}: would undo {len(planned)} revision(s), in this order "
-                "(dry run, nothing changed)",
-                soft_wrap=True,
-            )
-            console.print(_revision_table(None, planned))
-        elif run_result.command == "reset":
-            dropped = run_result.dropped or []
-            console.print(
-                f"{run_result.database}: reset: dropped {len(dropped)} table(s), then applied "
-                f"{count} revision(s), base -> {end}, in {run_result.duration_ms:.0f} ms",
-                soft_wrap=True,
-            )
-            console.print(f"{run_result.database}: stamped {end} (was {start})", soft_wrap=True)
-        elif count == 0:
-            console.print(f"{run_result.database}: already at {end}; nothing to do", soft_wrap=True)
-        else:
-            console.print(
-                f"{run_result.database}: {run_result.command} {start} -> {end}, "
-                f"{count} revision(s) in {run_result.duration_ms:.0f} ms",
-                soft_wrap=True,
-            )
+    out.emit_text(run_result.to_dict(), _run_summary(run_result))
 
-    out.emit(run_result.to_dict(), human)
+
+def _run_summary(run_result: MigrationRun) -> list[Any]:
+    """The human summary of a run: lines of text (and the revisions a dry run would undo)."""
+    database = run_result.database
+    start = run_result.from_revision or "base"
+    end = run_result.to_revision or "base"
+    count = len(run_result.applied)
+    if run_result.dry_run:
+        planned = run_result.planned or []
+        if not planned:
+            return [f"{database}: at {start}; nothing to undo"]
+        return [
+            f"{database}: would undo {len(planned)} revision(s), in this order "
+            "(dry run, nothing changed)",
+            _revision_table(None, planned),
+        ]
+    if run_result.command == "reset":
+        dropped = run_result.dropped or []
+        return [
+            f"{database}: reset: dropped {len(dropped)} table(s), then applied "
+            f"{count} revision(s), base -> {end}, in {run_result.duration_ms:.0f} ms (was {start})"
+        ]
+    if count == 0:
+        return [f"{database}: already at {end}; nothing to do"]
+    return [
+        f"{database}: {run_result.command} {start} -> {end}, "
+        f"{count} revision(s) in {run_result.duration_ms:.0f} ms"
+    ]
 
 
 def _write(
