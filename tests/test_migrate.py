@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import CANARY, backend_of, invoke, run_process, with_password
+from helpers import CANARY, backend_of, invoke, on_a_terminal, run_process, with_password
 from migrate_project import FAILING, STANDARD, query, runs, tables, write_project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +52,25 @@ def test_progress_line_per_revision_on_stderr(project: Path, db_url: str) -> Non
     lines = [line for line in result.stderr.splitlines() if line.startswith("applied ")]
     assert [line.split()[1] for line in lines] == ["r1", "r2", "r3"]
     assert "upgrade base -> r3, 3 revision(s)" in result.stdout
+
+
+def test_the_summary_shows_the_database_as_it_is_named(project: Path, tmp_path: Path) -> None:
+    path = tmp_path / "ops[bold]:smile:.db"  # no markup, no emoji: the name, literally
+    result = migrate("--url", f"sqlite+aiosqlite:///{path}")
+    assert result.exit_code == 0, result.stderr
+    expected = (
+        rf"SQLite database {re.escape(str(path))}: upgrade base -> r3, 3 revision\(s\) in \d+ ms"
+    )
+    assert re.fullmatch(expected, result.stdout.rstrip("\n")), result.stdout
+
+
+def test_the_summary_on_a_terminal_shows_the_database_as_it_is_named(
+    project: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ops[bold]:smile:.db'}"
+    code, screen = on_a_terminal(["migrate", "--url", url], None, cwd=str(tmp_path))
+    assert code == 0, screen
+    assert "ops[bold]:smile:.db: upgrade base -> r3, 3 revision(s) in " in screen
 
 
 def test_second_run_finds_the_database_at_head(project: Path, sqlite_url: str) -> None:

@@ -8,8 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
 from helpers import run_process
+from migrate_project import tables, write_project
 from myfy_db import __version__
+from myfy_db.cli.application import COMMANDS, app, app_for
 
 HEAVY = (
     "sqlalchemy",
@@ -225,3 +231,94 @@ def test_a_reader_that_goes_away_ends_the_process_quietly(sqlite_url: str) -> No
         status = process.wait(timeout=60)
     assert stderr == ""
     assert status == 0
+
+
+# -- a command's start-up: what it needs, and nothing of the other commands ---------------
+
+
+def _imported_by(args: list[str], cwd: Path, env: dict[str, str]) -> set[str]:
+    """The modules a real ``python -X importtime -m myfy_db ARGS`` process imported."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
+    full_env.update(env)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "myfy_db", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+
+
+def test_migrate_loads_no_rich_no_pygments_and_no_other_command(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+    names = _imported_by(["migrate"], tmp_path, {"MYFY_DATA_DATABASE_URL": url})
+    assert "alembic_version" in tables(url)  # it really migrated
+    packages = {name.split(".")[0] for name in names}
+    assert {"alembic", "sqlalchemy", "typer"} <= packages
+    assert not packages & {"rich", "pygments"}
+    others = {module for name, (module, _) in COMMANDS.items() if name != "migrate"}
+    assert not names & others
+
+
+def test_pygments_and_mako_error_pages_still_work_once_alembic_has_loaded() -> None:
+    code = (
+        "import sys\n"
+        "import myfy_db.migrations.commands\n"
+        "print('pygments' in sys.modules)\n"
+        "import mako.ext.pygmentplugin\n"
+        "from mako import exceptions\n"
+        "from mako.template import Template\n"
+        "try:\n"
+        "    Template('${missing.attribute}').render()\n"
+        "except Exception:\n"
+        "    print(exceptions.text_error_template().render().strip().splitlines()[-1])\n"
+    )
+    lines = _python(code).stdout.splitlines()
+    assert lines[0] == "False"
+    assert "has no attribute 'attribute'" in lines[-1]
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_a_command_built_alone_helps_exactly_as_in_the_whole_tree(name: str) -> None:
+    whole = CliRunner().invoke(app, [name, "--help"])
+    alone = CliRunner().invoke(app_for([name, "--help"]), [name, "--help"])
+    assert whole.exit_code == alone.exit_code == 0
+    assert alone.output == whole.output
+
+
+@pytest.mark.parametrize(
+    "args", [["migrate"], ["--traceback", "migrate", "status"], ["migrate", "--url", "x"]]
+)
+def test_arguments_naming_a_command_build_only_that_command(args: list[str]) -> None:
+    built = typer.main.get_command(app_for(args))
+    assert list(built.commands) == ["migrate"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["--help"], ["--version"], ["migrat"], ["-h", "migrate"], ["--url", "x"]]
+)
+def test_anything_else_gets_the_whole_tree(args: list[str]) -> None:
+    built = typer.main.get_command(app_for(args))
+    assert set(built.commands) == set(COMMANDS)  # type: ignore[attr-defined]
+
+
+def test_a_misspelt_command_in_a_real_process_is_offered_the_right_name() -> None:
+    result = run_process("migrat")
+    assert result.returncode == 2
+    assert "No such command 'migrat'. Did you mean 'migrate'?" in result.stderr
+
+
+def test_an_unknown_subcommand_in_a_real_process_is_a_usage_error() -> None:
+    result = run_process("--traceback", "migrate", "upgrayed")
+    assert result.returncode == 2
+    assert "No such command 'upgrayed'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -3,37 +3,39 @@
 Command modules import only Typer and the light parts of myfy-db at module level;
 SQLAlchemy, Alembic and the drivers are imported inside command bodies, so ``--help`` and
 shell completion stay fast.
+
+``app`` is the whole tree (for ``--help``, the generated reference, programs that embed the
+command line), built on first use. The console script runs :func:`app_for`, which builds only
+the command its arguments name when that is plain from them (``myfy-db migrate ...``): the
+other commands' modules are not imported, and Typer converts only that command for Click.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from myfy_db._version import __version__
-from myfy_db.cli import (
-    check_pool,
-    config_cmd,
-    create_tables,
-    dbshell,
-    drop_tables,
-    migrate_cmd,
-    migrate_lint,
-    profile_pool,
-)
-from myfy_db.cli import shell as shell_cmd
 from myfy_db.cli.runtime import set_invoked_command, set_traceback
 
-app = typer.Typer(
-    name="myfy-db",
-    help="Database operations for async SQLAlchemy 2 applications.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+#: The top-level commands, in the order ``--help`` lists them: name -> (module, attribute).
+#: An attribute that is a Typer application is added as a group.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("myfy_db.cli.config_cmd", "config"),
+    "create-tables": ("myfy_db.cli.create_tables", "create_tables"),
+    "drop-tables": ("myfy_db.cli.drop_tables", "drop_tables"),
+    "migrate": ("myfy_db.cli.migrate_cmd", "app"),
+    "check-pool": ("myfy_db.cli.check_pool", "check_pool"),
+    "profile-pool": ("myfy_db.cli.profile_pool", "profile_pool"),
+    "dbshell": ("myfy_db.cli.dbshell", "dbshell"),
+    "shell": ("myfy_db.cli.shell", "shell"),
+}
+
+#: Top-level flags that may stand before the command's name and take no value.
+_ROOT_FLAGS = frozenset({"--traceback"})
 
 
 def _show_version(value: bool) -> None:
@@ -42,7 +44,6 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def main_callback(
     ctx: typer.Context,
     version: Annotated[
@@ -64,12 +65,68 @@ def main_callback(
     set_invoked_command(ctx.invoked_subcommand)
 
 
-app.command("config")(config_cmd.config)
-app.command("create-tables")(create_tables.create_tables)
-app.command("drop-tables")(drop_tables.drop_tables)
-migrate_cmd.app.command("lint")(migrate_lint.lint)
-app.add_typer(migrate_cmd.app, name="migrate")
-app.command("check-pool")(check_pool.check_pool)
-app.command("profile-pool")(profile_pool.profile_pool)
-app.command("dbshell")(dbshell.dbshell)
-app.command("shell")(shell_cmd.shell)
+def _migrate_group() -> typer.Typer:
+    """``migrate`` with its ``lint`` subcommand (registered once, however often built)."""
+    from myfy_db.cli import migrate_cmd, migrate_lint
+
+    if not any(c.name == "lint" for c in migrate_cmd.app.registered_commands):
+        migrate_cmd.app.command("lint")(migrate_lint.lint)
+    return migrate_cmd.app
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The application with every command, or with only the command named ``only``."""
+    application = typer.Typer(
+        name="myfy-db",
+        help="Database operations for async SQLAlchemy 2 applications.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    application.callback()(main_callback)
+    for name, (module, attribute) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        if name == "migrate":
+            application.add_typer(_migrate_group(), name=name)
+        else:
+            application.command(name)(getattr(importlib.import_module(module), attribute))
+    return application
+
+
+def app_for(args: Sequence[str]) -> typer.Typer:
+    """The application to run ``args`` (the command line after the program name) with.
+
+    When the first argument past the top-level flags names a command, only that command is
+    built: it parses, helps and fails exactly as in the whole tree. Anything else (no
+    command, ``--help``, ``--version``, a misspelt name that Click suggests a fix for) gets
+    the whole tree.
+    """
+    for arg in args:
+        if arg in _ROOT_FLAGS:
+            continue
+        if arg in COMMANDS:
+            return build_app(only=arg)
+        break
+    return _whole()
+
+
+_built: dict[str, typer.Typer] = {}
+
+if TYPE_CHECKING:
+    #: The whole command tree (built on first use, by the module's ``__getattr__``).
+    app: typer.Typer
+
+
+def _whole() -> typer.Typer:
+    if "app" not in _built:
+        _built["app"] = build_app()
+    return _built["app"]
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":
+        return _whole()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -66,10 +66,11 @@ def run_console_script() -> None:
     """Run the command line given in ``sys.argv`` and end the process with its exit code."""
     _end_on_signals()
     pause_gc()
-    from myfy_db.cli.application import app
+    from myfy_db.cli.application import app_for
 
     try:
-        app()  # Typer's standalone mode ends every run, success included, in SystemExit
+        # Typer's standalone mode ends every run, success included, in SystemExit.
+        app_for(sys.argv[1:])()
         status = 0
     except SystemExit as done:
         if _state["user_code_ran"] or _other_threads_running():
