@@ -162,13 +162,17 @@ def invoke(*args: str, env: dict[str, str] | None = None, input: str | None = No
 
 
 def run_process(
-    *args: str, env: dict[str, str] | None = None, cwd: str | None = None, timeout: float = 120
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    timeout: float = 120,
+    python_flags: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m myfy_db`` as a real subprocess."""
+    """Run ``python [PYTHON_FLAGS] -m myfy_db ARGS`` as a real subprocess."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "myfy_db", *args],
+        [sys.executable, *python_flags, "-m", "myfy_db", *args],
         env=full_env,
         cwd=cwd,
         capture_output=True,

@@ -238,17 +238,7 @@ def test_a_reader_that_goes_away_ends_the_process_quietly(sqlite_url: str) -> No
 
 def _imported_by(args: list[str], cwd: Path, env: dict[str, str]) -> set[str]:
     """The modules a real ``python -X importtime -m myfy_db ARGS`` process imported."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
-    full_env.update(env)
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "myfy_db", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_process(*args, env=env, cwd=str(cwd), python_flags=["-X", "importtime"])
     assert done.returncode == 0, done.stderr[-2000:]
     return {
         line.rsplit("|", 1)[1].strip()
