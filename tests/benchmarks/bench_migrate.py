@@ -7,6 +7,8 @@ it, with the same revisions: plain Alembic reads the URL (a sync driver: sqlite,
 from its ini; myfy-db reads ``MYFY_DATA_DATABASE_URL`` (the async driver) and drives the same
 ``env.py``, also taking the migration lock, applying the production guard and recording the
 environment. The ratio shows what all that costs; 10 revisions is where start-up dominates.
+Before each timed run the installed modules are read into the page cache, for both sides
+alike (``common.warm_page_cache``), so that neither pays a disk read the other did not.
 
 The PostgreSQL reference needs a sync driver for plain Alembic: ``pip install psycopg2-binary``
 (with it installed, myfy-db also hands the generic env.py psycopg2, as Alembic does).
@@ -25,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from common import BIN, Comparison
+from common import BIN, Comparison, warm_page_cache
 
 CHAINS = (10, 100)
 ROUNDS = 9
@@ -212,6 +214,7 @@ def _timed(argv: list[str], url: str, cwd: Path) -> float:
         (cwd / "alembic_ref.ini").write_text(
             ini.replace("[alembic]\n", f"[alembic]\nsqlalchemy.url = {sync}\n", 1)
         )
+    warm_page_cache()
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=False)
     elapsed = time.perf_counter() - start
