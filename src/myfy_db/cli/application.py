@@ -12,6 +12,7 @@ other commands' modules are not imported, and Typer converts only that command f
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
@@ -27,7 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("myfy_db.cli.config_cmd", "config"),
     "create-tables": ("myfy_db.cli.create_tables", "create_tables"),
     "drop-tables": ("myfy_db.cli.drop_tables", "drop_tables"),
-    "migrate": ("myfy_db.cli.migrate_cmd", "app"),
+    # The migrate group, with the `lint` subcommand that module adds to it.
+    "migrate": ("myfy_db.cli.migrate_lint", "app"),
     "check-pool": ("myfy_db.cli.check_pool", "check_pool"),
     "profile-pool": ("myfy_db.cli.profile_pool", "profile_pool"),
     "dbshell": ("myfy_db.cli.dbshell", "dbshell"),
@@ -65,15 +67,6 @@ def main_callback(
     set_invoked_command(ctx.invoked_subcommand)
 
 
-def _migrate_group() -> typer.Typer:
-    """``migrate`` with its ``lint`` subcommand (registered once, however often built)."""
-    from myfy_db.cli import migrate_cmd, migrate_lint
-
-    if not any(c.name == "lint" for c in migrate_cmd.app.registered_commands):
-        migrate_cmd.app.command("lint")(migrate_lint.lint)
-    return migrate_cmd.app
-
-
 def build_app(only: str | None = None) -> typer.Typer:
     """The application with every command, or with only the command named ``only``."""
     application = typer.Typer(
@@ -89,10 +82,11 @@ def build_app(only: str | None = None) -> typer.Typer:
     for name, (module, attribute) in COMMANDS.items():
         if only is not None and name != only:
             continue
-        if name == "migrate":
-            application.add_typer(_migrate_group(), name=name)
+        target = getattr(importlib.import_module(module), attribute)
+        if isinstance(target, typer.Typer):
+            application.add_typer(target, name=name)
         else:
-            application.command(name)(getattr(importlib.import_module(module), attribute))
+            application.command(name)(target)
     return application
 
 
@@ -113,17 +107,14 @@ def app_for(args: Sequence[str]) -> typer.Typer:
     return _whole()
 
 
-_built: dict[str, typer.Typer] = {}
-
 if TYPE_CHECKING:
     #: The whole command tree (built on first use, by the module's ``__getattr__``).
     app: typer.Typer
 
 
+@functools.cache
 def _whole() -> typer.Typer:
-    if "app" not in _built:
-        _built["app"] = build_app()
-    return _built["app"]
+    return build_app()
 
 
 def __getattr__(name: str) -> typer.Typer:
