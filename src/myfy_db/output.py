@@ -45,6 +45,12 @@ class _RedactingStream:
         return getattr(self._stream, "encoding", "utf-8") or "utf-8"
 
 
+def _plain(console: Console | None, stream: IO[str]) -> bool:
+    """True when text for ``stream`` goes out as it is: not a terminal, and no rich console
+    made for it yet (whose output it would then interleave with)."""
+    return console is None and not stream.isatty()
+
+
 def to_json(document: Any) -> str:
     """Serialise ``document`` the way every ``--json`` output is serialised."""
     return json.dumps(document, indent=2, default=str, ensure_ascii=False)
@@ -96,9 +102,9 @@ class Output:
         a scripted or CI run (``myfy-db migrate`` in a deploy job) from importing rich just
         to print its summary. A table, or a terminal, goes through rich.
         """
-        plain = not self.json_mode and self._out is None and not sys.stdout.isatty()
-        if plain and all(isinstance(line, str) for line in lines):
-            sys.stdout.write("".join(redact(str(line)) + "\n" for line in lines))
+        texts = [line for line in lines if isinstance(line, str)]
+        if not self.json_mode and len(texts) == len(lines) and _plain(self._out, sys.stdout):
+            sys.stdout.write("".join(redact(line) + "\n" for line in texts))
             sys.stdout.flush()
             self.emitted = True
             return
@@ -129,7 +135,7 @@ class Output:
         Plain text needs no rich, which keeps CI and scripted runs from importing it just
         to print a progress line.
         """
-        if self._err is None and not sys.stderr.isatty():
+        if _plain(self._err, sys.stderr):
             sys.stderr.write(redact(message) + "\n")
             sys.stderr.flush()
             return
