@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import subprocess
@@ -39,17 +40,15 @@ def warm_page_cache() -> None:
     reads part of its imports from disk, by chance and differently each time: a noise of
     tens of percent. Both sides of a comparison call this before each timed run.
     """
-    if not _installed_files:
-        roots = {Path(p) for p in sys.path if p and Path(p).is_dir()}
-        _installed_files.extend(
-            path for root in roots for pattern in ("*.pyc", "*.so") for path in root.rglob(pattern)
-        )
-    for path in _installed_files:
+    for path in _installed_files():
         with suppress(OSError), path.open("rb") as handle:
             handle.read()
 
 
-_installed_files: list[Path] = []
+@functools.cache
+def _installed_files() -> list[Path]:
+    roots = {Path(p) for p in sys.path if p and Path(p).is_dir()}
+    return [path for root in roots for pattern in ("*.pyc", "*.so") for path in root.rglob(pattern)]
 
 
 @dataclass
