@@ -10,6 +10,11 @@ environment. The ratio shows what all that costs; 10 revisions is where start-up
 Before each timed run the installed modules are read into the page cache, for both sides
 alike (``common.warm_page_cache``), so that neither pays a disk read the other did not.
 
+Beside the 10-revision runs it also times ``migrate_floor.py``: a process that only imports
+the stack ``migrate`` must load (Typer, pydantic-settings, SQLAlchemy's asyncio extension,
+Alembic, the drivers) and does nothing. No ``migrate`` on that stack can take less; the
+lines "floor" and "above the floor" show how much of the ratio that stack accounts for.
+
 The PostgreSQL reference needs a sync driver for plain Alembic: ``pip install psycopg2-binary``
 (with it installed, myfy-db also hands the generic env.py psycopg2, as Alembic does).
 """
@@ -20,6 +25,7 @@ import asyncio
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -31,6 +37,7 @@ from common import BIN, Comparison, warm_page_cache
 
 CHAINS = (10, 100)
 ROUNDS = 9
+FLOOR = Path(__file__).resolve().parent / "migrate_floor.py"
 POSTGRES_URL = os.environ.get(
     "MYFY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
@@ -224,22 +231,27 @@ def _timed(argv: list[str], url: str, cwd: Path) -> float:
 
 
 def compare(
-    root: Path, fresh: Callable[[Path], AbstractContextManager[str]], rounds: int = ROUNDS
-) -> tuple[float, float]:
+    root: Path,
+    fresh: Callable[[Path], AbstractContextManager[str]],
+    rounds: int = ROUNDS,
+    floor_argv: list[str] | None = None,
+) -> tuple[float, float, float | None]:
+    """Medians of ours, plain Alembic and (given ``floor_argv``) the floor process, alternated."""
     ours_argv = [str(BIN / "myfy-db"), "migrate"]
     alembic_argv = [str(BIN / "alembic"), "-c", "alembic_ref.ini", "upgrade", "head"]
-    ours: list[float] = []
-    theirs: list[float] = []
+    runs: list[tuple[list[str], list[float]]] = [(ours_argv, []), (alembic_argv, [])]
+    if floor_argv is not None:
+        runs.append((floor_argv, []))
     for i in range(rounds + 1):  # round 0 warms the caches (bytecode, page cache)
-        order = [(ours_argv, ours), (alembic_argv, theirs)]
-        if i % 2:
-            order.reverse()
+        order = runs if i % 2 == 0 else runs[::-1]
         for argv, times in order:
             with fresh(root) as url:
                 elapsed = _timed(argv, url, root)
             if i:
                 times.append(elapsed)
-    return statistics.median(ours), statistics.median(theirs)
+    ours, theirs = (statistics.median(times) for _, times in runs[:2])
+    floor = statistics.median(runs[2][1]) if floor_argv is not None else None
+    return ours, theirs, floor
 
 
 def run() -> list[Comparison]:
@@ -249,7 +261,11 @@ def run() -> list[Comparison]:
             root = Path(tmp)
             write_chain(root, count)
             for label, fresh in (("SQLite", fresh_sqlite), ("PostgreSQL", fresh_postgres)):
-                ours, theirs = compare(root, fresh)
+                backend = "postgresql" if fresh is fresh_postgres else "sqlite"
+                # The floor is measured where start-up dominates, beside the 10-revision runs.
+                floor_argv = [sys.executable, str(FLOOR), backend] if count == CHAINS[0] else None
+                ours, theirs, floor = compare(root, fresh, floor_argv=floor_argv)
+                reference = f"alembic upgrade head, {count} revisions"
                 results.append(
                     Comparison(
                         f"myfy-db migrate, {count} revisions, {label}",
@@ -259,4 +275,16 @@ def run() -> list[Comparison]:
                         target=1.0,
                     )
                 )
+                if floor is not None:
+                    results.append(
+                        Comparison(f"  floor (migrate_floor.py), {label}", floor, theirs, reference)
+                    )
+                    results.append(
+                        Comparison(
+                            f"  myfy-db migrate above the floor, {label}",
+                            ours,
+                            floor,
+                            "the floor",
+                        )
+                    )
     return results
