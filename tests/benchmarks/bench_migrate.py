@@ -265,7 +265,6 @@ def run() -> list[Comparison]:
                 # The floor is measured where start-up dominates, beside the 10-revision runs.
                 floor_argv = [sys.executable, str(FLOOR), backend] if count == CHAINS[0] else None
                 ours, theirs, floor = compare(root, fresh, floor_argv=floor_argv)
-                reference = f"alembic upgrade head, {count} revisions"
                 results.append(
                     Comparison(
                         f"myfy-db migrate, {count} revisions, {label}",
@@ -276,6 +275,7 @@ def run() -> list[Comparison]:
                     )
                 )
                 if floor is not None:
+                    reference = f"alembic upgrade head, {count} revisions"
                     results.append(
                         Comparison(f"  floor (migrate_floor.py), {label}", floor, theirs, reference)
                     )

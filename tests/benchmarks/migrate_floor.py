@@ -16,6 +16,7 @@ this stack can take less time than this process, whatever else it does or leaves
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import sys
 
@@ -44,19 +45,11 @@ def main(backend: str) -> None:
 
     Settings()
 
-    import alembic.config
-    import alembic.script  # noqa: F401
-    import sqlalchemy.ext.asyncio  # noqa: F401
+    import myfy_db.migrations  # noqa: F401  (Alembic as myfy-db imports it: without Pygments)
 
-    import myfy_db.migrations  # noqa: F401  (Alembic, as myfy-db imports it)
-
-    if backend == "postgresql":
-        import asyncpg  # noqa: F401
-        import psycopg2  # noqa: F401
-    else:
-        import sqlite3  # noqa: F401
-
-        import aiosqlite  # noqa: F401
+    drivers = ("asyncpg", "psycopg2") if backend == "postgresql" else ("aiosqlite", "sqlite3")
+    for module in ("alembic.config", "alembic.script", "sqlalchemy.ext.asyncio", *drivers):
+        importlib.import_module(module)
 
 
 if __name__ == "__main__":
