@@ -18,7 +18,8 @@ from sqlalchemy.engine import make_url
 
 from helpers import CANARY, backend_of, free_port, invoke, run_process, server_for, with_password
 from myfy_db.errors import CannotConnect
-from myfy_db.pool_check import check_pool, histogram, latency_stats
+from myfy_db.pool.measure import check_pool
+from myfy_db.pool.report import histogram, latency_stats
 from myfy_db.settings import DatabaseSettings
 
 # The check's own bound, and a generous bound on the whole process around it.
@@ -527,8 +528,8 @@ def test_a_million_pool_size_stays_bounded(backend: str, sqlite_url: str) -> Non
 
 
 def test_timings_are_kept_in_bounded_memory() -> None:
-    from myfy_db.pool_check import reservoir_stats
-    from myfy_db.stats import Reservoir
+    from myfy_db.pool.report import reservoir_stats
+    from myfy_db.pool.stats import Reservoir
 
     reservoir = Reservoir(capacity=1000)
     for value in range(1, 200_001):
@@ -639,7 +640,7 @@ def test_the_engine_factory_builds_the_safe_engine_from_the_url_alone(
     from sqlalchemy import text
 
     from myfy_db.engine import create_engine, engine_options
-    from myfy_db.pooler import unsafe_settings
+    from myfy_db.pool.pooler import unsafe_settings
 
     bouncer = bouncer_factory("transaction", pool_size=4)
     url = bouncer.url_with(prepared_statement_cache_size="0")

@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from helpers import CANARY, backend_of, run_process, server_for, with_password
-from myfy_db.dbshell import client_command
 from myfy_db.guard import record_environment
+from myfy_db.shell.dbshell import client_command
 from test_shell import _Pty
 
 QUERY = {

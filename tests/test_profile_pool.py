@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from helpers import invoke, server_for
-from myfy_db.pool_check import PoolStatus
-from myfy_db.pool_profile import (
+from myfy_db.pool.profile import (
     LoadReport,
     Traffic,
     assess_tiers,
@@ -20,6 +19,7 @@ from myfy_db.pool_profile import (
     percentile,
     shortfall,
 )
+from myfy_db.pool.report import PoolStatus
 from myfy_db.settings import DatabaseSettings
 
 UNREACHABLE_PG = "postgresql+asyncpg://app@127.0.0.1:1/shop"
@@ -459,7 +459,7 @@ def test_percentiles_and_histogram() -> None:
 def test_load_reports_progress_until_the_duration(sqlite_url: str) -> None:
     import asyncio
 
-    from myfy_db.pool_profile import run_load
+    from myfy_db.pool.profile import run_load
 
     calls: list[tuple[float, int]] = []
     report = asyncio.run(
@@ -651,7 +651,7 @@ def test_load_keeps_its_checkout_waits_in_bounded_memory(
 ) -> None:
     import asyncio
 
-    from myfy_db.pool_profile import load as load_module
+    from myfy_db.pool.profile import load as load_module
 
     monkeypatch.setattr(load_module, "WAIT_SAMPLE", 5)
     report = asyncio.run(load_module.run_load(settings(database_url=sqlite_url), 2, 0.5))

@@ -376,7 +376,7 @@ def test_protected_environment_banner_is_loud(sqlite_url: str, history: Path) ->
 
 
 def test_run_snippet_returns_the_trailing_expression_only() -> None:
-    from myfy_db.shell import run_snippet
+    from myfy_db.shell.running import run_snippet
 
     namespace: dict[str, object] = {}
 

@@ -535,7 +535,7 @@ def test_interactive_lazy_load_and_objects_outlive_the_read_transaction(
     ],
 )
 def test_sandbox_reads_statements_as_the_server_does(sql: str, dialect: str, refused: bool) -> None:
-    from myfy_db.sandbox import Policy, refusal
+    from myfy_db.shell.sandbox import Policy, refusal
 
     assert (refusal(sql, dialect, Policy(sandbox=True)) is not None) is refused
 
@@ -552,6 +552,6 @@ def test_sandbox_reads_statements_as_the_server_does(sql: str, dialect: str, ref
     ],
 )
 def test_writes_are_told_from_reads(sql: str, write: bool) -> None:
-    from myfy_db.sandbox import is_write, statements
+    from myfy_db.shell.sandbox import is_write, statements
 
     assert is_write(statements(sql, "postgresql")[0][0]) is write

@@ -199,7 +199,7 @@ def test_the_readable_repr_leaves_the_class_alone(tmp_path: Path) -> None:
     import importlib
     import sys
 
-    from myfy_db.shell_display import shell_repr
+    from myfy_db.shell.display import shell_repr
 
     (tmp_path / "models.py").write_text(MODELS)
     sys.path.insert(0, str(tmp_path))

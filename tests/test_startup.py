@@ -160,9 +160,9 @@ def test_a_thread_started_by_the_metadata_module_is_waited_for(tmp_path: Path) -
 def test_output_that_cannot_be_written_at_exit_is_an_error() -> None:
     code = (
         "import sys\n"
-        "from myfy_db.cli.process import _exit\n"
+        "from myfy_db.cli.lifecycle import exit_now\n"
         "sys.stdout.write('buffered until exit')\n"
-        "_exit(0)\n"
+        "exit_now(0)\n"
     )
     buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     with open("/dev/full", "w") as full:

@@ -23,13 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from myfy_db.command_name import command_name, current_command
 from myfy_db.connections import track as track_connections
 from myfy_db.errors import CannotConnect, ConfigError, MyfyDbError, OperationFailed
-from myfy_db.read_only import reads_only
+from myfy_db.invocation import WaitBudget, command_name, current_command, current_wait, reads_only
 from myfy_db.settings import DatabaseSettings
 from myfy_db.urls import is_sqlite_memory, mask_url, redact, register_url_secret, url_problem
-from myfy_db.waiting import WaitBudget, current_wait
 
 __all__ = [
     "SessionFactory",

@@ -12,8 +12,9 @@ from myfy_db.cli.runtime import load, run
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from myfy_db.output import Output
-    from myfy_db.pool_check import LatencyStats, PoolReport, TargetReport, WatchLine
+    from myfy_db.cli.output import Output
+    from myfy_db.pool.report import LatencyStats, PoolReport, TargetReport
+    from myfy_db.pool.watch import WatchLine
 
 
 ConnectionsOption = Annotated[
@@ -115,7 +116,7 @@ def check_pool(
 
     async def action(out: Output) -> None:
         from myfy_db.errors import ConfigError
-        from myfy_db.pool_check import check_pool as run_check
+        from myfy_db.pool.measure import check_pool as run_check
 
         if count is not None and watch is None:
             raise ConfigError("--count needs --watch SECONDS")
@@ -144,7 +145,7 @@ def check_pool(
 async def _watch(
     out: Output, settings: Any, interval: float, count: int | None, check: dict[str, Any]
 ) -> None:
-    from myfy_db.pool_check import watch_pool
+    from myfy_db.pool.watch import watch_pool
 
     def on_round(lines: list[WatchLine], _report: PoolReport) -> None:
         for line in lines:
@@ -170,8 +171,8 @@ def _stats_row(label: str, stats: LatencyStats) -> list[str]:
 
 
 def _render_target(console: Console, target: TargetReport) -> None:
-    from myfy_db.output import table
-    from myfy_db.stats import histogram_lines
+    from myfy_db.cli.output import table
+    from myfy_db.pool.stats import histogram_lines
 
     title = f"{target.role}: {target.url}"
     if target.round_trip is None or target.connect is None or target.checkout is None:

@@ -11,7 +11,7 @@ from myfy_db.errors import ConfigError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from myfy_db.output import Output
+    from myfy_db.cli.output import Output
     from myfy_db.settings import UnknownName
 
 
@@ -27,7 +27,7 @@ def config(
     """
 
     def action(out: Output) -> None:
-        from myfy_db.output import table
+        from myfy_db.cli.output import table
         from myfy_db.settings import InvalidSettings, describe_settings
 
         problems: list[dict[str, Any]] = []

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from myfy_db.cli.output import Output
 from myfy_db.errors import Interrupted, Refused
-from myfy_db.output import Output
 
 
 def confirm_by_name(out: Output, action: str, name: str, *, yes: bool) -> None:

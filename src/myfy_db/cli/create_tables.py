@@ -13,7 +13,7 @@ from myfy_db.cli.runtime import load, run
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from myfy_db.output import Output
+    from myfy_db.cli.output import Output
 
 SqlOption = Annotated[
     bool,

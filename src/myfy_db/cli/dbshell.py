@@ -12,10 +12,10 @@ from myfy_db.cli.options import EnvFileOption, UrlOption, WaitOption, YesOption
 from myfy_db.cli.runtime import load, run
 
 if TYPE_CHECKING:
-    from myfy_db.dbshell import ClientCommand
+    from myfy_db.cli.output import Output
     from myfy_db.guard import ShellDecision
-    from myfy_db.output import Output
     from myfy_db.settings import LoadedSettings
+    from myfy_db.shell.dbshell import ClientCommand
 
 ClientArgs = Annotated[
     list[str] | None,
@@ -47,7 +47,7 @@ def dbshell(
     chosen: list[ClientCommand] = []
 
     async def action(out: Output) -> None:
-        from myfy_db.dbshell import client_command
+        from myfy_db.shell.dbshell import client_command
 
         loaded = load(url, env_file)
         database_url = loaded.settings.database_url
@@ -67,8 +67,8 @@ def dbshell(
     try:
         os.execvpe(command.program, command.argv, {**os.environ, **command.env})
     except OSError as exc:
+        from myfy_db.cli.output import Output
         from myfy_db.errors import OperationFailed
-        from myfy_db.output import Output
 
         Output().error(OperationFailed(f"could not start {command.program}: {exc.strerror}"))
         raise typer.Exit(1) from None

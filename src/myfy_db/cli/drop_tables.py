@@ -22,7 +22,7 @@ from myfy_db.cli.runtime import load, run
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from myfy_db.output import Output
+    from myfy_db.cli.output import Output
     from myfy_db.schema import DropPlan
 
 AllOption = Annotated[
@@ -140,7 +140,7 @@ def drop_tables(
         }
 
         def render(console: Console) -> None:
-            from myfy_db.output import table
+            from myfy_db.cli.output import table
 
             if not tables:
                 console.print(f"Nothing to drop in {target}.", markup=False)

@@ -1,7 +1,7 @@
 """``myfy-db migrate``: Alembic in-process, one async URL, under the migration lock.
 
 The Typer layer parses, calls one function of :mod:`myfy_db.migrations.commands` inside
-:func:`~myfy_db.cli.runtime.run`, and renders through :class:`~myfy_db.output.Output`.
+:func:`~myfy_db.cli.runtime.run`, and renders through :class:`~myfy_db.cli.output.Output`.
 Options given before a subcommand (``myfy-db migrate --url X status``) apply to it too.
 """
 
@@ -29,10 +29,10 @@ from myfy_db.errors import CheckFailed
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from myfy_db.cli.output import Output
     from myfy_db.migrations.commands import AppliedRevision, MigrationRun
     from myfy_db.migrations.project import MigrationProject
     from myfy_db.migrations.revisions import RevisionInfo
-    from myfy_db.output import Output
     from myfy_db.settings import LoadedSettings
 
 ConfigOption = Annotated[
@@ -248,7 +248,7 @@ def _write(
 
 
 def _revision_table(title: str | None, revisions: list[RevisionInfo]) -> Any:
-    from myfy_db.output import table
+    from myfy_db.cli.output import table
 
     rows = [[n, r.revision, r.message or ""] for n, r in enumerate(revisions, 1)]
     return table(title, ["#", "revision", "message"], rows)
@@ -472,9 +472,9 @@ def status(
     shared = _shared(ctx, url=url, env_file=env_file, config=config)
 
     async def action(out: Output) -> None:
+        from myfy_db.cli.output import table
         from myfy_db.migrations import commands
         from myfy_db.migrations.revisions import SEVERAL_HEADS_HINT, several_heads
-        from myfy_db.output import table
 
         loaded = load(shared["url"], shared["env_file"])
         result = await commands.status(_project(shared["config"], out), loaded)
@@ -526,7 +526,7 @@ def history(
         marked = any(r.applied is not None for r in revisions)
 
         def human(console: Console) -> None:
-            from myfy_db.output import table
+            from myfy_db.cli.output import table
 
             columns = ["revision", "revises", "head", "message"]
             if marked:
@@ -778,9 +778,9 @@ def check(
     """Compare the models with the database; exit 5 listing the differences."""
 
     async def action(out: Output) -> None:
+        from myfy_db.cli.output import table
         from myfy_db.metadata import load_metadata
         from myfy_db.migrations import autogenerate as auto
-        from myfy_db.output import table
 
         loaded = load(url, env_file, metadata=metadata)
         models = load_metadata(loaded.settings.metadata)

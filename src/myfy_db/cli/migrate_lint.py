@@ -14,8 +14,8 @@ from myfy_db.errors import CheckFailed
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from myfy_db.cli.output import Output
     from myfy_db.migrations.lint import LintReport
-    from myfy_db.output import Output
 
 RangeArgument = Annotated[
     str | None,

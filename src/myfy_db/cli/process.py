@@ -26,40 +26,13 @@ shutdown as they are. ``tests/benchmarks/bench_process.py`` measures what it sav
 
 from __future__ import annotations
 
-import atexit
-import gc
 import os
 import sys
 import threading
 from contextlib import suppress
 
+from myfy_db.cli.lifecycle import exit_now, pause_gc, user_code_ran
 from myfy_db.errors import system_exit_status
-
-_state = {"gc_paused": False, "user_code_ran": False}
-
-
-def pause_gc() -> None:
-    """Stop cyclic garbage collection for the start-up of this process."""
-    if gc.isenabled():
-        gc.disable()
-        _state["gc_paused"] = True
-
-
-def resume_gc() -> None:
-    """Restart cyclic garbage collection: start-up is over (a no-op unless paused).
-
-    What start-up built is frozen first: it lives as long as the process, and collections
-    that skip it stay as cheap as in a process that had imported nothing.
-    """
-    if _state["gc_paused"]:
-        _state["gc_paused"] = False
-        gc.freeze()
-        gc.enable()
-
-
-def user_code_runs() -> None:
-    """Note that the user's own code runs in this process: it ends with a normal exit."""
-    _state["user_code_ran"] = True
 
 
 def run_console_script() -> None:
@@ -73,10 +46,10 @@ def run_console_script() -> None:
         app_for(sys.argv[1:])()
         status = 0
     except SystemExit as done:
-        if _state["user_code_ran"] or _other_threads_running():
+        if user_code_ran() or _other_threads_running():
             raise
         status = system_exit_status(done.code)
-    _exit(status)
+    exit_now(status)
 
 
 def _end_on_signals() -> None:
@@ -102,25 +75,3 @@ def _other_threads_running() -> bool:
     """True while a non-daemon thread other than this one runs: the interpreter waits for it."""
     current = threading.current_thread()
     return any(t is not current and not t.daemon and t.is_alive() for t in threading.enumerate())
-
-
-def exit_now(status: int) -> None:
-    """End the process now with ``status``: ``atexit`` handlers run, the streams are flushed,
-    nothing else (no thread is waited for, no object finalised)."""
-    _exit(status)
-
-
-def _exit(status: int) -> None:
-    """Run the ``atexit`` handlers, flush the standard streams and end the process now."""
-    atexit._run_exitfuncs()
-    streams = [sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__]
-    for stream in dict.fromkeys(s for s in streams if s is not None):
-        try:
-            stream.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # the reader went away (`| head`) or the stream is closed: nothing to deliver
-        except OSError as error:  # a full disk, an I/O error: the output is incomplete
-            with suppress(OSError, ValueError):
-                os.write(2, f"Error: could not write the output: {error}\n".encode())
-            status = status or 1
-    os._exit(status & 0xFF)  # as the interpreter would: sys.exit(-1) ends with 255

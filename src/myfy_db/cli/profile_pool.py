@@ -20,8 +20,8 @@ from myfy_db.errors import CheckFailed, ConfigError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from myfy_db.output import Output
-    from myfy_db.pool_profile import LoadReport
+    from myfy_db.cli.output import Output
+    from myfy_db.pool.profile import LoadReport
 
 _WHAT_IF = "What-if override"
 
@@ -159,7 +159,7 @@ def profile_pool(
     async def action(out: Output) -> None:
         from dataclasses import asdict
 
-        from myfy_db.pool_profile import (
+        from myfy_db.pool.profile import (
             Traffic,
             assess_tiers,
             failing,
@@ -201,8 +201,8 @@ def profile_pool(
         pooler = None
         facts_from = settings
         if not offline and settings.backend == "postgresql":
-            from myfy_db.pool_check import probe_pooler
-            from myfy_db.pooler import safe_url
+            from myfy_db.pool.measure import probe_pooler
+            from myfy_db.pool.pooler import safe_url
 
             pooler = await probe_pooler(settings)
             if pooler is not None and pooler.unsafe:
@@ -281,7 +281,7 @@ def _document(
     report: LoadReport | None,
     offline: bool,
 ) -> dict[str, Any]:
-    from myfy_db.pool_profile import TIERS
+    from myfy_db.pool.profile import TIERS
 
     settings = loaded.settings
     verdicts: dict[str, Any] = {}
@@ -345,9 +345,9 @@ def _show(value: Any) -> str:
 
 
 def _render(console: Console, document: dict[str, Any], report: LoadReport | None) -> None:
-    from myfy_db.output import table
-    from myfy_db.pool_profile import TIER_NAMES, histogram
-    from myfy_db.stats import histogram_lines
+    from myfy_db.cli.output import table
+    from myfy_db.pool.profile import TIER_NAMES, histogram
+    from myfy_db.pool.stats import histogram_lines
 
     rows = []
     for name, entry in document["settings"].items():

@@ -16,7 +16,7 @@ import typer
 from myfy_db.errors import ExitCode, MyfyDbError
 
 if TYPE_CHECKING:
-    from myfy_db.output import Output
+    from myfy_db.cli.output import Output
     from myfy_db.settings import LoadedSettings
 
 T = TypeVar("T")
@@ -63,7 +63,7 @@ def load(
     a command imports what it needs first, and what runs after this (the user's modules, the
     work itself) runs with the cyclic garbage collector on.
     """
-    from myfy_db.cli.process import resume_gc
+    from myfy_db.cli.lifecycle import resume_gc
     from myfy_db.settings import load_settings
     from myfy_db.urls import redact
 
@@ -105,20 +105,18 @@ def run(
     import inspect
     import traceback
 
+    from myfy_db.cli.output import Output
     from myfy_db.cli.signals import Terminate, run_coroutine, signals_unwind
-    from myfy_db.command_name import command_name
     from myfy_db.errors import Interrupted
-    from myfy_db.output import Output
-    from myfy_db.read_only import only_reading
+    from myfy_db.invocation import command_name, only_reading, waiting_for_database
     from myfy_db.urls import redact
-    from myfy_db.waiting import waiting_for_database
 
     show_trace = wants_traceback()
     _no_pool_tracebacks()
 
     def hard_stop(error: MyfyDbError) -> None:
         # The interrupted run would not end in time: report it and end the process here.
-        from myfy_db.cli.process import exit_now
+        from myfy_db.cli.lifecycle import exit_now
 
         out.error(error)
         exit_now(int(error.exit_code))

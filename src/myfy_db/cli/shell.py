@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from myfy_db.cli.lifecycle import user_code_runs
 from myfy_db.cli.options import EnvFileOption, MetadataOption, UrlOption, WaitOption, YesOption
-from myfy_db.cli.process import user_code_runs
 from myfy_db.cli.runtime import fail_usage, load, run, wants_traceback
 from myfy_db.errors import ConfigError
 
 if TYPE_CHECKING:
+    from myfy_db.cli.output import Output
     from myfy_db.guard import EnvironmentRecord
-    from myfy_db.output import Output
-    from myfy_db.sandbox import SandboxOutcome
     from myfy_db.settings import DatabaseSettings, LoadedSettings
-    from myfy_db.shell import ShellContext
+    from myfy_db.shell.sandbox import SandboxOutcome
+    from myfy_db.shell.session import ShellContext
 
 CommandOption = Annotated[
     str | None,
@@ -81,7 +81,7 @@ def shell(
     def action(out: Output) -> Any:
         if command is None and _stdin_closed():
             raise ConfigError("no terminal: use -c CODE or run it in a terminal")
-        import myfy_db.shell  # noqa: F401  (SQLAlchemy and the session load with start-up)
+        import myfy_db.shell.session  # noqa: F401  (SQLAlchemy and the session load with start-up)
 
         loaded = load(url, env_file, metadata=metadata)
         rule = _SandboxRule(out, loaded, sandbox, yes=yes)
@@ -137,7 +137,7 @@ class _SandboxRule:
         """``--no-sandbox``: read the record and apply the rule, asking when it says so."""
         if self.requested is not False:
             return
-        from myfy_db.shell import read_database_record
+        from myfy_db.shell.session import read_database_record
 
         record, name = await read_database_record(self.settings)
         self.decide(record, ask=True, name=name)
@@ -148,7 +148,7 @@ class _SandboxRule:
         from myfy_db.errors import Refused
         from myfy_db.guard import OVERRIDE_VARIABLE, override_enabled
         from myfy_db.settings import normalise_environment
-        from myfy_db.shell import record_is_protected
+        from myfy_db.shell.session import record_is_protected
 
         settings = self.settings
         guarded = record_is_protected(record, settings) and not override_enabled()
@@ -187,9 +187,10 @@ class _SandboxRule:
 
 async def _run_command(out: Output, rule: _SandboxRule, source: str, *, read_only: bool) -> None:
     from myfy_db.errors import OperationFailed
-    from myfy_db.sandbox import StatementRefused
-    from myfy_db.shell import describe_error, open_shell, run_bridged, run_snippet
-    from myfy_db.shell_errors import format_full_traceback
+    from myfy_db.shell.errors import format_full_traceback
+    from myfy_db.shell.running import describe_error, run_bridged, run_snippet
+    from myfy_db.shell.sandbox import StatementRefused
+    from myfy_db.shell.session import open_shell
     from myfy_db.urls import redact
 
     await rule.confirm()
@@ -217,7 +218,7 @@ async def _run_command(out: Output, rule: _SandboxRule, source: str, *, read_onl
             if type(value) in (int, float, bool, str):  # plain values: no renderer to load
                 sys.stdout.write(redact(repr(value)) + "\n")
             elif value is not None:
-                from myfy_db.shell_display import shell_repr
+                from myfy_db.shell.display import shell_repr
 
                 shown = await run_bridged(lambda: shell_repr(value))
                 sys.stdout.write(shown + "\n")
@@ -247,24 +248,25 @@ def _report_sandbox(out: Output, outcome: SandboxOutcome | None) -> None:
 def _run_interactive(out: Output, rule: _SandboxRule, *, read_only: bool, flavour: str) -> None:
     import asyncio
 
-    from myfy_db import shell as library
+    from myfy_db.shell import console
+    from myfy_db.shell.session import open_shell
 
     asyncio.run(rule.confirm())
     outcomes: list[SandboxOutcome | None] = []
 
     def start() -> Any:
-        return library.open_shell(rule.settings, read_only=read_only, choose=rule.decide)
+        return open_shell(rule.settings, read_only=read_only, choose=rule.decide)
 
     def banner(context: ShellContext) -> None:
         user_code_runs()
         _print_banner(out, rule.settings, context, flavour)
 
     if flavour == "ipython":
-        status = library.interact_ipython(start, banner, closed=outcomes.append)
+        status = console.interact_ipython(start, banner, closed=outcomes.append)
     elif flavour == "ptpython":
-        status = library.interact_ptpython(start, banner, closed=outcomes.append)
+        status = console.interact_ptpython(start, banner, closed=outcomes.append)
     else:
-        status = library.interact(
+        status = console.interact(
             start, banner, full_traceback=wants_traceback(), closed=outcomes.append
         )
     for outcome in outcomes:
@@ -278,7 +280,7 @@ def _print_banner(
 ) -> None:
     from rich.markup import escape
 
-    from myfy_db.shell import DIRTY_PROMPT
+    from myfy_db.shell.session import DIRTY_PROMPT
 
     console = out.err
     console.print(f"[bold]myfy-db shell[/] on {escape(settings.masked_url)}", highlight=False)
@@ -296,7 +298,7 @@ def _print_banner(
             highlight=False,
         )
     if context.sandbox:
-        from myfy_db.sandbox import SANDBOX_NAME
+        from myfy_db.shell.sandbox import SANDBOX_NAME
 
         console.print(
             "[bold green]sandbox ON[/]: everything the session does, commits included, is rolled "

@@ -77,7 +77,7 @@ class Description(_Shown):
         self.referenced_by = referenced_by
 
     def text(self) -> str:
-        from myfy_db.shell_display import TextTable
+        from myfy_db.shell.display import TextTable
 
         rows = [
             (name, kind, "null" if nullable else "not null", default or "")
@@ -110,7 +110,7 @@ class Affected(_Shown):
         self.rowcount = rowcount
 
     def text(self) -> str:
-        from myfy_db.shell_display import affected_text
+        from myfy_db.shell.display import affected_text
 
         return affected_text(self.rowcount)
 
@@ -168,7 +168,7 @@ def make_helpers(namespace: Mapping[str, Any]) -> dict[str, Any]:
 async def _sql(session: Any, statement: str, params: dict[str, Any]) -> Any:
     from sqlalchemy import text
 
-    from myfy_db.shell_display import table_of
+    from myfy_db.shell.display import table_of
 
     result = await session.execute(text(statement), params)
     if not result.returns_rows:
@@ -179,7 +179,7 @@ async def _sql(session: Any, statement: str, params: dict[str, Any]) -> Any:
 
 
 async def _tables(session: Any) -> Any:
-    from myfy_db.shell_display import TextTable
+    from myfy_db.shell.display import TextTable
 
     connection = await session.connection()
     dialect = connection.dialect.name

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from myfy_db.pool_check import product_version
+from myfy_db.pool.server_info import product_version
 from myfy_db.settings import DatabaseSettings
 
 #: MySQL's and MariaDB's default ``wait_timeout`` (seconds), assumed when offline.

@@ -8,13 +8,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from myfy_db import stats
 from myfy_db.errors import CannotConnect, ConfigError
-from myfy_db.findings import Finding
-from myfy_db.pool_check import PoolStatus, pool_status
-from myfy_db.pool_profile.tiers import format_number as _num
+from myfy_db.pool import stats
+from myfy_db.pool.findings import Finding
+from myfy_db.pool.profile.tiers import format_number as _num
+from myfy_db.pool.report import PoolStatus
+from myfy_db.pool.server_info import pool_status
+from myfy_db.pool.stats import Reservoir
 from myfy_db.settings import DatabaseSettings
-from myfy_db.stats import Reservoir
 
 #: Checkout waits kept for the percentiles and the histogram: beyond it, a uniform sample.
 WAIT_SAMPLE = 100_000

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from myfy_db.findings import Finding
+from myfy_db.pool.findings import Finding
 
 __all__ = [
     "DETECTED_MESSAGE",

@@ -25,271 +25,46 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from myfy_db.connections import abort as abort_connections
 from myfy_db.engine import create_engine, describe_target, engine_options, translate_errors
 from myfy_db.errors import (
     CannotConnect,
-    CheckFailed,
     ConfigError,
     ExitCode,
     MyfyDbError,
-    OperationFailed,
 )
-from myfy_db.findings import Finding
-from myfy_db.pooler import (
+from myfy_db.pool.findings import Finding
+from myfy_db.pool.pooler import (
     PoolerInfo,
     detect_pooler,
     pooler_findings,
     safe_url,
     unsafe_settings,
 )
+from myfy_db.pool.server_info import _read_slots, _server_info, pool_status
+from myfy_db.pool.stats import Reservoir
 from myfy_db.settings import DatabaseSettings
-from myfy_db.stats import Reservoir, log_buckets, percentile
 from myfy_db.urls import is_sqlite_memory, mask_url
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-__all__ = [
-    "DEFAULT_SAMPLES",
-    "DEFAULT_TIMEOUT",
-    "HistogramBucket",
-    "LatencyStats",
-    "PoolReport",
-    "PoolStatus",
-    "ServerInfo",
-    "SlotBudget",
-    "TargetReport",
-    "WatchLine",
-    "check_pool",
-    "histogram",
-    "latency_stats",
-    "pool_status",
-    "probe_pooler",
-    "targets_of",
-    "watch_pool",
-]
-
-DEFAULT_SAMPLES = 20
-DEFAULT_TIMEOUT = 30.0
-PING_SQL = "SELECT 1"
-#: Untimed pings on each connection right before its timed samples: a freshly started server
-#: process (and the scheduler's placement of it) is slower for its first few round trips,
-#: which is start-up cost, not the latency the application will see.
-WARM_UP_PINGS = 5
-HISTOGRAM_BUCKETS = 8
-#: At most this many connections to one database, whatever pool_size or --connections say.
-MAX_CONNECTIONS = 200
-#: Slots always left free for everyone else (or a fifth of the usable slots, if more).
-SLOT_MARGIN_MIN = 2
-#: Timings kept per measure: beyond it a uniform sample (exact n, mean, min and max).
-SAMPLE_CAPACITY = 100_000
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Summary of a set of timings, in milliseconds."""
-
-    n: int
-    mean_ms: float
-    min_ms: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
-
-
-@dataclass(frozen=True)
-class HistogramBucket:
-    """Samples with ``from_ms <= value < to_ms`` (the last bucket includes ``to_ms``)."""
-
-    from_ms: float
-    to_ms: float
-    count: int
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    """What the server says about itself; None where it does not tell."""
-
-    version: str | None
-    max_connections: int | None
-    connections_in_use: int | None
-
-
-@dataclass(frozen=True)
-class PoolStatus:
-    """A pool's state, in plain numbers (None where the pool class does not tell).
-
-    ``size`` is ``pool_size``; ``opened`` the connections the pool holds open (idle or
-    checked out); ``overflow`` how many of them are beyond ``pool_size`` (never negative:
-    SQLAlchemy's own counter starts at ``-pool_size``).
-    """
-
-    pool_class: str
-    size: int | None
-    opened: int | None
-    checked_in: int | None
-    checked_out: int | None
-    overflow: int | None
-
-    def describe(self) -> str:
-        """``QueuePool: size 5, 2 open (2 idle, 0 checked out), overflow 0``."""
-        if self.size is None:
-            return f"{self.pool_class} (one shared connection)"
-        parts = [f"size {self.size}"]
-        if self.opened is not None:
-            detail = ", ".join(
-                f"{value} {name}"
-                for name, value in (("idle", self.checked_in), ("checked out", self.checked_out))
-                if value is not None
-            )
-            parts.append(f"{self.opened} open" + (f" ({detail})" if detail else ""))
-        if self.overflow is not None:
-            parts.append(f"overflow {self.overflow}")
-        return f"{self.pool_class}: " + ", ".join(parts)
-
-
-@dataclass(frozen=True)
-class SlotBudget:
-    """The server's free connection slots, read before the check opens its connections.
-
-    ``free`` is ``max_connections`` less the reserved slots less the connections in use
-    (counting the one that read them); the check opens at most ``allowed``: what is free
-    less ``margin``, plus the reading connection itself (closed before the others open).
-    """
-
-    max_connections: int
-    reserved: int
-    in_use: int
-    free: int
-    margin: int
-    allowed: int
-
-
-@dataclass(frozen=True)
-class TargetReport:
-    """The check of one database: the primary or one replica.
-
-    A target that could not be checked has ``ok`` False, its ``exit_code`` and ``error``
-    (and ``hint``), and None for what was not measured.
-    """
-
-    role: str
-    url: str
-    target: str
-    backend: str
-    ok: bool
-    exit_code: int
-    error: str | None
-    hint: str | None
-    requested: int
-    connections: int
-    samples_per_connection: int
-    pre_ping: bool
-    connect: LatencyStats | None = None
-    checkout: LatencyStats | None = None
-    round_trip: LatencyStats | None = None
-    histogram: list[HistogramBucket] = field(default_factory=list)
-    server: ServerInfo | None = None
-    pool: PoolStatus | None = None
-    slots: SlotBudget | None = None
-    pooler: PoolerInfo | None = None
-    findings: list[Finding] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class PoolReport:
-    """The result of :func:`check_pool`: one :class:`TargetReport` per database."""
-
-    targets: list[TargetReport]
-    connections: int
-    samples: int
-    timeout_s: float | None
-    max_latency_ms: float | None
-    elapsed_ms: float
-    over_threshold: list[str] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        """The worst target's exit code (an unreachable one, 4, outranks a finding, 5)."""
-        return max((t.exit_code for t in self.targets), key=_RANK.__getitem__, default=0)
-
-    @property
-    def ok(self) -> bool:
-        """True when every target was checked and nothing was found."""
-        return self.exit_code == 0
-
-    def failure(self) -> MyfyDbError | None:
-        """The error the command ends with (exit code :attr:`exit_code`), or None."""
-        code = self.exit_code
-        if code == 0:
-            return None
-        problems = [f"{t.role}: {t.error}" for t in self.targets if t.exit_code != 0 and t.error]
-        hints = [t.hint for t in self.targets if t.exit_code == code and t.hint]
-        error_class = _ERRORS.get(code, OperationFailed)
-        hint = hints[0] if len(problems) == 1 and hints else None
-        return error_class("; ".join(problems), hint=hint)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as plain data (the ``--json`` document): times in ``*_ms`` keys."""
-        document = asdict(self)
-        document["ok"] = self.ok
-        document["exit_code"] = self.exit_code
-        return document
-
-
-#: Exit codes from least to most severe, for "the worst one".
-_RANK = {0: 0, 5: 1, 1: 2, 4: 3, 2: 4}
-_ERRORS: dict[int, type[MyfyDbError]] = {
-    1: OperationFailed,
-    2: ConfigError,
-    4: CannotConnect,
-    5: CheckFailed,
-}
-
-
-def reservoir_stats(reservoir: Reservoir) -> LatencyStats:
-    """:func:`latency_stats` of a :class:`Reservoir`: exact n, mean, min and max; the
-    percentiles from its bounded sample."""
-    if not reservoir.count:
-        return latency_stats([])
-    ordered = sorted(reservoir.values)
-    return LatencyStats(
-        n=reservoir.count,
-        mean_ms=reservoir.total / reservoir.count,
-        min_ms=reservoir.low,
-        p50_ms=percentile(ordered, 0.50),
-        p95_ms=percentile(ordered, 0.95),
-        p99_ms=percentile(ordered, 0.99),
-        max_ms=reservoir.high,
-    )
-
-
-def latency_stats(values_ms: Sequence[float]) -> LatencyStats:
-    """n, mean, min, p50, p95, p99 and max of ``values_ms``."""
-    ordered = sorted(values_ms)
-    if not ordered:
-        return LatencyStats(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    return LatencyStats(
-        n=len(ordered),
-        mean_ms=sum(ordered) / len(ordered),
-        min_ms=ordered[0],
-        p50_ms=percentile(ordered, 0.50),
-        p95_ms=percentile(ordered, 0.95),
-        p99_ms=percentile(ordered, 0.99),
-        max_ms=ordered[-1],
-    )
-
-
-def histogram(
-    values_ms: Sequence[float], buckets: int = HISTOGRAM_BUCKETS
-) -> list[HistogramBucket]:
-    """Log-width buckets from the smallest to the largest value (see :func:`log_buckets`)."""
-    return [HistogramBucket(*bucket) for bucket in log_buckets(values_ms, buckets)]
+from myfy_db.pool.report import (
+    DEFAULT_SAMPLES,
+    DEFAULT_TIMEOUT,
+    MAX_CONNECTIONS,
+    PING_SQL,
+    SAMPLE_CAPACITY,
+    WARM_UP_PINGS,
+    PoolReport,
+    SlotBudget,
+    TargetReport,
+    histogram,
+    latency_stats,
+    reservoir_stats,
+)
 
 
 def _ms(start: float) -> float:
@@ -337,136 +112,6 @@ def _pinger(backend: str, driver: Any) -> Callable[[], Coroutine[Any, Any, Any]]
             return await cursor.fetchone()
 
     return ping_sqlite
-
-
-async def _scalar(backend: str, driver: Any, sql: str) -> Any:
-    """The first column of the first row of ``sql`` on the driver connection, or None."""
-    try:
-        if backend == "postgresql":
-            return await driver.fetchval(sql)
-        if backend == "mysql":
-            cursor = await driver.cursor()
-            try:
-                await cursor.execute(sql)
-                row = await cursor.fetchone()
-            finally:
-                await cursor.close()
-        else:
-            async with driver.execute(sql) as cursor:
-                row = await cursor.fetchone()
-        return None if row is None else row[0]
-    except Exception:
-        return None
-
-
-def _as_int(value: Any) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def product_version(backend: str, version: str) -> str:
-    """The version with the product's name: ``PostgreSQL 16.4``, ``SQLite 3.45.1``,
-    ``MySQL 8.0.36``; MariaDB names itself in its version (``10.11.6-MariaDB``)."""
-    if backend == "postgresql":
-        return f"PostgreSQL {version}"
-    if backend == "sqlite":
-        return f"SQLite {version}"
-    return version if "mariadb" in version.casefold() else f"MySQL {version}"
-
-
-async def _server_info(backend: str, driver: Any) -> ServerInfo:
-    if backend == "postgresql":
-        version = await _scalar(backend, driver, "SHOW server_version")
-        limit = await _scalar(backend, driver, "SHOW max_connections")
-        in_use = await _scalar(
-            backend,
-            driver,
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
-        )
-    elif backend == "mysql":
-        version = await _scalar(backend, driver, "SELECT VERSION()")
-        limit = await _scalar(backend, driver, "SELECT @@max_connections")
-        in_use = await _scalar(
-            backend,
-            driver,
-            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
-            "WHERE VARIABLE_NAME = 'THREADS_CONNECTED'",
-        )
-        if in_use is None:
-            in_use = await _scalar(
-                backend, driver, "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
-            )
-    else:
-        version = await _scalar(backend, driver, "SELECT sqlite_version()")
-        limit = in_use = None
-    return ServerInfo(
-        version=None if version is None else product_version(backend, str(version)),
-        max_connections=_as_int(limit),
-        connections_in_use=_as_int(in_use),
-    )
-
-
-def pool_status(engine: AsyncEngine) -> PoolStatus:
-    """The state of ``engine``'s pool, in plain numbers."""
-    pool = engine.pool
-
-    def number(name: str) -> int | None:
-        method = getattr(pool, name, None)
-        if not callable(method):
-            return None
-        try:
-            return int(method())
-        except Exception:
-            return None
-
-    size = number("size")
-    counter = number("overflow")  # SQLAlchemy's: opened - pool_size, from -pool_size up
-    opened = None if size is None or counter is None else size + counter
-    return PoolStatus(
-        pool_class=type(pool).__name__,
-        size=size,
-        opened=opened,
-        checked_in=number("checkedin"),
-        checked_out=number("checkedout"),
-        overflow=None if counter is None else max(0, counter),
-    )
-
-
-# -- free slots and the pooler, before the check opens its connections ---------------------
-
-
-async def _read_slots(backend: str, driver: Any) -> SlotBudget | None:
-    """The server's free slots, read on one driver connection (counted as in use)."""
-    if backend == "postgresql":
-        row = await driver.fetchrow(
-            "SELECT current_setting('max_connections')::int, "
-            "current_setting('superuser_reserved_connections')::int, "
-            "coalesce(current_setting('reserved_connections', true)::int, 0), "
-            "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
-        )
-        limit, superuser, reserved_role, in_use = (int(v) for v in row)
-        reserved = superuser + reserved_role
-    elif backend == "mysql":
-        mysql_limit = _as_int(await _scalar(backend, driver, "SELECT @@GLOBAL.max_connections"))
-        connected = _as_int(
-            await _scalar(
-                backend,
-                driver,
-                "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
-                "WHERE VARIABLE_NAME = 'THREADS_CONNECTED'",
-            )
-        )
-        if mysql_limit is None or connected is None:
-            return None
-        limit, in_use, reserved = mysql_limit, connected, 0
-    else:
-        return None
-    free = limit - reserved - in_use
-    margin = max(SLOT_MARGIN_MIN, (limit - reserved) // 5)
-    allowed = max(1, min(MAX_CONNECTIONS, free - margin + 1))
-    return SlotBudget(limit, reserved, in_use, free, margin, allowed)
 
 
 async def _probe(
@@ -828,96 +473,3 @@ async def check_pool(
         elapsed_ms=_ms(started),
         over_threshold=over,
     )
-
-
-# -- --watch: the check again every N seconds ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class WatchLine:
-    """One target in one round of :func:`watch_pool`."""
-
-    time: str
-    round: int
-    role: str
-    target: str
-    ok: bool
-    exit_code: int
-    p50_ms: float | None
-    p95_ms: float | None
-    #: Rounds of this target that failed so far (this one included).
-    errors: int
-    error: str | None
-    connections_in_use: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def describe(self) -> str:
-        """``16:45:01 primary 127.0.0.1:5432/shop p50 0.120 ms p95 0.310 ms errors 0 in use 12``."""
-
-        def ms(value: float | None) -> str:
-            return "-" if value is None else f"{value:.3f} ms"
-
-        in_use = "?" if self.connections_in_use is None else str(self.connections_in_use)
-        line = (
-            f"{self.time} {self.role} {self.target} p50 {ms(self.p50_ms)} p95 {ms(self.p95_ms)} "
-            f"errors {self.errors} in use {in_use}"
-        )
-        return line if self.error is None else f"{line}: {self.error}"
-
-
-async def watch_pool(
-    settings: DatabaseSettings,
-    interval: float,
-    on_round: Callable[[list[WatchLine], PoolReport], None],
-    *,
-    count: int | None = None,
-    **check: Any,
-) -> int:
-    """Run :func:`check_pool` every ``interval`` seconds, ``count`` times (None: until
-    cancelled); ``on_round`` gets one :class:`WatchLine` per target each round. Returns the
-    worst exit code seen. ``check`` holds :func:`check_pool`'s keyword arguments.
-    """
-    import datetime
-
-    if interval <= 0:
-        raise ConfigError(f"--watch must be more than 0 seconds (got {interval:g})")
-    if count is not None and count < 1:
-        raise ConfigError(f"--count must be at least 1 (got {count})")
-    failures: dict[str, int] = {}
-    worst = 0
-    round_number = 0
-    next_start = time.monotonic()
-    while count is None or round_number < count:
-        round_number += 1
-        report = await check_pool(settings, **check)
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        lines = []
-        for target in report.targets:
-            if not target.ok:
-                failures[target.role] = failures.get(target.role, 0) + 1
-            lines.append(
-                WatchLine(
-                    time=stamp,
-                    round=round_number,
-                    role=target.role,
-                    target=target.target,
-                    ok=target.ok,
-                    exit_code=target.exit_code,
-                    p50_ms=None if target.round_trip is None else target.round_trip.p50_ms,
-                    p95_ms=None if target.round_trip is None else target.round_trip.p95_ms,
-                    errors=failures.get(target.role, 0),
-                    error=target.error,
-                    connections_in_use=None
-                    if target.server is None
-                    else target.server.connections_in_use,
-                )
-            )
-        worst = max(worst, report.exit_code, key=_RANK.__getitem__)
-        on_round(lines, report)
-        if count is not None and round_number >= count:
-            break
-        next_start += interval
-        await asyncio.sleep(max(0.0, next_start - time.monotonic()))
-    return worst

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from myfy_db.errors import ConfigError
-from myfy_db.findings import SEVERITIES, Finding
-from myfy_db.pool_profile.server import MYSQL_DEFAULT_WAIT_TIMEOUT, ServerFacts
-from myfy_db.pool_profile.tiers import POOL_SETTINGS
-from myfy_db.pool_profile.tiers import format_number as _num
-from myfy_db.pooler import PoolerInfo, pooler_findings
+from myfy_db.pool.findings import SEVERITIES, Finding
+from myfy_db.pool.pooler import PoolerInfo, pooler_findings
+from myfy_db.pool.profile.server import MYSQL_DEFAULT_WAIT_TIMEOUT, ServerFacts
+from myfy_db.pool.profile.tiers import POOL_SETTINGS
+from myfy_db.pool.profile.tiers import format_number as _num
 from myfy_db.settings import DatabaseSettings
 from myfy_db.urls import is_sqlite_memory
 
@@ -70,7 +70,7 @@ def find_issues(
 
     ``facts`` is None when the server was not consulted (``--offline``) or for SQLite;
     ``sources`` (setting -> where it came from) lets the SQLite rule name explicit settings;
-    ``pooler`` is what :func:`myfy_db.pool_check.probe_pooler` saw (None: not looked).
+    ``pooler`` is what :func:`myfy_db.pool.measure.probe_pooler` saw (None: not looked).
     """
     if settings.backend == "sqlite":
         findings = _sqlite_findings(settings, sources or {})

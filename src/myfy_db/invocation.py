@@ -1,0 +1,130 @@
+"""The invocation's context: what the command running now is, and what it allows.
+
+The CLI edge (:func:`myfy_db.cli.runtime.run`) opens these blocks around each command; the
+engine factory (:mod:`myfy_db.engine`) reads them when it builds an engine:
+
+- **the command's name** (``myfy-db migrate``, ``myfy-db check-pool``) goes into PostgreSQL's
+  ``application_name`` and MySQL / MariaDB's ``program_name`` connection attribute;
+- **reading only**: a command that only reads (``check-pool``, ``profile-pool``, ``migrate
+  status`` and the other looks, ``shell --read-only``, ``drop-tables --dry-run``) never
+  creates anything, so the engine refuses a SQLite file that does not exist (exit 4) instead
+  of letting SQLite create an empty one;
+- **``--wait SECONDS``**: each engine's first connect is retried with backoff until the
+  database accepts connections or the time is up, one line per failed attempt.
+  Authentication failures and missing databases are not retried.
+
+This module imports nothing heavy: the CLI loads it on every start.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+__all__ = [
+    "WaitBudget",
+    "command_name",
+    "current_command",
+    "current_wait",
+    "only_reading",
+    "reads_only",
+    "waiting_for_database",
+]
+
+# -- the command's name ----------------------------------------------------------------
+
+_COMMAND: ContextVar[str | None] = ContextVar("myfy_db_command", default=None)
+
+
+@contextmanager
+def command_name(name: str | None) -> Iterator[None]:
+    """Name the connections engines open in this block after ``name`` (a myfy-db command)."""
+    token = _COMMAND.set(name)
+    try:
+        yield
+    finally:
+        _COMMAND.reset(token)
+
+
+def current_command() -> str | None:
+    """The name :func:`command_name` set for this context, if any."""
+    return _COMMAND.get()
+
+
+# -- reading only ----------------------------------------------------------------------
+
+_READ_ONLY: ContextVar[bool] = ContextVar("myfy_db_read_only", default=False)
+
+
+@contextmanager
+def only_reading(enabled: bool = True) -> Iterator[None]:
+    """Engines built in this block (when ``enabled``) never create a database file."""
+    token = _READ_ONLY.set(enabled)
+    try:
+        yield
+    finally:
+        _READ_ONLY.reset(token)
+
+
+def reads_only() -> bool:
+    """True inside :func:`only_reading`."""
+    return _READ_ONLY.get()
+
+
+# -- waiting for the database ----------------------------------------------------------
+
+#: The first pause between attempts, doubled after each up to :data:`MAX_DELAY`.
+FIRST_DELAY = 0.1
+MAX_DELAY = 2.0
+
+
+@dataclass
+class WaitBudget:
+    """How long a command may wait for its database, and where to say it is waiting."""
+
+    seconds: float
+    report: Callable[[str], None]
+    #: Set by the first connect attempt: the time counts from there, not from start-up.
+    deadline: float | None = None
+    attempts: int = 0
+    #: Targets (host:port/database) that have accepted a connection: no more waiting there.
+    ready: set[str] = field(default_factory=set)
+
+    def begin(self) -> None:
+        """A connect attempt starts: the first one starts the clock."""
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.seconds
+
+    def remaining(self) -> float:
+        self.begin()
+        assert self.deadline is not None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def next_delay(self) -> float:
+        """The pause before the next attempt: backoff, never past the deadline."""
+        delay = min(MAX_DELAY, FIRST_DELAY * 2.0 ** max(0, self.attempts - 1))
+        return min(delay, self.remaining())
+
+
+_WAIT: ContextVar[WaitBudget | None] = ContextVar("myfy_db_wait", default=None)
+
+
+@contextmanager
+def waiting_for_database(
+    seconds: float | None, report: Callable[[str], None]
+) -> Iterator[WaitBudget | None]:
+    """Engines built in this block wait up to ``seconds`` for their database (None: not)."""
+    budget = None if seconds is None else WaitBudget(seconds, report)
+    token = _WAIT.set(budget)
+    try:
+        yield budget
+    finally:
+        _WAIT.reset(token)
+
+
+def current_wait() -> WaitBudget | None:
+    """The budget :func:`waiting_for_database` set for this context, if any."""
+    return _WAIT.get()

@@ -1,0 +1,350 @@
+"""``myfy-db shell``: a live async session with top-level ``await``, safe to open on production.
+
+:func:`open_shell` builds the engine, the ``session`` and the namespace (``session``,
+``engine``, the SQLAlchemy verbs and every mapped class of the configured metadata).
+
+- **Sandbox** (:attr:`ShellContext.sandbox`): the session is bound to one connection holding an
+  outer transaction that is rolled back when the shell closes. The session joins it with
+  ``join_transaction_mode="create_savepoint"``, so ``await session.commit()`` only releases a
+  savepoint. Every other connection the engine opens meanwhile (``engine.connect()``) is made
+  read-only, so nothing can escape the sandbox by going around the session.
+- **Read-only**: every connection is put in each backend's own read-only mode, so the server
+  refuses writes: PostgreSQL ``SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY``,
+  MySQL/MariaDB ``SET SESSION TRANSACTION READ ONLY``, SQLite ``PRAGMA query_only = ON``.
+
+:func:`run_snippet` runs code with top-level ``await`` (``-c``); :func:`interact` runs the
+interactive console: the event loop runs in a worker thread, the console in the main thread,
+so Ctrl-C at the prompt discards the line and Ctrl-C during a statement cancels it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from myfy_db.engine import SessionFactory, create_engine, translate_errors
+from myfy_db.settings import is_protected_environment
+from myfy_db.shell.sandbox import (
+    Policy,
+    SandboxOutcome,
+    end_sandbox,
+    install,
+    open_sandbox,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, AsyncTransaction
+
+    from myfy_db.guard import EnvironmentRecord
+    from myfy_db.settings import DatabaseSettings
+
+__all__ = [
+    "DIRTY_PROMPT",
+    "HISTORY_ENV",
+    "PROMPT",
+    "ShellContext",
+    "build_namespace",
+    "open_shell",
+    "read_database_record",
+    "record_is_protected",
+]
+
+HISTORY_ENV = "MYFY_DB_HISTORY_FILE"
+PROMPT = ">>> "
+#: The prompt while the session holds uncommitted changes (and so, on the server, locks).
+DIRTY_PROMPT = "myfy-db*> "
+VERBS = ("select", "insert", "update", "delete", "text", "func")
+READ_ONLY_SQL = {
+    "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+    "mysql": "SET SESSION TRANSACTION READ ONLY",
+    "mariadb": "SET SESSION TRANSACTION READ ONLY",
+    "sqlite": "PRAGMA query_only = ON",
+}
+
+
+@dataclass
+class ShellContext:
+    """An open shell: engine, session, namespace; :meth:`close` ends it all."""
+
+    engine: AsyncEngine
+    session: AsyncSession
+    namespace: dict[str, Any]
+    sandbox: bool
+    read_only: bool
+    models: list[str] = field(default_factory=list)
+    connection: AsyncConnection | None = None
+    transaction: AsyncTransaction | None = None
+    marker: AsyncTransaction | None = None
+    policy: Policy = field(default_factory=Policy)
+    #: The database's own record (``myfy_db_meta``), when it has one.
+    record: EnvironmentRecord | None = None
+    #: The record is a protected environment (and the override is not set).
+    record_protected: bool = False
+
+    async def recover(self) -> str | None:
+        """After a cancelled statement: make the session usable again; say what was lost.
+
+        Cancelling a statement in flight invalidates its connection (the server ends that
+        connection's transaction). Outside a sandbox the session's transaction is rolled
+        back; in a sandbox a fresh sandbox (connection, outer transaction, session) replaces
+        it. Nothing is done when the connection survived the cancellation.
+        """
+        from sqlalchemy import exc as sa_exc
+
+        if self.connection is not None:
+            if not self.connection.invalidated:
+                return None
+            with self.policy.allowed():
+                await self.session.close()
+                with contextlib.suppress(sa_exc.SQLAlchemyError):
+                    await self.connection.close()
+            self.policy.sealed = False
+            self.connection, self.transaction, self.marker = await open_sandbox(
+                self.engine, self.policy
+            )
+            self.session = SessionFactory(self.engine)(
+                bind=self.connection, join_transaction_mode="create_savepoint"
+            )
+            self.namespace.update(session=self.session, connection=self.connection)
+            return "the sandbox was reset (its earlier changes are gone); `session` is new"
+        if not self.session.in_transaction():
+            return None
+        try:
+            invalid = (await self.session.connection()).invalidated
+        except sa_exc.InvalidRequestError:
+            invalid = True
+        if not invalid:
+            return None
+        await self.session.rollback()
+        return "the session's transaction was rolled back (its connection was lost)"
+
+    @property
+    def dirty(self) -> bool:
+        """Changes not yet committed: pending objects, or statements that wrote or lock."""
+        session = self.session
+        return bool(session.new or session.dirty or session.deleted) or (
+            self.policy.wrote and session.in_transaction()
+        )
+
+    async def settle(self) -> bool:
+        """Between inputs: end a transaction that only read, so the shell holds nothing.
+
+        Outside a sandbox, a session whose transaction wrote nothing is committed (with
+        ``expire_on_commit=False`` its objects stay loaded and usable); one holding changes
+        is left alone. Returns True when uncommitted changes are held (the prompt shows it).
+        """
+        if self.sandbox:
+            return False
+        from sqlalchemy import exc as sa_exc
+
+        if self.dirty:
+            return True
+        if self.session.in_transaction():
+            try:
+                await self.session.commit()
+            except sa_exc.SQLAlchemyError:  # a statement failed: its transaction is void
+                await self.session.rollback()
+        return False
+
+    async def close(self) -> SandboxOutcome | None:
+        """Close the session, roll the sandbox back and dispose the pool (idempotent).
+
+        In a sandbox, returns what the server held when it was rolled back.
+        """
+        from sqlalchemy import exc as sa_exc
+
+        outcome = None
+        try:
+            with self.policy.allowed():
+                if self.connection is None:
+                    await self.session.close()
+                else:  # a savepoint lost here is what end_sandbox reports
+                    with contextlib.suppress(sa_exc.SQLAlchemyError):
+                        await self.session.close()
+            if self.connection is not None:
+                outcome = await end_sandbox(
+                    self.connection, self.transaction, self.marker, self.policy
+                )
+        finally:
+            self.transaction = None
+            self.connection = None
+            self.marker = None
+            await self.engine.dispose()
+        return outcome
+
+
+def _backend(engine: AsyncEngine) -> str:
+    return engine.dialect.name
+
+
+def _install_listeners(engine: AsyncEngine, policy: Policy) -> None:
+    """SQLite savepoint recipe, the read-only connect hook and the statement checks."""
+    from sqlalchemy import event
+
+    backend = _backend(engine)
+    if backend == "sqlite":
+        # pysqlite/aiosqlite begin transactions implicitly and break SAVEPOINT; SQLAlchemy's
+        # documented recipe: let the driver emit nothing and emit our own BEGIN.
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_no_implicit_begin(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            with policy.allowed():
+                connection.exec_driver_sql("BEGIN")
+
+    statement = READ_ONLY_SQL.get(backend)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _read_only(dbapi_connection: Any, record: Any) -> None:
+        if statement is None or not policy.read_only:
+            return
+        if backend == "postgresql":
+            # asyncpg's adapter would open a transaction around a plain cursor execute.
+            previous = dbapi_connection.autocommit
+            dbapi_connection.autocommit = True
+            cursor = dbapi_connection.cursor()
+            cursor.execute(statement)
+            cursor.close()
+            dbapi_connection.autocommit = previous
+        else:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(statement)
+            cursor.close()
+
+    install(engine, policy)
+
+
+def build_namespace(
+    engine: AsyncEngine,
+    session: AsyncSession,
+    models: dict[str, type[Any]],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The shell's globals: ``session``, ``engine``, the SQLAlchemy verbs, the helpers
+    (``tables``, ``describe``, ``sql``, ``help``: :mod:`myfy_db.shell.helpers`) and the models."""
+    import sqlalchemy
+
+    from myfy_db.shell.helpers import make_helpers
+
+    namespace: dict[str, Any] = {"__name__": "__shell__", "__builtins__": __builtins__}
+    namespace.update({name: getattr(sqlalchemy, name) for name in VERBS})
+    namespace.update(make_helpers(namespace))
+    namespace.update(models)
+    namespace.update(extra or {})
+    namespace["engine"] = engine
+    namespace["session"] = session
+    return namespace
+
+
+def record_is_protected(record: EnvironmentRecord | None, settings: DatabaseSettings) -> bool:
+    """True when the database's record names a protected environment."""
+    if record is None:
+        return False
+    if getattr(record, "protected", False) is True:
+        return True
+    return is_protected_environment(record.environment, settings.protected_environments)
+
+
+async def read_database_record(
+    settings: DatabaseSettings,
+) -> tuple[EnvironmentRecord | None, str]:
+    """The database's record (``myfy_db_meta``) and its name as the server reports it, read
+    on a connection of its own."""
+    from sqlalchemy import Connection
+
+    from myfy_db.guard import read_record, server_database_name
+
+    def read(connection: Connection) -> tuple[EnvironmentRecord | None, str]:
+        return read_record(connection), server_database_name(connection)
+
+    engine = create_engine(settings)
+    try:
+        with translate_errors(settings.database_url, "opening the shell"):
+            async with engine.connect() as connection:
+                return await connection.run_sync(read)
+    finally:
+        await asyncio.shield(engine.dispose())
+
+
+async def open_shell(
+    settings: DatabaseSettings,
+    *,
+    sandbox: bool = False,
+    read_only: bool = False,
+    choose: Callable[[EnvironmentRecord | None], bool] | None = None,
+) -> ShellContext:
+    """Connect and build the shell: session, engine, namespace (models of ``settings.metadata``).
+
+    Reads the database's record (``myfy_db_meta``) first; ``choose(record)``, when given,
+    decides whether the shell is sandboxed (the CLI's guard rule), else ``sandbox`` does.
+    The connection that read the record proves the database reachable, so an unreachable
+    one fails here (exit 4) rather than in the first statement. Raises
+    :class:`~myfy_db.errors.ConfigError` when the metadata cannot be imported.
+    """
+    from myfy_db.guard import override_enabled, read_record
+
+    models: dict[str, type[Any]] = {}
+    extra: dict[str, Any] = {}
+    if settings.metadata:
+        from myfy_db.metadata import load_metadata
+
+        loaded = load_metadata(settings.metadata)
+        models = loaded.models
+        extra["metadata"] = loaded.metadata
+    url = settings.database_url
+    engine = create_engine(settings)
+    policy = Policy(read_only=read_only)
+    _install_listeners(engine, policy)
+    factory = SessionFactory(engine)
+    connection: AsyncConnection | None = None
+    transaction: AsyncTransaction | None = None
+    marker: AsyncTransaction | None = None
+    session: AsyncSession | None = None
+    try:
+        with translate_errors(url, "opening the shell"):
+            with policy.allowed():
+                async with engine.connect() as probe:
+                    record = await probe.run_sync(read_record)
+            protected = record_is_protected(record, settings) and not override_enabled()
+            if protected and record is not None:
+                policy.protected_record = record.environment
+            if choose is not None:
+                sandbox = choose(record)
+            if sandbox:
+                connection, transaction, marker = await open_sandbox(engine, policy)
+                session = factory(bind=connection, join_transaction_mode="create_savepoint")
+                extra["connection"] = connection
+            else:
+                session = factory()
+    except BaseException:
+        policy.sealed = False
+        with policy.allowed():
+            if session is not None:
+                await asyncio.shield(session.close())
+            if connection is not None:
+                await asyncio.shield(connection.close())
+            await asyncio.shield(engine.dispose())
+        raise
+    namespace = build_namespace(engine, session, models, extra)
+    return ShellContext(
+        engine=engine,
+        session=session,
+        namespace=namespace,
+        sandbox=sandbox,
+        read_only=read_only,
+        models=list(models),
+        connection=connection,
+        transaction=transaction,
+        marker=marker,
+        policy=policy,
+        record=record,
+        record_protected=protected,
+    )
+
+
+# -- running code -----------------------------------------------------------------------
