@@ -421,7 +421,7 @@ def test_four_concurrent_migrations_apply_each_revision_once(project: Path, db_u
 HOLD_LOCK = """
 import asyncio, sys
 from myfy_db import DatabaseSettings, open_engine
-from myfy_db.migrations.commands import _engine_overrides
+from myfy_db.migrations.writing import _engine_overrides
 from myfy_db.migrations.lock import migration_lock
 
 async def main():

@@ -28,8 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("myfy_db.cli.config_cmd", "config"),
     "create-tables": ("myfy_db.cli.create_tables", "create_tables"),
     "drop-tables": ("myfy_db.cli.drop_tables", "drop_tables"),
-    # The migrate group, with the `lint` subcommand that module adds to it.
-    "migrate": ("myfy_db.cli.migrate_lint", "app"),
+    "migrate": ("myfy_db.cli.migrate_cmd", "app"),
     "check-pool": ("myfy_db.cli.check_pool", "check_pool"),
     "profile-pool": ("myfy_db.cli.profile_pool", "profile_pool"),
     "dbshell": ("myfy_db.cli.dbshell", "dbshell"),

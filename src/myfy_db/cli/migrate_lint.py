@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from myfy_db.cli.migrate_cmd import ConfigOption, _json, _project, _shared, app
+from myfy_db.cli.migrate_options import ConfigOption, _json, _project, _shared
 from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption
 from myfy_db.cli.runtime import load, run
 from myfy_db.errors import CheckFailed
@@ -104,4 +104,3 @@ def lint(
 
 
 # `migrate lint` joins the migrate group when this module is first imported (once).
-app.command("lint")(lint)

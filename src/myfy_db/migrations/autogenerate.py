@@ -104,7 +104,8 @@ def _detecting() -> Iterator[_Detected]:
 
 
 def _refuse_unless_at_head(connection: Connection, project: MigrationProject) -> None:
-    from myfy_db.migrations.commands import _current_heads, _pending
+    from myfy_db.migrations.commands import _pending
+    from myfy_db.migrations.writing import _current_heads
 
     script = project.script()
     heads = tuple(script.get_heads())
