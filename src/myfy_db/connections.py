@@ -44,11 +44,6 @@ def _drivers(engine: AsyncEngine | None) -> list[Any]:
     return [driver for drivers in list(_live.values()) for driver in list(drivers)]
 
 
-def live_count(engine: AsyncEngine | None = None) -> int:
-    """How many tracked driver connections (of ``engine``, or of every engine) are open."""
-    return sum(1 for driver in _drivers(engine) if not _is_closed(driver))
-
-
 def abort(engine: AsyncEngine | None = None) -> int:
     """Cut every open connection of ``engine`` (default: of every engine) without talking
     to its server; return how many were cut.
@@ -63,24 +58,6 @@ def abort(engine: AsyncEngine | None = None) -> int:
             _abort(driver)
             count += 1
     return count
-
-
-async def dispose_within(engine: AsyncEngine, seconds: float = 1.0) -> None:
-    """Dispose of ``engine``'s pool; when its server has not answered within ``seconds``,
-    cut the connections instead, so disposing never waits on a server for long.
-
-    Like ``asyncio.shield(engine.dispose())``, a cancellation of the caller does not stop
-    the disposal; the caller sees the cancellation at once.
-    """
-    import asyncio
-
-    disposal = asyncio.ensure_future(engine.dispose())
-    _, pending = await asyncio.wait({disposal}, timeout=seconds)
-    if pending:
-        abort(engine)
-        await asyncio.wait({disposal}, timeout=seconds)
-    if disposal.done() and not disposal.cancelled():
-        disposal.exception()  # retrieved: a failed disposal of a lost connection is no news
 
 
 def _is_closed(driver: Any) -> bool:

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from myfy_db.settings import DatabaseSettings
 
 Reporter = Callable[[str], None]
 DEFAULT_SECONDS = 5.0
@@ -90,12 +89,6 @@ class Waiting:
 
     target: str
     blockers: list[Blocker] = field(default_factory=list)
-
-
-def seconds_setting(settings: DatabaseSettings, given: float | None) -> float:
-    """``--ddl-lock-timeout`` when given, else the ``ddl_lock_timeout`` setting."""
-    value = given if given is not None else getattr(settings, "ddl_lock_timeout", DEFAULT_SECONDS)
-    return float(value)
 
 
 def _sqlstate(exc: BaseException) -> str | None:

@@ -124,9 +124,6 @@ class TierAssessment:
     fits: str | None
     verdicts: list[SettingVerdict]
 
-    def meets_tier(self, tier: str) -> bool:
-        return all(v.meets[tier] for v in self.verdicts)
-
 
 def assess_tiers(settings: DatabaseSettings) -> TierAssessment:
     """Judge ``settings`` against every tier; name the highest tier it fully meets."""
