@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import BIN, Comparison, interleaved, median_process_time
+from common import BIN, Comparison, interleaved, median_process_time, sized, skip
 
 POSTGRES_URL = os.environ.get(
     "MYFY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -36,7 +36,7 @@ POSTGRES_URL = os.environ.get(
 MYSQL_URL = os.environ.get("MYFY_TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/test")
 CONNECTIONS = 5
 ENV = {"COLUMNS": "100"}
-SAMPLES_PER_CONNECTION = 40
+SAMPLES_PER_CONNECTION = sized(40, 4)
 SAMPLES = CONNECTIONS * SAMPLES_PER_CONNECTION
 
 ALEMBIC_INI = """[alembic]
@@ -177,7 +177,7 @@ def _through_pgbouncer() -> list[Comparison]:
     from pgbouncer import PgBouncer, available
 
     if not available():
-        print("pgbouncer is not installed: PgBouncer comparison skipped", flush=True)
+        skip("check_pool through PgBouncer", "pgbouncer is not installed")
         return []
     results = []
     with PgBouncer.start(POSTGRES_URL, "transaction") as bouncer:

@@ -21,10 +21,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from common import BIN, Comparison
+from common import BIN, Comparison, sized, skip, warm_ups
 
-TABLES = 300
-ROUNDS = 7
+TABLES = sized(300, 20)
+ROUNDS = sized(7, 1)
 POSTGRES_URL = os.environ.get(
     "MYFY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
@@ -107,9 +107,10 @@ def _compare(
     ours_argv = [str(BIN / "myfy-db"), "create-tables", "--metadata", "bench_models:Base"]
     ours_argv += ["--url", url]
     reference_argv = [sys.executable, str(Path(tmp) / "reference.py"), url]
-    # One warm-up of each (disk cache, .pyc files), then alternate.
-    _timed(ours_argv, tmp, prepare)
-    _timed(reference_argv, tmp, prepare)
+    # One warm-up of each (disk cache, .pyc files; none in quick mode), then alternate.
+    for _ in range(warm_ups()):
+        _timed(ours_argv, tmp, prepare)
+        _timed(reference_argv, tmp, prepare)
     ours, reference = [], []
     for _ in range(ROUNDS):
         ours.append(_timed(ours_argv, tmp, prepare))
@@ -175,7 +176,7 @@ def run() -> list[Comparison]:
         try:
             _postgres_admin("SELECT 1")
         except Exception as exc:
-            print(f"PostgreSQL skipped: unreachable ({type(exc).__name__})")
+            skip("create_tables on PostgreSQL", f"server unreachable ({type(exc).__name__})")
             return results
         from sqlalchemy.engine import make_url
 

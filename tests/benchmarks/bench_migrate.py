@@ -17,11 +17,13 @@ lines "floor" and "above the floor" show how much of the ratio that stack accoun
 
 The PostgreSQL reference needs a sync driver for plain Alembic: ``pip install psycopg2-binary``
 (with it installed, myfy-db also hands the generic env.py psycopg2, as Alembic does).
+Without it the PostgreSQL comparisons are skipped, with a line saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -33,10 +35,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from common import BIN, Comparison, warm_page_cache
+from common import BIN, Comparison, sized, skip, warm_page_cache, warm_ups
 
-CHAINS = (10, 100)
-ROUNDS = 9
+CHAINS = sized((10, 100), (2, 5))
+ROUNDS = sized(9, 1)
 FLOOR = Path(__file__).resolve().parent / "migrate_floor.py"
 POSTGRES_URL = os.environ.get(
     "MYFY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -242,25 +244,41 @@ def compare(
     runs: list[tuple[list[str], list[float]]] = [(ours_argv, []), (alembic_argv, [])]
     if floor_argv is not None:
         runs.append((floor_argv, []))
-    for i in range(rounds + 1):  # round 0 warms the caches (bytecode, page cache)
+    skipped = warm_ups()  # round 0 warms the caches (bytecode, page cache); none in quick mode
+    for i in range(skipped + rounds):
         order = runs if i % 2 == 0 else runs[::-1]
         for argv, times in order:
             with fresh(root) as url:
                 elapsed = _timed(argv, url, root)
-            if i:
+            if i >= skipped:
                 times.append(elapsed)
     ours, theirs = (statistics.median(times) for _, times in runs[:2])
     floor = statistics.median(runs[2][1]) if floor_argv is not None else None
     return ours, theirs, floor
 
 
+def _backends() -> list[tuple[str, Callable[[Path], AbstractContextManager[str]]]]:
+    backends: list[tuple[str, Callable[[Path], AbstractContextManager[str]]]] = [
+        ("SQLite", fresh_sqlite)
+    ]
+    if importlib.util.find_spec("psycopg2") is None:
+        skip(
+            "migrate on PostgreSQL",
+            "plain Alembic's reference needs a sync driver: pip install psycopg2-binary",
+        )
+    else:
+        backends.append(("PostgreSQL", fresh_postgres))
+    return backends
+
+
 def run() -> list[Comparison]:
     results = []
+    backends = _backends()
     for count in CHAINS:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             write_chain(root, count)
-            for label, fresh in (("SQLite", fresh_sqlite), ("PostgreSQL", fresh_postgres)):
+            for label, fresh in backends:
                 backend = "postgresql" if fresh is fresh_postgres else "sqlite"
                 # The floor is measured where start-up dominates, beside the 10-revision runs.
                 floor_argv = [sys.executable, str(FLOOR), backend] if count == CHAINS[0] else None

@@ -4,6 +4,9 @@ The same commands, run two ways as whole processes: the ``myfy-db`` console scri
 collector paused for start-up, a direct exit once the output is flushed) and a script that
 calls the Typer ``app`` itself, as a program embedding it would (the collector on throughout,
 the interpreter's full teardown at exit). Lower is better; the reference is our own app.
+
+The SQLite commands run on a database file made before the clock starts: ``check-pool``
+only reads, and refuses (exit 4) a file that does not exist rather than create it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import BIN, Comparison, interleaved, median_process_time
+from common import BIN, Comparison, interleaved, median_process_time, sqlite_database
 
 IN_PROCESS = "import sys\nfrom myfy_db.cli import app\nsys.argv[0] = 'myfy-db'\napp()\n"
 COMMANDS = {
@@ -27,6 +30,7 @@ def run() -> list[Comparison]:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "in_process.py"
         script.write_text(IN_PROCESS)
+        sqlite_database(Path(tmp) / "bench.db")  # relative in COMMANDS: cwd is tmp
         for label, args in COMMANDS.items():
             ours_argv = [str(BIN / "myfy-db"), *args]
             plain_argv = [sys.executable, str(script), *args]

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from common import BIN, Comparison
+from common import BIN, Comparison, sized
 
 URLS = {
     "postgresql": os.environ.get(
@@ -30,8 +30,8 @@ URLS = {
 }
 
 CONCURRENCY = 8
-DURATION = 2.0
-ROUNDS = 3
+DURATION = sized(2.0, 0.3)
+ROUNDS = sized(3, 1)
 
 RAW = r"""
 import asyncio, sys, time
