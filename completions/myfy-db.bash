@@ -36,7 +36,7 @@ _myfy_db() {
         "migrate lint") words="--fail-on --url --env-file --config --metadata --json --help -h" ;;
         "migrate merge") words="--message -m --config --json --help -h" ;;
         "migrate new") words="--message -m --autogenerate --empty --url --env-file --config --metadata --json --wait --help -h" ;;
-        "migrate reset") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --retries --atomic --yes -y --json --help -h" ;;
+        "migrate reset") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --retries --atomic --yes -y --json --wait --help -h" ;;
         "migrate show") words="--config --json --help -h" ;;
         "migrate stamp") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --json --wait --help -h" ;;
         "migrate status") words="--url --env-file --config --json --wait --help -h" ;;

@@ -161,6 +161,7 @@ complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_sub
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from reset' -l atomic -d 'The whole run in one transaction, all or nothing (PostgreSQL, SQLite; MySQL/MariaDB commits DDL on its own, so there it exits 2).'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from reset' -l yes -s y -d 'Do not ask for confirmation (needed without a terminal).'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from reset' -l json -d 'Write one JSON document to stdout; prose goes to stderr.'
+complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from reset' -l wait -r -d 'Wait up to this many seconds for the database to accept connections, retrying with backoff (one line per attempt on stderr); then exit 4. Authentication failures and missing databases are not retried.'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from reset' -l help -s h -d 'Show the help and exit.'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from show' -l config -r -F -d 'The project\'s alembic.ini (default: ./alembic.ini).'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from show' -l json -d 'Write one JSON document to stdout; prose goes to stderr.'

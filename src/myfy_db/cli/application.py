@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dbshell": ("myfy_db.cli.dbshell", "dbshell"),
     "shell": ("myfy_db.cli.shell", "shell"),
 }
+#: The top-level commands that connect to a database: they take ``--wait``.
+CONNECTING = frozenset(
+    {"create-tables", "drop-tables", "check-pool", "profile-pool", "dbshell", "shell"}
+)
 
 #: Top-level flags that may stand before the command's name and take no value.
 _ROOT_FLAGS = frozenset({"--traceback"})
@@ -84,6 +88,10 @@ def build_app(only: str | None = None) -> typer.Typer:
         target = getattr(importlib.import_module(module), attribute)
         if isinstance(target, typer.Typer):
             application.add_typer(target, name=name)
+        elif name in CONNECTING:
+            from myfy_db.cli.options import ConnectingCommand
+
+            application.command(name, cls=ConnectingCommand)(target)
         else:
             application.command(name)(target)
     return application

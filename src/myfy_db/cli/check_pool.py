@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from myfy_db.cli.options import EnvFileOption, FiniteFloat, JsonOption, UrlOption, WaitOption
+from myfy_db.cli.options import EnvFileOption, FiniteFloat, JsonOption, UrlOption
 from myfy_db.cli.runtime import load, run
 
 if TYPE_CHECKING:
@@ -100,7 +100,6 @@ def check_pool(
     watch: WatchOption = None,
     count: CountOption = None,
     json_output: JsonOption = False,
-    wait: WaitOption = None,
 ) -> None:
     """Open the pool's connections concurrently, ping each, and time them; replicas too.
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption, WaitOption
+from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption
 from myfy_db.cli.runtime import load, run
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ def create_tables(
     metadata: MetadataOption = None,
     sql: SqlOption = False,
     json_output: JsonOption = False,
-    wait: WaitOption = None,
 ) -> None:
     """Create the metadata's tables that are missing, in dependency order.
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from myfy_db.cli.options import EnvFileOption, UrlOption, WaitOption, YesOption
+from myfy_db.cli.options import EnvFileOption, UrlOption, YesOption
 from myfy_db.cli.runtime import load, run
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ def dbshell(
     url: UrlOption = None,
     env_file: EnvFileOption = None,
     yes: YesOption = False,
-    wait: WaitOption = None,
 ) -> None:
     """Open the database's own client (psql, mariadb or mysql, sqlite3) on the configured
     database.

@@ -14,7 +14,6 @@ from myfy_db.cli.options import (
     JsonOption,
     MetadataOption,
     UrlOption,
-    WaitOption,
     YesOption,
 )
 from myfy_db.cli.runtime import load, run
@@ -78,7 +77,6 @@ def drop_tables(
     dry_run: DryRunOption = False,
     yes: YesOption = False,
     json_output: JsonOption = False,
-    wait: WaitOption = None,
 ) -> None:
     """Drop the metadata's tables in reverse dependency order, after typing the database name.
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from myfy_db.cli.migrate_options import ConfigOption, _json, _project, _shared
-from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption, WaitOption
+from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption
 from myfy_db.cli.runtime import load, run
 
 if TYPE_CHECKING:
@@ -70,7 +70,6 @@ def new(
     config: ConfigOption = None,
     metadata: MetadataOption = None,
     json_output: JsonOption = False,
-    wait: WaitOption = None,
 ) -> None:
     """Write a new revision file (--autogenerate: from the models against the database).
 

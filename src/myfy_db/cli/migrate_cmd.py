@@ -21,6 +21,7 @@ from myfy_db.cli import migrate_author, migrate_lint, migrate_look
 from myfy_db.cli.migrate_options import (
     AtomicOption,
     ConfigOption,
+    ConnectingRevisionCommand,
     DdlLockTimeoutOption,
     DryRunOption,
     LockTimeoutOption,
@@ -32,7 +33,14 @@ from myfy_db.cli.migrate_options import (
     _project,
     _shared,
 )
-from myfy_db.cli.options import EnvFileOption, JsonOption, UrlOption, WaitOption, YesOption
+from myfy_db.cli.options import (
+    ConnectingCommand,
+    ConnectingGroup,
+    EnvFileOption,
+    JsonOption,
+    UrlOption,
+    YesOption,
+)
 from myfy_db.cli.runtime import load, run
 
 if TYPE_CHECKING:
@@ -44,6 +52,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="migrate",
+    cls=ConnectingGroup,
     no_args_is_help=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -189,7 +198,6 @@ def migrate(
     sql: SqlOption = False,
     atomic: AtomicOption = False,
     json_output: JsonOption = False,
-    wait: WaitOption = None,
 ) -> None:
     """Upgrade the database to head under the migration lock (--sql: print the SQL instead).
 
@@ -216,7 +224,6 @@ def up(
     sql: SqlOption = False,
     atomic: AtomicOption = False,
     json_output: JsonOption = False,
-    wait: WaitOption = None,
 ) -> None:
     """Upgrade to REV under the migration lock (--sql: print the SQL; REV may be FROM:TO)."""
     _write(ctx, "up", revision)
@@ -236,7 +243,6 @@ def down(
     dry_run: DryRunOption = False,
     yes: YesOption = False,
     json_output: JsonOption = False,
-    wait: WaitOption = None,
 ) -> None:
     """Downgrade to REV: lists the revisions to undo and asks for the database name.
 
@@ -276,31 +282,32 @@ def stamp(
     lock_timeout: LockTimeoutOption = 60.0,
     ddl_lock_timeout: DdlLockTimeoutOption = None,
     json_output: JsonOption = False,
-    wait: WaitOption = None,
 ) -> None:
     """Record REV as the database's revision without running any migration."""
     _write(ctx, "stamp", revision)
 
 
-# The subcommands, in the order --help lists them.
-app.command("up", cls=RevisionCommand)(up)
-app.command("down", cls=RevisionCommand)(down)
-app.command("reset")(reset)
-app.command("stamp", cls=RevisionCommand)(stamp)
-app.command("status")(migrate_look.status)
+# The subcommands, in the order --help lists them; those that connect take --wait.
+app.command("up", cls=ConnectingRevisionCommand)(up)
+app.command("down", cls=ConnectingRevisionCommand)(down)
+app.command("reset", cls=ConnectingCommand)(reset)
+app.command("stamp", cls=ConnectingRevisionCommand)(stamp)
+app.command("status", cls=ConnectingCommand)(migrate_look.status)
 app.command("history")(migrate_look.history)
-app.command("current")(migrate_look.current)
+app.command("current", cls=ConnectingCommand)(migrate_look.current)
 app.command("heads")(migrate_look.heads)
 app.command("branches")(migrate_look.branches)
 app.command("show", cls=RevisionCommand)(migrate_look.show)
 app.command("merge", cls=RevisionCommand)(migrate_author.merge)
-app.command("new")(migrate_author.new)
-app.command("check")(migrate_look.check)
+app.command("new", cls=ConnectingCommand)(migrate_author.new)
+app.command("check", cls=ConnectingCommand)(migrate_look.check)
 app.command("init")(migrate_author.init)
-app.command("upgrade", cls=RevisionCommand, help="Alias of `migrate up`: upgrade to REV.")(up)
-app.command("downgrade", cls=RevisionCommand, help="Alias of `migrate down`: downgrade to REV.")(
-    down
-)
+app.command(
+    "upgrade", cls=ConnectingRevisionCommand, help="Alias of `migrate up`: upgrade to REV."
+)(up)
+app.command(
+    "downgrade", cls=ConnectingRevisionCommand, help="Alias of `migrate down`: downgrade to REV."
+)(down)
 app.command("lint")(migrate_lint.lint)
 
 __all__ = ["app"]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from myfy_db.cli.migrate_options import ConfigOption, RevisionArgument, _json, _project, _shared
-from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption, WaitOption
+from myfy_db.cli.options import EnvFileOption, JsonOption, MetadataOption, UrlOption
 from myfy_db.cli.runtime import load, run
 from myfy_db.errors import CheckFailed
 
@@ -25,7 +25,6 @@ def status(
     env_file: EnvFileOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
-    wait: WaitOption = None,
 ) -> None:
     """Current revision, heads and pending revisions; exit 5 when not at head."""
     shared = _shared(ctx, url=url, env_file=env_file, config=config)
@@ -113,7 +112,6 @@ def current(
     env_file: EnvFileOption = None,
     config: ConfigOption = None,
     json_output: JsonOption = False,
-    wait: WaitOption = None,
 ) -> None:
     """The revision(s) the database is at (base when it has none)."""
     shared = _shared(ctx, url=url, env_file=env_file, config=config)
@@ -236,7 +234,6 @@ def check(
     env_file: EnvFileOption = None,
     metadata: MetadataOption = None,
     json_output: JsonOption = False,
-    wait: WaitOption = None,
 ) -> None:
     """Compare the models with the database; exit 5 listing the differences."""
 

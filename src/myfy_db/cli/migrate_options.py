@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from myfy_db.cli.options import FiniteFloat
+from myfy_db.cli.options import ConnectingCommand, FiniteFloat
 
 if TYPE_CHECKING:
     from myfy_db.cli.output import Output
@@ -90,6 +90,10 @@ class RevisionCommand(TyperCommand):
         if any(_RELATIVE.match(arg) for arg in args):
             ctx.ignore_unknown_options = True
         return list(super().parse_args(ctx, args))
+
+
+class ConnectingRevisionCommand(RevisionCommand, ConnectingCommand):
+    """A command taking a revision that connects (``--wait``)."""
 
 
 def _shared(ctx: typer.Context, **given: Any) -> dict[str, Any]:

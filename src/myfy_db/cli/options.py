@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 UrlOption = Annotated[
     str | None,
@@ -83,3 +84,46 @@ WaitOption = Annotated[
         metavar="SECONDS",
     ),
 ]
+
+#: Where ``--wait`` is kept once parsed: the context's ``meta``, which a group and its
+#: subcommands share (``migrate --wait 5 status``). Read by :func:`myfy_db.cli.runtime.run`.
+WAIT_KEY = "myfy_db.wait"
+
+
+def _remember_wait(ctx: Any, _param: Any, value: Any) -> Any:
+    if value is not None:
+        ctx.meta[WAIT_KEY] = float(value)
+    return value
+
+
+def _wait_param() -> Any:
+    """``--wait`` as a Click option, converted by Typer from :data:`WaitOption` (once per
+    command built): it is parsed and kept in the context, never passed to the function."""
+    probe = typer.Typer()
+
+    @probe.command()
+    def declares(wait: WaitOption = None) -> None:
+        """Declares --wait."""
+
+    command = typer.main.get_command(probe)
+    param = next(p for p in command.params if p.name == "wait")
+    param.expose_value = False
+    param.callback = _remember_wait
+    return param
+
+
+class ConnectingCommand(TyperCommand):
+    """A command that connects to the database: it takes ``--wait SECONDS``, declared here
+    once instead of in every command's signature."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(_wait_param())
+
+
+class ConnectingGroup(TyperGroup):
+    """A group whose own callback connects (``migrate``): it takes ``--wait`` too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(_wait_param())

@@ -12,7 +12,6 @@ from myfy_db.cli.options import (
     JsonOption,
     PositiveFloat,
     UrlOption,
-    WaitOption,
 )
 from myfy_db.cli.runtime import load, run
 from myfy_db.errors import CheckFailed, ConfigError
@@ -143,7 +142,6 @@ def profile_pool(
         bool | None,
         typer.Option("--lifo/--no-lifo", help=f"{_WHAT_IF}: pool_use_lifo.", show_default=False),
     ] = None,
-    wait: WaitOption = None,
 ) -> None:
     """Judge the pool configuration against the traffic tiers and the server's limits.
 

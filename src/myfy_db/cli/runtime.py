@@ -197,22 +197,21 @@ class _ReaderMayLeave:
 def _wait_option() -> float | None:
     """``--wait SECONDS`` of the command running (or of a group it belongs to), if given.
 
-    Declared once (:data:`myfy_db.cli.options.WaitOption`) on every command that connects;
-    read here, so every command's connections wait the same way, through the engine factory.
+    Declared once (:class:`myfy_db.cli.options.ConnectingCommand`) on every command that
+    connects; read here, so every command's connections wait the same way, through the
+    engine factory.
     """
     import importlib
+
+    from myfy_db.cli.options import WAIT_KEY
 
     try:  # Typer vendors Click; older Typers depend on Click itself
         globals_module = importlib.import_module("typer._click.globals")
     except ImportError:
         globals_module = importlib.import_module("click.globals")
     ctx: Any = globals_module.get_current_context(silent=True)
-    while ctx is not None:
-        value = ctx.params.get("wait")
-        if value is not None:
-            return float(value)
-        ctx = ctx.parent
-    return None
+    value = None if ctx is None else ctx.meta.get(WAIT_KEY)
+    return None if value is None else float(value)
 
 
 def _no_pool_tracebacks() -> None:

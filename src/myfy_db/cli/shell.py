@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from myfy_db.cli.lifecycle import user_code_runs
-from myfy_db.cli.options import EnvFileOption, MetadataOption, UrlOption, WaitOption, YesOption
+from myfy_db.cli.options import EnvFileOption, MetadataOption, UrlOption, YesOption
 from myfy_db.cli.runtime import fail_usage, load, run, wants_traceback
 from myfy_db.errors import ConfigError
 
@@ -64,7 +64,6 @@ def shell(
     env_file: EnvFileOption = None,
     metadata: MetadataOption = None,
     yes: YesOption = False,
-    wait: WaitOption = None,
 ) -> None:
     """A live REPL with top-level await, a ready `session` (AsyncSession), `engine`, the
     SQLAlchemy verbs and the metadata's models.
