@@ -1,10 +1,20 @@
 """Alembic migrations, in-process, over the shared async engine factory.
 
-- :mod:`.project`: finding a project's ``alembic.ini`` and building the ``Config`` in memory.
+- :mod:`.commands`: the ``migrate`` operations: upgrade, downgrade, reset, stamp, status,
+  current, history, offline SQL.
+- :mod:`.options`: :class:`~.options.RunOptions`, how one writing run behaves (lock timeout,
+  ``--atomic``, retries, dry run, progress), built once at the edge.
+- :mod:`.writing`: one writing run under the lock and the guard, its result read back.
+- :mod:`.results`: what the operations return (runs, applied revisions, status).
+- :mod:`.driving`: driving the project's own ``env.py`` on a live connection.
 - :mod:`.environment`: what ``env.py`` takes from myfy-db (settings, URL, metadata, options).
+- :mod:`.project`: finding a project's ``alembic.ini`` and building the ``Config`` in memory.
+- :mod:`.revisions`: the revision graph: history, heads, branches, show, merge.
+- :mod:`.autogenerate`: ``migrate new --autogenerate`` and ``migrate check``.
 - :mod:`.lock`: the migration lock (advisory lock, ``GET_LOCK``, or a file lock).
-- :mod:`.commands`: upgrade, downgrade, stamp, status, history, new, check, offline SQL.
-- :mod:`.scaffold`: ``migrate init``.
+- :mod:`.ddl_lock`: ``--ddl-lock-timeout`` and ``--retries``: each revision's lock wait.
+- :mod:`.scaffold`: ``migrate init`` (and :mod:`.template`, the files it writes).
+- :mod:`.lint`: ``migrate lint``, a registry of rules judging each revision.
 """
 
 from __future__ import annotations
