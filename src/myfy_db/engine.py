@@ -1,41 +1,58 @@
-"""The shared async engine factory, session factory and driver-error translation.
+"""The shared async engine factory and session factory.
 
 :func:`create_engine` builds an :class:`~sqlalchemy.ext.asyncio.AsyncEngine` from
 :class:`~myfy_db.settings.DatabaseSettings` exactly the way every myfy-db command does, so an
-application can build its engine the same way. :func:`translate_errors` turns driver
-exceptions into myfy-db errors with exit codes and messages a person can act on.
+application can build its engine the same way. Turning driver exceptions into myfy-db errors
+(:func:`translate_errors` and the rest) lives in :mod:`myfy_db.driver_errors`; it is
+re-exported here for the callers that import it from this module.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from myfy_db.connections import track as track_connections
-from myfy_db.errors import CannotConnect, ConfigError, MyfyDbError, OperationFailed
+from myfy_db.driver_errors import (
+    classify_connect_error,
+    describe_server_error,
+    is_permanent,
+    server_error,
+    translate_errors,
+)
+from myfy_db.errors import CannotConnect, ConfigError
 from myfy_db.invocation import WaitBudget, command_name, current_command, current_wait, reads_only
 from myfy_db.settings import DatabaseSettings
-from myfy_db.urls import is_sqlite_memory, mask_url, redact, register_url_secret, url_problem
+from myfy_db.urls import (
+    describe_target,
+    is_sqlite_memory,
+    mask_url,
+    redact,
+    register_url_secret,
+    url_problem,
+)
 
 __all__ = [
     "SessionFactory",
+    "classify_connect_error",
     "command_name",
     "create_engine",
+    "describe_server_error",
     "describe_target",
     "engine_options",
     "open_engine",
+    "server_error",
     "translate_errors",
     "unique_statement_name",
 ]
@@ -159,19 +176,6 @@ def create_engine(
 # -- --wait: retry the first connect until the database accepts connections ---------------
 
 
-def _is_permanent(exc: BaseException) -> bool:
-    """An authentication failure or a missing database: waiting does not fix it."""
-    chain = list(_chain(exc))
-    names = {type(item).__name__ for item in chain}
-    codes = {code for item in chain if (code := _mysql_code(item)) is not None}
-    permanent_names = {
-        "InvalidPasswordError",
-        "InvalidAuthorizationSpecificationError",
-        "InvalidCatalogNameError",
-    }
-    return bool(names & permanent_names or codes & {1044, 1045, 1049, 1698})
-
-
 def _attempt_failed(wait: WaitBudget, exc: BaseException, url: str) -> float | None:
     """After a failed connect under ``--wait``: the pause before the next attempt.
 
@@ -179,7 +183,7 @@ def _attempt_failed(wait: WaitBudget, exc: BaseException, url: str) -> float | N
     connection problem): the caller re-raises it. Past the deadline, :class:`CannotConnect`
     (exit 4) saying how long it waited. Each retried attempt is reported in one line.
     """
-    if not isinstance(exc, Exception) or _is_permanent(exc):
+    if not isinstance(exc, Exception) or is_permanent(exc):
         return None
     classified = classify_connect_error(exc, url)
     if classified is None:
@@ -355,203 +359,3 @@ class SessionFactory:
             raise
         finally:
             await session.close()
-
-
-def describe_target(url: str) -> str:
-    """``host:port/database`` (or the SQLite path) for messages; never the password."""
-    try:
-        parsed: URL = make_url(url)
-    except sa_exc.ArgumentError:
-        return mask_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return f"SQLite database {parsed.database or ':memory:'}"
-    host = parsed.host or "localhost"
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{host}{port}/{parsed.database or ''}"
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        item = todo.pop(0)
-        if item is None or id(item) in seen:
-            continue
-        seen.add(id(item))
-        yield item
-        todo.extend([getattr(item, "orig", None), item.__cause__, item.__context__])
-
-
-def _mysql_code(exc: BaseException) -> int | None:
-    if type(exc).__module__.startswith("pymysql") and exc.args and isinstance(exc.args[0], int):
-        return exc.args[0]
-    return None
-
-
-#: Driver errors that mean an open connection was lost (the server went away or cut it).
-_LOST_NAMES = frozenset(
-    {
-        "ConnectionDoesNotExistError",
-        "ConnectionResetError",
-        "BrokenPipeError",
-        "IncompleteReadError",
-    }
-)
-#: MySQL client errors for the same: lost during a query, gone away, lost at reading.
-_LOST_CODES = frozenset({2013, 2006, 2055})
-
-
-def _connection_lost(chain: list[BaseException], codes: set[int]) -> bool:
-    for item in chain:
-        if isinstance(item, sa_exc.DBAPIError) and item.connection_invalidated:
-            return True
-        name = type(item).__name__
-        if name in _LOST_NAMES:
-            return True
-        # asyncpg, when the socket closes under a protocol step in progress
-        if name == "InternalClientError" and "cannot switch to state" in str(item):
-            return True
-    return bool(codes & _LOST_CODES) and not any("timed out" in str(i) for i in chain)
-
-
-def classify_connect_error(
-    exc: BaseException, url: str, action: str | None = None
-) -> CannotConnect | None:
-    """A :class:`CannotConnect` for ``exc`` when it means the database cannot be reached,
-    or that a connection to it was lost (during ``action``, when given)."""
-    parsed = make_url(url)
-    target = describe_target(url)
-    user = parsed.username or "(default user)"
-    database = parsed.database or ""
-    chain = list(_chain(exc))
-    names = {type(item).__name__ for item in chain}
-    codes = {code for item in chain if (code := _mysql_code(item)) is not None}
-    if names & {"InvalidPasswordError", "InvalidAuthorizationSpecificationError"} or codes & {
-        1045,
-        1698,
-    }:
-        return CannotConnect(
-            f"authentication failed for user {user!r} at {target}",
-            hint="check the user name and password in the database URL",
-        )
-    if "InvalidCatalogNameError" in names or 1049 in codes:
-        return CannotConnect(
-            f"database {database!r} does not exist at {target}",
-            hint="create it, or fix the database name in the URL",
-        )
-    if 1044 in codes:
-        return CannotConnect(f"user {user!r} may not use database {database!r} at {target}")
-    if any(isinstance(item, socket.gaierror) for item in chain):
-        return CannotConnect(
-            f"cannot resolve host {parsed.host!r} ({target})",
-            hint="check the host name in the database URL",
-        )
-    if any(isinstance(item, ConnectionRefusedError) for item in chain):
-        return CannotConnect(
-            f"connection refused by {target}",
-            hint="is the database server running and listening on that host and port?",
-        )
-    if _connection_lost(chain, codes):
-        during = f" during {action}" if action else ""
-        return CannotConnect(
-            f"connection to {target} lost{during}",
-            hint="the server closed the connection or went away; check that it is running",
-        )
-    if (
-        any(isinstance(item, TimeoutError) for item in chain)
-        or "TimeoutError" in names
-        or codes & {2013, 2006}
-    ):
-        return CannotConnect(
-            f"timed out connecting to {target}",
-            hint="the server did not answer in time; check the host, port and firewall",
-        )
-    for item in chain:
-        if _is_sqlite(item) and "unable to open database file" in str(item):
-            return CannotConnect(
-                f"cannot open {target}", hint="check that the directory exists and is writable"
-            )
-        if _mysql_code(item) == 2003 or (isinstance(item, OSError) and not _is_sqlite(item)):
-            return CannotConnect(f"cannot connect to {target}: {redact(_first_line(item))}")
-    return None
-
-
-def _is_sqlite(exc: BaseException) -> bool:
-    return type(exc).__module__.startswith("sqlite3")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
-
-
-@contextmanager
-def translate_errors(url: str, action: str = "query") -> Iterator[None]:
-    """Turn driver and SQLAlchemy errors raised in the block into myfy-db errors.
-
-    Connection failures become :class:`CannotConnect` (exit 4); other database errors become
-    :class:`OperationFailed` (exit 1) naming ``action``. Messages never hold a password.
-    """
-    try:
-        yield
-    except MyfyDbError:
-        raise
-    except (sa_exc.SQLAlchemyError, OSError, TimeoutError) as exc:
-        connect = classify_connect_error(exc, url, action)
-        if connect is not None:
-            raise connect from exc
-        message, detail = describe_server_error(exc)
-        raise OperationFailed(
-            redact(f"{action} failed: {message}"), hint=redact(detail) if detail else None
-        ) from exc
-
-    except Exception as exc:  # a driver's own error, from code that talks to it directly
-        lost = classify_connect_error(exc, url, action)
-        if lost is None:
-            raise
-        raise lost from exc
-
-
-def describe_server_error(exc: BaseException) -> tuple[str, str | None]:
-    """The database's own account of ``exc``: a line naming the error by its class and code
-    (``dependent objects still exist (2BP01): cannot drop table a ...``, ``MySQL error 1051:
-    Unknown table ...``) and the server's DETAIL and HINT as a second line, when it sent any.
-    """
-    found = server_error(exc)
-    return found if found is not None else (_first_line(getattr(exc, "orig", None) or exc), None)
-
-
-def server_error(exc: BaseException) -> tuple[str, str | None] | None:
-    """:func:`describe_server_error` when ``exc`` came from the database driver, else None."""
-    for item in _chain(exc):
-        sqlstate = getattr(item, "sqlstate", None)
-        if isinstance(sqlstate, str) and type(item).__module__.startswith("asyncpg"):
-            message = getattr(item, "message", None) or _first_line(item)
-            extra = [
-                f"{label}: {' '.join(str(text).split())}"
-                for label, text in (
-                    ("DETAIL", getattr(item, "detail", None)),
-                    ("HINT", getattr(item, "hint", None)),
-                )
-                if text
-            ]
-            return f"{_error_words(type(item).__name__)} ({sqlstate}): {message}", (
-                "; ".join(extra) or None
-            )
-        code = _mysql_code(item)
-        if code is not None:
-            text = str(item.args[1]) if len(item.args) > 1 else _first_line(item)
-            return f"MySQL error {code}: {' '.join(text.split())}", None
-        if _is_sqlite(item):
-            name = getattr(item, "sqlite_errorname", None)
-            return (f"{_first_line(item)} ({name})" if name else _first_line(item)), None
-    return None
-
-
-def _error_words(class_name: str) -> str:
-    """``DependentObjectsStillExistError`` -> ``dependent objects still exist``."""
-    import re
-
-    name = class_name.removesuffix("Error") or "server"
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).lower()
-    return "server error" if words in ("postgres", "server") else words

@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import DropTable
 
-from myfy_db.engine import classify_connect_error, describe_server_error
+from myfy_db.driver_errors import classify_connect_error, describe_server_error
 from myfy_db.errors import OperationFailed, Refused
 from myfy_db.guard import (
     META_TABLE,

@@ -185,6 +185,22 @@ def redact(text: str) -> str:
     return text
 
 
+def describe_target(url: str) -> str:
+    """``host:port/database`` (or the SQLite path) for messages; never the password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return mask_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite database {parsed.database or ':memory:'}"
+    host = parsed.host or "localhost"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{host}{port}/{parsed.database or ''}"
+
+
 def async_url_for(url: str) -> str | None:
     """The async URL to use instead of a sync-driver ``url``; None when none is known."""
     parts = split_url(url)

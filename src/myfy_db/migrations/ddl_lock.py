@@ -22,6 +22,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from myfy_db.driver_errors import mysql_code, sqlstate
+
 if TYPE_CHECKING:
     from sqlalchemy import Connection
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -91,27 +93,9 @@ class Waiting:
     blockers: list[Blocker] = field(default_factory=list)
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    seen: set[int] = set()
-    item: BaseException | None = exc
-    while item is not None and id(item) not in seen:
-        seen.add(id(item))
-        state = getattr(item, "sqlstate", None) or getattr(item, "pgcode", None)
-        if isinstance(state, str):
-            return state
-        item = getattr(item, "orig", None) or item.__cause__
-    return None
-
-
-def _mysql_code(exc: BaseException) -> int | None:
-    original = getattr(exc, "orig", None) or exc
-    args = getattr(original, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
-
-
 def is_lock_timeout(exc: BaseException) -> bool:
     """True when ``exc`` is the server giving up waiting for a lock."""
-    return _sqlstate(exc) == "55P03" or _mysql_code(exc) == 1205
+    return sqlstate(exc) == "55P03" or mysql_code(exc) == 1205
 
 
 _TABLE_IN = re.compile(

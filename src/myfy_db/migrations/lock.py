@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from myfy_db.connections import abort as abort_connections
-from myfy_db.engine import describe_target
 from myfy_db.errors import OperationFailed
-from myfy_db.urls import is_sqlite_memory
+from myfy_db.urls import describe_target, is_sqlite_memory
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine

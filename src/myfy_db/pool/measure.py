@@ -28,7 +28,8 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from myfy_db.connections import abort as abort_connections
-from myfy_db.engine import create_engine, describe_target, engine_options, translate_errors
+from myfy_db.driver_errors import translate_errors
+from myfy_db.engine import create_engine, engine_options
 from myfy_db.errors import (
     CannotConnect,
     ConfigError,
@@ -46,7 +47,7 @@ from myfy_db.pool.pooler import (
 from myfy_db.pool.server_info import _read_slots, _server_info, pool_status
 from myfy_db.pool.stats import Reservoir
 from myfy_db.settings import DatabaseSettings
-from myfy_db.urls import is_sqlite_memory, mask_url
+from myfy_db.urls import describe_target, is_sqlite_memory, mask_url
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine

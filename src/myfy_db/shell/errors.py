@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import linecache
 import traceback
-from collections.abc import Iterator
 from typing import Any
 
+from myfy_db.driver_errors import driver_exception, own_mysql_code
 from myfy_db.urls import redact
 
 __all__ = [
@@ -60,36 +60,12 @@ def remember_source(source: str, filename: str = SNIPPET_FILENAME) -> None:
     linecache.cache[filename] = (len(source), None, lines, filename)
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    item: BaseException | None = exc
-    while item is not None and id(item) not in seen:
-        seen.add(id(item))
-        yield item
-        orig = getattr(item, "orig", None)
-        item = orig if isinstance(orig, BaseException) else item.__cause__
-
-
-def _driver_error(exc: BaseException) -> BaseException:
-    """The driver's own exception behind SQLAlchemy's wrappers and adapters (or ``exc``)."""
-    shown = exc
-    for item in _chain(exc):
-        shown = item
-        if not type(item).__module__.startswith("sqlalchemy"):
-            break
-    return shown
-
-
 def _message_of(exc: BaseException) -> str:
     args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
     # PyMySQL/aiomysql: args are (code, message).
-    if (
-        type(exc).__module__.startswith("pymysql")
-        and len(args) == 2
-        and isinstance(args[0], int)
-        and isinstance(args[1], str)
-    ):
-        return f"({args[0]}) {args[1]}"
+    code = own_mysql_code(exc)
+    if code is not None and len(args) == 2 and isinstance(args[1], str):
+        return f"({code}) {args[1]}"
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
 
@@ -127,7 +103,7 @@ def describe(
     place: str = "the code",
 ) -> ErrorReport:
     """An :class:`ErrorReport` for ``exc`` raised by the user's ``source``."""
-    shown = _driver_error(exc)
+    shown = driver_exception(exc)
     first = _message_of(shown)
     message = f"{type(shown).__name__}: {first}" if first else type(shown).__name__
     where = None
