@@ -73,6 +73,10 @@ class Policy:
     internal: int = 0
     #: A statement that may have changed data ran since the last commit or rollback.
     wrote: bool = False
+    #: The statement running now is SQLAlchemy's own savepoint (the session's commit).
+    own: bool = False
+    #: MySQL/MariaDB: the id of the sandbox's XA transaction while it is open.
+    xid: str | None = None
 
     @contextlib.contextmanager
     def allowed(self) -> Iterator[None]:
@@ -261,6 +265,8 @@ def _sandbox_refusal(code: str, dialect: str) -> str | None:
         return "SET GLOBAL changes the server for good, outside any transaction"
     if first == "SET" and second == "PASSWORD":
         return "SET PASSWORD is kept at once, outside any transaction"
+    if mysql and re.search(r"\bSETVAL\s*\(", code):
+        return "SETVAL() moves the sequence for good: a rollback does not undo it"
     if mysql and first in _MYSQL_IMPLICIT_COMMIT:
         return f"{dialect_label(dialect)} commits the sandbox's transaction before running it"
     return None
@@ -281,6 +287,8 @@ def _read_only_refusal(code: str, full: str) -> str | None:
         "READ_ONLY" in full or "QUERY_ONLY" in full or "READ ONLY" in full
     ):
         return "it changes the access mode"
+    if first in ("PREPARE", "EXECUTE", "DEALLOCATE"):
+        return "dynamic SQL is not read here, so it is not run"
     if first in ("RESET", "DISCARD"):
         return f"{first} would restore the read-write default"
     if first == "PRAGMA" and re.search(r"QUERY_ONLY\s*(=|\()", full):
@@ -312,14 +320,17 @@ def is_write(code: str) -> bool:
 
 
 def refusal(sql: str, dialect: str, policy: Policy) -> StatementRefused | None:
-    """The error refusing ``sql`` under ``policy``, or None when it may run."""
+    """The error refusing ``sql`` under ``policy``, or None when it may run.
+
+    On PostgreSQL the server's own parser decides (:mod:`.pg_statements`); elsewhere the
+    statement is read as the server would read it, and the server itself is the boundary
+    (MariaDB's XA transaction, SQLite's authorizer and read-only file).
+    """
+    if dialect == "postgresql":
+        return _pg_refusal(sql, policy)
     for code, full in statements(sql, dialect):
         if policy.protected_record is not None and _meta_refusal(code, full):
-            return StatementRefused(
-                f"refused: {META.lower()} records this database as "
-                f"{policy.protected_record!r} (protected); the shell cannot change that record",
-                hint="only MYFY_DB_DISABLE_ENVIRONMENT_CHECK=1 lifts the guard",
-            )
+            return _record_refusal(policy)
         if policy.sandbox:
             reason = _sandbox_refusal(code, dialect)
             if reason:
@@ -331,6 +342,34 @@ def refusal(sql: str, dialect: str, policy: Policy) -> StatementRefused | None:
                     f"read-only: {_head(code)} refused: {reason}", hint=READ_ONLY_HINT
                 )
     return None
+
+
+def _pg_refusal(sql: str, policy: Policy) -> StatementRefused | None:
+    from myfy_db.shell.pg_statements import judge
+
+    verdict = judge(
+        sql,
+        sandbox=policy.sandbox,
+        read_only=policy.read_only,
+        protected_record=policy.protected_record is not None,
+    )
+    if verdict is None:
+        return None
+    if verdict.record:
+        return _record_refusal(policy)
+    if policy.sandbox:
+        return StatementRefused(f"sandbox: {verdict.what} refused: {verdict.reason}", hint=LEAVE)
+    return StatementRefused(
+        f"read-only: {verdict.what} refused: {verdict.reason}", hint=READ_ONLY_HINT
+    )
+
+
+def _record_refusal(policy: Policy) -> StatementRefused:
+    return StatementRefused(
+        f"refused: {META.lower()} records this database as "
+        f"{policy.protected_record!r} (protected); the shell cannot change that record",
+        hint="only MYFY_DB_DISABLE_ENVIRONMENT_CHECK=1 lifts the guard",
+    )
 
 
 def _head(code: str) -> str:
@@ -361,7 +400,8 @@ def install(engine: AsyncEngine, policy: Policy) -> None:
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
         compiled = getattr(context, "compiled", None)
-        if compiled is not None and isinstance(compiled.statement, own):
+        policy.own = compiled is not None and isinstance(compiled.statement, own)
+        if policy.own:
             return  # SQLAlchemy's own savepoints: the session's commit inside the sandbox
         if not policy.checking:
             return  # the shell's own bookkeeping (the sandbox, SQLite's BEGIN)
@@ -371,6 +411,17 @@ def install(engine: AsyncEngine, policy: Policy) -> None:
                 raise refused
         if not policy.wrote and any(is_write(code) for code, _ in statements(statement, dialect)):
             policy.wrote = True
+
+    @event.listens_for(sync_engine, "after_cursor_execute")
+    def _done(*_args: Any) -> None:
+        policy.own = False
+
+    @event.listens_for(sync_engine, "handle_error")
+    def _failed(context: Any) -> None:
+        policy.own = False
+        refused = _server_refusal(context.original_exception, dialect, policy)
+        if refused is not None:
+            raise refused
 
     @event.listens_for(sync_engine, "commit")
     def _committed(conn: Any) -> None:
@@ -394,11 +445,6 @@ def install(engine: AsyncEngine, policy: Policy) -> None:
             super().rollback()
 
     class SandboxConnection(Connection):
-        def __init__(self, engine: Any, connection: Any = None, **kw: Any) -> None:
-            if connection is None and policy.sealed and policy.checking:
-                raise _connection_refusal("a new connection")
-            super().__init__(engine, connection, **kw)
-
         def begin(self) -> RootTransaction:
             if self._transaction is None:
                 self._transaction = SandboxTransaction(self)
@@ -407,29 +453,54 @@ def install(engine: AsyncEngine, policy: Policy) -> None:
 
         def close(self) -> None:
             if policy.sealed and policy.checking:
-                raise _connection_refusal("close()")
+                raise _connection_refusal("close()", policy)
             super().close()
 
     sync_engine._connection_cls = SandboxConnection
-    raw_connection = sync_engine.raw_connection
 
-    def guarded_raw_connection() -> Any:
+    # One connection: once the shell holds its own, the pool refuses every other checkout,
+    # whatever asks for it (engine.connect(), execution_options(), sync_engine,
+    # raw_connection(), a new session or sessionmaker): they all share this pool.
+    @event.listens_for(sync_engine.pool, "checkout")
+    def _one_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         if policy.sealed and policy.checking:
-            raise _connection_refusal("a new connection")
-        return raw_connection()
-
-    setattr(sync_engine, "raw_connection", guarded_raw_connection)  # noqa: B010
+            raise _connection_refusal("a new connection", policy)
 
 
-def _connection_refusal(what: str) -> StatementRefused:
+def _server_refusal(error: BaseException, dialect: str, policy: Policy) -> StatementRefused | None:
+    """The server's (or SQLite's authorizer's) own refusal, said as the shell's: MariaDB's
+    XAER_RMFAIL inside the sandbox's XA transaction, SQLite's "not authorized"."""
+    if not (policy.sandbox or policy.read_only) or not policy.checking:
+        return None
+    prefix, hint = ("sandbox", LEAVE) if policy.sandbox else ("read-only", READ_ONLY_HINT)
+    code = error.args[0] if error.args else None
+    if dialect in ("mysql", "mariadb") and code == 1399 and policy.sandbox:
+        return StatementRefused(
+            f"{prefix}: refused by the server: the statement would commit the sandbox's "
+            "XA transaction (XAER_RMFAIL)",
+            hint=hint,
+        )
+    if dialect == "sqlite" and "not authorized" in str(error):
+        return StatementRefused(
+            f"{prefix}: refused by SQLite's authorizer: it would end the sandbox's "
+            "transaction, attach a database or change a guarded pragma",
+            hint=hint,
+        )
+    return None
+
+
+def _connection_refusal(what: str, policy: Policy | None = None) -> StatementRefused:
     reasons = {
         "commit()": "it would commit the sandbox's transaction",
         "rollback()": "it would end the sandbox's transaction (the sandbox rolls back on exit)",
-        "close()": "it would end the sandbox's transaction (the sandbox closes on exit)",
+        "close()": "it would end the shell's own connection",
         "a new connection": (
-            "it would run outside the sandbox's transaction; use `session` or `connection`"
+            "the shell holds exactly one connection, and anything else would run outside "
+            "its rules; use `session` or `connection` (an engine of your own is yours)"
         ),
     }
+    if policy is not None and not policy.sandbox:
+        return StatementRefused(f"read-only: {what} refused: {reasons[what]}", hint=READ_ONLY_HINT)
     return StatementRefused(f"sandbox: {what} refused: {reasons[what]}", hint=LEAVE)
 
 
@@ -454,6 +525,13 @@ async def open_sandbox(
         connection = await engine.connect()
         try:
             transaction = await connection.begin()
+            if engine.dialect.name in ("mysql", "mariadb"):
+                # An XA transaction: the server itself then refuses COMMIT, BEGIN and every
+                # statement that would commit implicitly (XAER_RMFAIL), however it is spelt.
+                import uuid
+
+                policy.xid = f"myfy-db-sandbox-{uuid.uuid4().hex[:16]}"
+                await connection.exec_driver_sql(f"XA START '{policy.xid}'")
             if engine.dialect.name == "postgresql":
                 await connection.execute(
                     text("SELECT set_config('application_name', :name, false)"),
@@ -499,6 +577,15 @@ async def end_sandbox(
         try:
             if mysql and intact:
                 warnings = await _nontransactional(connection)
+            if policy.xid is not None:
+                try:
+                    await connection.exec_driver_sql(f"XA END '{policy.xid}'")
+                    await connection.exec_driver_sql(f"XA ROLLBACK '{policy.xid}'")
+                    warnings += await _nontransactional(connection)
+                except sa_exc.DBAPIError as exc:
+                    intact = False
+                    detail = "the sandbox's XA transaction had already ended: " + _first(exc)
+                policy.xid = None
             if transaction is not None and transaction.is_active:
                 await transaction.rollback()
             else:

@@ -94,6 +94,19 @@ class ShellContext:
         """
         from sqlalchemy import exc as sa_exc
 
+        if self.connection is not None and not self.sandbox:
+            if not self.connection.invalidated:
+                return None
+            self.policy.sealed = False
+            with self.policy.allowed():
+                await self.session.close()
+                with contextlib.suppress(sa_exc.SQLAlchemyError):
+                    await self.connection.close()
+                self.connection = await self.engine.connect()
+            self.policy.sealed = True
+            self.session = SessionFactory(self.engine)(bind=self.connection)
+            self.namespace.update(session=self.session, connection=self.connection)
+            return "the connection was lost and opened again; `session` is new"
         if self.connection is not None:
             if not self.connection.invalidated:
                 return None
@@ -164,10 +177,14 @@ class ShellContext:
                 else:  # a savepoint lost here is what end_sandbox reports
                     with contextlib.suppress(sa_exc.SQLAlchemyError):
                         await self.session.close()
-            if self.connection is not None:
+            if self.connection is not None and self.sandbox:
                 outcome = await end_sandbox(
                     self.connection, self.transaction, self.marker, self.policy
                 )
+            elif self.connection is not None:
+                self.policy.sealed = False
+                with self.policy.allowed(), contextlib.suppress(sa_exc.SQLAlchemyError):
+                    await self.connection.close()
         finally:
             self.transaction = None
             self.connection = None
@@ -201,6 +218,8 @@ def _install_listeners(engine: AsyncEngine, policy: Policy) -> None:
 
     @event.listens_for(engine.sync_engine, "connect")
     def _read_only(dbapi_connection: Any, record: Any) -> None:
+        if backend == "sqlite":
+            _sqlite_authorizer(dbapi_connection, policy)
         if statement is None or not policy.read_only:
             return
         if backend == "postgresql":
@@ -216,7 +235,79 @@ def _install_listeners(engine: AsyncEngine, policy: Policy) -> None:
             cursor.execute(statement)
             cursor.close()
 
+    if policy.read_only and backend in ("postgresql", "mysql", "mariadb"):
+        # Every transaction the shell begins is read-only in its own right, whatever the
+        # session's default became since (a function calling set_config, dynamic SQL).
+        @event.listens_for(engine.sync_engine, "begin")
+        def _read_only_transaction(connection: Any) -> None:
+            with policy.allowed():
+                connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+
     install(engine, policy)
+
+
+#: SQLite authorizer action codes (sqlite3.SQLITE_*) and the pragmas a sandbox may not set.
+_SQLITE_DENY = 1
+_SQLITE_OK = 0
+_GUARDED_PRAGMAS = frozenset(
+    {
+        "query_only",
+        "journal_mode",
+        "synchronous",
+        "locking_mode",
+        "writable_schema",
+        "foreign_keys",
+        "defer_foreign_keys",
+        "schema_version",
+        "user_version",
+        "application_id",
+        "wal_checkpoint",
+        "incremental_vacuum",
+        "optimize",
+        "temp_store",
+    }
+)
+
+
+def _sqlite_authorizer(dbapi_connection: Any, policy: Policy) -> None:
+    """Install SQLite's authorizer on the driver's connection: it sees each statement as
+    SQLite compiled it, so no spelling of ``COMMIT``, ``BEGIN``, ``ATTACH`` or a guarded
+    pragma gets past it in a sandbox or read-only shell."""
+    import sqlite3
+
+    from sqlalchemy.util import await_only
+
+    def authorize(action: int, arg1: Any, arg2: Any, _db: Any, _trigger: Any) -> int:
+        if not (policy.sandbox or policy.read_only) or not policy.checking or policy.own:
+            return _SQLITE_OK
+        if policy.sandbox and action in (sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT):
+            return _SQLITE_DENY  # read-only mode has the file opened read-only instead
+        if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+            return _SQLITE_DENY
+        guarded = action == sqlite3.SQLITE_PRAGMA and str(arg1).lower() in _GUARDED_PRAGMAS
+        return _SQLITE_DENY if guarded and arg2 is not None else _SQLITE_OK
+
+    driver = dbapi_connection.driver_connection  # the aiosqlite connection
+    await_only(driver._execute(driver._conn.set_authorizer, authorize))
+
+
+def _read_only_file(url: str) -> str | None:
+    """A SQLite file's URL opened read-only by SQLite itself (``mode=ro``); None elsewhere
+    (an in-memory database, a URI the user wrote, another backend)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:") or "uri" in parsed.query:
+        return None
+    from pathlib import Path
+    from urllib.parse import quote
+
+    path = quote(str(Path(database).resolve()))
+    query = {**parsed.query, "mode": "ro", "uri": "true"}
+    return parsed.set(database=f"file:{path}", query=query).render_as_string(hide_password=False)
 
 
 def build_namespace(
@@ -297,7 +388,7 @@ async def open_shell(
         models = loaded.models
         extra["metadata"] = loaded.metadata
     url = settings.database_url
-    engine = create_engine(settings)
+    engine = create_engine(settings, _read_only_file(url) if read_only else None)
     policy = Policy(read_only=read_only)
     _install_listeners(engine, policy)
     factory = SessionFactory(engine)
@@ -318,6 +409,13 @@ async def open_shell(
             if sandbox:
                 connection, transaction, marker = await open_sandbox(engine, policy)
                 session = factory(bind=connection, join_transaction_mode="create_savepoint")
+                extra["connection"] = connection
+            elif read_only:
+                # One connection, held: the pool refuses any other (see sandbox.install).
+                with policy.allowed():
+                    connection = await engine.connect()
+                session = factory(bind=connection)
+                policy.sealed = True
                 extra["connection"] = connection
             else:
                 session = factory()
