@@ -481,11 +481,12 @@ def _server_refusal(error: BaseException, dialect: str, policy: Policy) -> State
             hint=hint,
         )
     if dialect == "sqlite" and "not authorized" in str(error):
-        return StatementRefused(
-            f"{prefix}: refused by SQLite's authorizer: it would end the sandbox's "
-            "transaction, attach a database or change a guarded pragma",
-            hint=hint,
+        what = (
+            "it would end the sandbox's transaction, attach a database or change a guarded pragma"
+            if policy.sandbox
+            else "it would attach a database or change a guarded pragma"
         )
+        return StatementRefused(f"{prefix}: refused by SQLite's authorizer: {what}", hint=hint)
     return None
 
 

@@ -218,22 +218,10 @@ def _install_listeners(engine: AsyncEngine, policy: Policy) -> None:
 
     @event.listens_for(engine.sync_engine, "connect")
     def _read_only(dbapi_connection: Any, record: Any) -> None:
-        if backend == "sqlite":
+        if statement is not None and policy.read_only:
+            _set_read_only(dbapi_connection, backend, statement)
+        if backend == "sqlite":  # after the shell's own pragma
             _sqlite_authorizer(dbapi_connection, policy)
-        if statement is None or not policy.read_only:
-            return
-        if backend == "postgresql":
-            # asyncpg's adapter would open a transaction around a plain cursor execute.
-            previous = dbapi_connection.autocommit
-            dbapi_connection.autocommit = True
-            cursor = dbapi_connection.cursor()
-            cursor.execute(statement)
-            cursor.close()
-            dbapi_connection.autocommit = previous
-        else:
-            cursor = dbapi_connection.cursor()
-            cursor.execute(statement)
-            cursor.close()
 
     if policy.read_only and backend in ("postgresql", "mysql", "mariadb"):
         # Every transaction the shell begins is read-only in its own right, whatever the
@@ -244,6 +232,22 @@ def _install_listeners(engine: AsyncEngine, policy: Policy) -> None:
                 connection.exec_driver_sql("SET TRANSACTION READ ONLY")
 
     install(engine, policy)
+
+
+def _set_read_only(dbapi_connection: Any, backend: str, statement: str) -> None:
+    """Put a new driver connection in its backend's read-only mode."""
+    if backend == "postgresql":
+        # asyncpg's adapter would open a transaction around a plain cursor execute.
+        previous = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        cursor = dbapi_connection.cursor()
+        cursor.execute(statement)
+        cursor.close()
+        dbapi_connection.autocommit = previous
+    else:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(statement)
+        cursor.close()
 
 
 #: SQLite authorizer action codes (sqlite3.SQLITE_*) and the pragmas a sandbox may not set.

@@ -1,0 +1,241 @@
+"""The server is the boundary (issue 21): each way past the sandbox, read-only mode and the
+record that once got through, tried again. PostgreSQL's own parser (pglast) reads every
+statement, MariaDB's sandbox is an XA transaction, SQLite's authorizer and a read-only file
+guard SQLite, and the pool refuses every connection but the shell's own. Every case runs a
+real ``python -m myfy_db shell`` and checks the server afterwards from a connection of its own.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import backend_of, run_process
+from test_shell_sandbox import (
+    INSERT,
+    TABLE,
+    _count,
+    _record,
+    _recorded,
+    _sql,
+    _tables,
+    _with_table,
+)
+
+ROW = f"INSERT INTO {TABLE} (id) VALUES (7)"
+
+
+def _tries(*attempts: tuple[str, str]) -> str:
+    """A snippet that runs each (label, statement) in the shell and prints what happened.
+
+    The statement is plain Python run through the shell's greenlet bridge, so synchronous
+    SQLAlchemy calls (``engine.sync_engine.connect()``) run as they would in a program.
+    """
+    lines = [
+        "from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker",
+        f"await session.execute(text('INSERT INTO {TABLE} (id) VALUES (1)'))",
+    ]
+    for label, statement in attempts:
+        lines += [
+            "try:",
+            *(f"    {line}" for line in statement.splitlines()),
+            f"    print({label!r}, 'RAN')",
+            "except Exception as exc:",
+            f"    print({label!r}, type(exc).__name__, str(exc).splitlines()[0])",
+        ]
+    return "\n".join(lines)
+
+
+def _not_refused(stdout: str, prefix: str) -> list[str]:
+    return [line for line in stdout.splitlines() if f"StatementRefused {prefix}" not in line]
+
+
+SECOND_CONNECTIONS = [
+    (
+        "execution_options",
+        "async with engine.execution_options(isolation_level='AUTOCOMMIT').connect() as c:\n"
+        f"    await c.execute(text({ROW!r}))",
+    ),
+    ("sync_engine", f"engine.sync_engine.connect().exec_driver_sql({ROW!r})"),
+    ("raw_connection", "engine.sync_engine.raw_connection()"),
+    ("engine.connect", "await engine.connect().start()"),
+    ("engine.begin", "await engine.begin().__aenter__()"),
+    ("new session", f"await AsyncSession(engine).execute(text({ROW!r}))"),
+    ("sessionmaker", f"await async_sessionmaker(engine)().execute(text({ROW!r}))"),
+    (
+        "option engine session",
+        "await AsyncSession(engine.execution_options()).scalar(text('SELECT 1'))",
+    ),
+]
+
+
+@pytest.mark.parametrize("mode", ["--sandbox", "--read-only"])
+def test_every_second_connection_is_refused_at_the_pool(db_url: str, mode: str) -> None:
+    url = _with_table(db_url)
+    code = _tries(*SECOND_CONNECTIONS)
+    if mode == "--read-only":
+        code = code.replace(
+            f"await session.execute(text('INSERT INTO {TABLE} (id) VALUES (1)'))", ""
+        )
+    result = run_process("shell", mode, "--url", url, "-c", code)
+    prefix = "sandbox:" if mode == "--sandbox" else "read-only:"
+    assert result.returncode == 0, result.stderr
+    assert _not_refused(result.stdout, prefix) == []
+    assert len(result.stdout.splitlines()) == len(SECOND_CONNECTIONS)
+    assert _count(url) == 0
+
+
+PG_SANDBOX_ESCAPES = [
+    "-- x\rCOMMIT",
+    "-- x\r\nCOMMIT",
+    "/* a /* nested */ b */ COMMIT",
+    "\fCOMMIT",
+    "\vEND",
+    "SELECT 1; COMMIT",
+    "select setval('boundary_seq', 1000, false)",
+    "select pg_catalog.setval('boundary_seq'::regclass, 1000)",
+    "COPY (select 1) TO PROGRAM 'true'",
+    "COPY shell_items FROM '/etc/hostname'",
+    "select pg_create_physical_replication_slot('boundary_slot')",
+    "select dblink_exec('dbname=test', 'insert into shell_items values (9)')",
+    "select pg_advisory_lock(42)",
+    "SET SESSION AUTHORIZATION DEFAULT",
+    "SET ROLE NONE",
+    "select set_config('default_transaction_read_only', 'off', false)",
+    'SET U&"default\\005ftransaction\\005fread\\005fonly" = off',
+    "PREPARE TRANSACTION 'boundary'",
+    "select pg_terminate_backend(pg_backend_pid())",
+]
+
+
+def test_postgres_sandbox_reads_each_statement_with_the_servers_parser(postgres_url: str) -> None:
+    url = _with_table(postgres_url)
+    _sql(url, "CREATE SEQUENCE boundary_seq")
+    attempts = [(repr(s), f"await session.execute(text({s!r}))") for s in PG_SANDBOX_ESCAPES]
+    result = run_process("shell", "--sandbox", "--url", url, "-c", _tries(*attempts))
+    assert result.returncode == 0, result.stderr
+    assert _not_refused(result.stdout, "sandbox:") == []
+    assert "nothing this shell did was kept" in result.stderr
+    assert _count(url) == 0
+    assert _sql(url, "SELECT nextval('boundary_seq')")[0][0] == 1
+    assert _sql(url, "SELECT count(*) FROM pg_replication_slots")[0][0] == 0
+
+
+def test_postgres_comment_ended_by_carriage_return_cannot_commit_a_write(
+    postgres_url: str,
+) -> None:
+    url = _with_table(postgres_url)
+    code = f"{INSERT}\nawait session.execute(text('-- x\\rCOMMIT'))"
+    result = run_process("shell", "--sandbox", "--url", url, "-c", code)
+    assert result.returncode == 3
+    assert "sandbox: COMMIT refused" in result.stderr
+    assert _count(url) == 0
+
+
+MARIADB_SANDBOX_ESCAPES = [
+    "/*M!999999 SELECT */ CREATE TABLE boundary_a (i int)",
+    "--\x01 hi\nCREATE TABLE boundary_b (i int)",
+    "/*!99999 SELECT */ COMMIT",
+    "SELECT SETVAL(boundary_seq, 500)",
+    "EXECUTE IMMEDIATE 'COMMIT'",
+]
+
+
+def test_mariadb_sandbox_is_an_xa_transaction_the_server_keeps(mysql_url: str) -> None:
+    url = _with_table(mysql_url)
+    _sql(url, "CREATE SEQUENCE boundary_seq")
+    attempts = [(repr(s), f"await session.execute(text({s!r}))") for s in MARIADB_SANDBOX_ESCAPES]
+    result = run_process("shell", "--sandbox", "--url", url, "-c", _tries(*attempts))
+    assert result.returncode == 0, result.stderr
+    assert _not_refused(result.stdout, "sandbox:") == []
+    assert "nothing this shell did was kept" in result.stderr
+    assert _count(url) == 0
+    assert {"boundary_a", "boundary_b"} & _tables(url) == set()
+    assert _sql(url, "SELECT NEXTVAL(boundary_seq)")[0][0] == 1
+
+
+def test_sqlite_sandbox_authorizer_refuses_what_sqlite_compiled(sqlite_url: str) -> None:
+    url = _with_table(sqlite_url)
+    escapes = [
+        "COMMIT",
+        "END TRANSACTION",
+        "ATTACH ':memory:' AS other",
+        "PRAGMA journal_mode = OFF",
+    ]
+    attempts = [(repr(s), f"await session.execute(text({s!r}))") for s in escapes]
+    # the driver's own commit is compiled by SQLite too, and refused there
+    attempts.append(
+        (
+            "driver commit",
+            "await connection.run_sync(lambda c: c.connection.dbapi_connection.commit())",
+        )
+    )
+    result = run_process("shell", "--sandbox", "--url", url, "-c", _tries(*attempts))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert not [line for line in lines if line.endswith(" RAN")], lines
+    assert _count(url) == 0
+
+
+READ_ONLY_ESCAPES = {
+    "postgresql": [
+        "-- x\rSET default_transaction_read_only = off",
+        'SET U&"default\\005ftransaction\\005fread\\005fonly" = off',
+        "select dblink_exec('dbname=test', 'insert into shell_items values (9)')",
+        "COMMIT",
+    ],
+    "mysql": [
+        "EXECUTE IMMEDIATE CONCAT('SET SESSION TRANSACTION READ',' WRITE')",
+        "PREPARE s FROM 'SET SESSION TRANSACTION READ WRITE'",
+        "SET SESSION TRANSACTION READ WRITE",
+    ],
+    "sqlite": ['PRAGMA "query_only" = 0', "ATTACH 'boundary.db' AS other"],
+}
+
+
+def test_read_only_stays_read_only(db_url: str) -> None:
+    url = _with_table(db_url)
+    backend = backend_of(url)
+    attempts = [
+        (repr(s), f"await session.execute(text({s!r}))") for s in READ_ONLY_ESCAPES[backend]
+    ]
+    code = _tries(*attempts).replace(
+        f"await session.execute(text('INSERT INTO {TABLE} (id) VALUES (1)'))", ""
+    )
+    code += f"\nawait session.execute(text({ROW!r}))\nawait session.commit()"
+    result = run_process("shell", "--read-only", "--url", url, "-c", code)
+    assert result.returncode == 1, result.stderr  # the final write: the server refuses it
+    assert _not_refused(result.stdout, "read-only:") == []
+    assert _count(url) == 0
+
+
+def test_read_only_postgres_function_that_flips_the_default_cannot_open_a_writable_transaction(
+    postgres_url: str,
+) -> None:
+    url = _with_table(postgres_url)
+    _sql(
+        url,
+        "CREATE FUNCTION flip() RETURNS text LANGUAGE sql AS "
+        "$$ SELECT set_config('default_transaction_read_only', 'off', false) $$",
+    )
+    code = (
+        "await session.execute(text('SELECT flip()'))\n"
+        "await session.commit()\n"
+        f"await session.execute(text({ROW!r}))\n"
+        "await session.commit()"
+    )
+    result = run_process("shell", "--read-only", "--url", url, "-c", code)
+    assert result.returncode == 1, result.stderr
+    assert "read-only transaction" in result.stderr
+    assert _count(url) == 0
+
+
+def test_the_record_cannot_be_deleted_under_another_spelling(postgres_url: str) -> None:
+    url = _with_table(postgres_url)
+    _record(url, "production")
+    env = {"MYFY_DATA_ENVIRONMENT": "production"}
+    statement = 'DELETE FROM U&"myfy\\005fdb\\005fmeta"'
+    code = f"await session.execute(text({statement!r}))\nawait session.commit()"
+    result = run_process("shell", "--no-sandbox", "--yes", "--url", url, "-c", code, env=env)
+    assert result.returncode == 3, result.stderr
+    assert "myfy_db_meta records this database as 'production'" in result.stderr
+    assert _recorded(url) == "production"
