@@ -8,18 +8,24 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import pytest
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from myfy_db.cli import app
+
+if TYPE_CHECKING:
+    from fault_proxy import FaultProxy
 
 POSTGRES_URL = os.environ.get(
     "MYFY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -29,6 +35,110 @@ REQUIRE_SERVERS = os.environ.get("MYFY_TEST_REQUIRE_SERVERS") == "1"
 CANARY = "Canary-Pw-7f3a9e"
 
 
+#: This process's name among pytest-xdist's workers ("gw0", ...), or "main" without xdist.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+class _AdminConnections:
+    """One admin connection per server for the whole test process, on an event loop of its
+    own thread, so that sync tests, threads and ``asyncio.to_thread`` callers all share it.
+
+    Statements run one call at a time; a connection found closed is opened again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: dict[str, Any] = {}
+
+    def run(self, server: Server, statements: Sequence[str]) -> list[Any]:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._loop.run_forever, name="test-admin", daemon=True
+                )
+                self._thread.start()
+            future = asyncio.run_coroutine_threadsafe(self._run(server, statements), self._loop)
+            return future.result()
+
+    async def _run(self, server: Server, statements: Sequence[str]) -> list[Any]:
+        conn = self._connections.get(server.url)
+        if conn is None or _is_closed(conn):
+            conn = self._connections[server.url] = await _connect(server)
+        results: list[Any] = []
+        if server.backend == "postgresql":
+            for sql in statements:
+                results.append(await conn.fetch(sql))
+        else:
+            async with conn.cursor() as cur:
+                for sql in statements:
+                    await cur.execute(sql)
+                    results.append(await cur.fetchall())
+        return results
+
+    def close(self) -> None:
+        """Close every admin connection and stop the loop (the end of the test session)."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+            if loop is None:
+                return
+
+            async def close_all() -> None:
+                for conn in self._connections.values():
+                    with suppress(Exception):
+                        if hasattr(conn, "ensure_closed"):
+                            await conn.ensure_closed()
+                        else:
+                            await conn.close(timeout=5)
+                self._connections.clear()
+
+            asyncio.run_coroutine_threadsafe(close_all(), loop).result(timeout=15)
+            loop.call_soon_threadsafe(loop.stop)
+            assert self._thread is not None
+            self._thread.join(5)
+            loop.close()
+
+
+async def _connect(server: Server) -> Any:
+    u = make_url(server.url)
+    if server.backend == "postgresql":
+        import asyncpg
+
+        return await asyncpg.connect(
+            host=u.host,
+            port=u.port or 5432,
+            user=u.username,
+            password=u.password,
+            database=u.database,
+            timeout=5,
+        )
+    import aiomysql
+
+    return await aiomysql.connect(
+        host=u.host or "127.0.0.1",
+        port=u.port or 3306,
+        user=u.username or "root",
+        password=u.password or "",
+        db=u.database,
+        connect_timeout=5,
+        autocommit=True,
+    )
+
+
+def _is_closed(conn: Any) -> bool:
+    closed = conn.is_closed() if hasattr(conn, "is_closed") else conn.closed
+    return bool(closed)
+
+
+_ADMIN = _AdminConnections()
+
+
+def close_admin_connections() -> None:
+    _ADMIN.close()
+
+
 @dataclass(frozen=True)
 class Server:
     """A database server the tests may create databases on."""
@@ -36,49 +146,12 @@ class Server:
     backend: str
     url: str
 
-    async def _admin(self, statements: Sequence[str]) -> list[Any]:
-        u = make_url(self.url)
-        results: list[Any] = []
-        if self.backend == "postgresql":
-            import asyncpg
-
-            conn = await asyncpg.connect(
-                host=u.host,
-                port=u.port or 5432,
-                user=u.username,
-                password=u.password,
-                database=u.database,
-                timeout=5,
-            )
-            try:
-                for sql in statements:
-                    results.append(await conn.fetch(sql))
-            finally:
-                await conn.close()
-        else:
-            import aiomysql
-
-            conn = await aiomysql.connect(
-                host=u.host or "127.0.0.1",
-                port=u.port or 3306,
-                user=u.username or "root",
-                password=u.password or "",
-                db=u.database,
-                connect_timeout=5,
-                autocommit=True,
-            )
-            try:
-                async with conn.cursor() as cur:
-                    for sql in statements:
-                        await cur.execute(sql)
-                        results.append(await cur.fetchall())
-            finally:
-                conn.close()
-        return results
-
     def admin(self, *statements: str) -> list[Any]:
-        """Run statements on the server's own database (autocommit); return each's rows."""
-        return asyncio.run(self._admin(statements))
+        """Run statements on the server's own database (autocommit); return each's rows.
+
+        They go through this process's one admin connection to the server.
+        """
+        return _ADMIN.run(self, statements)
 
     @cache  # noqa: B019 - one probe per server per test session
     def unreachable_reason(self) -> str | None:
@@ -108,8 +181,6 @@ class Server:
 
         A server notices a closed client socket a moment later, never at once.
         """
-        import time
-
         deadline = time.monotonic() + within
         while True:
             seen = self.connection_count(database)
@@ -123,7 +194,7 @@ class Server:
     @contextmanager
     def fresh_database(self) -> Iterator[str]:
         """A new empty database, dropped (connections and all) afterwards."""
-        name = f"myfy_t_{uuid.uuid4().hex[:12]}"
+        name = f"myfy_t_{WORKER}_{uuid.uuid4().hex[:12]}"
         if self.backend == "postgresql":
             self.admin(f'CREATE DATABASE "{name}"')
         else:
@@ -214,7 +285,6 @@ def on_a_terminal(
     """
     import pty
     import select
-    import time
 
     master, slave = pty.openpty()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
@@ -259,3 +329,129 @@ def on_a_terminal(
         if child.poll() is None:
             child.kill()
     return code, seen.decode(errors="replace")
+
+
+# -- a run interrupted by a signal or a fault ---------------------------------------------
+
+#: The contract's two seconds for a run to end on a signal or a fault, plus slack for a
+#: loaded CI machine.
+BOUND = 2.0 + 1.5
+#: How long a test waits for a run to reach the state it wants to interrupt.
+READY_WITHIN = 30.0
+NOISE = ("Traceback", "Event loop is closed", "garbage collector", "Warning", "unexpected")
+
+
+def assert_quiet(err: str) -> None:
+    assert not [noise for noise in NOISE if noise in err], err
+
+
+class Running:
+    """``python -m myfy_db ...`` running, its stderr read as it comes."""
+
+    def __init__(self, *args: str, env: dict[str, str], cwd: Path | None = None) -> None:
+        self.process = start_process(*args, env=env, cwd=str(cwd) if cwd else None)
+        self.lines: list[str] = []
+        self.out: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, sink), daemon=True)
+            for stream, sink in ((self.process.stderr, self.lines), (self.process.stdout, self.out))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: IO[str] | None, sink: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            sink.append(line)
+
+    @property
+    def err(self) -> str:
+        return "".join(self.lines)
+
+    def wait_until(self, ready: Callable[[], bool]) -> None:
+        """Wait until ``ready()``; fail when the run ends first."""
+        deadline = time.monotonic() + READY_WITHIN
+        while not ready():
+            if self.process.poll() is not None:
+                self.finish()
+                pytest.fail(f"the run ended (exit {self.process.returncode}) early: {self.err}")
+            assert time.monotonic() < deadline, f"the run never got there: {self.err}"
+            time.sleep(0.05)
+
+    def wait_for_text(self, text: str) -> None:
+        self.wait_until(lambda: text in self.err)
+
+    def finish(self, timeout: float = 20) -> float:
+        """Wait for the end (killing the run past ``timeout``); return the seconds waited."""
+        started = time.monotonic()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for reader in self._readers:
+            reader.join(5)
+        return time.monotonic() - started
+
+    def stop(self, sig: int = signal.SIGINT) -> float:
+        """Send ``sig``; return how long the process took to end."""
+        self.process.send_signal(sig)
+        return self.finish()
+
+    def assert_interrupted(self, elapsed: float, sig: int = signal.SIGINT) -> None:
+        """Ended within :data:`BOUND` of ``sig``, exit 128 + signal, one quiet error line."""
+        name = signal.Signals(sig).name
+        expected = f"Error: {'terminated' if name == 'SIGTERM' else 'interrupted'} ({name})"
+        err = self.err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert elapsed < BOUND, f"took {elapsed:.2f} s to end: {err}"
+        assert self.process.returncode == (143 if name == "SIGTERM" else 130), err
+        assert lines[-1:] == [expected], err
+        assert sum(line.startswith("Error") for line in lines) == 1, err
+        assert_quiet(err)
+
+
+def assert_ends_on_a_fault(
+    run: Running,
+    proxy: FaultProxy,
+    url: str,
+    *,
+    fault: Literal["freeze", "kill"] = "freeze",
+    sig: int | None = None,
+    frozen_for: float = 0.0,
+    within: float = BOUND,
+    exit_code: int | None = None,
+    says: str = "",
+    others: int = 0,
+) -> None:
+    """The server behind ``proxy`` stops answering (``freeze``) or goes away (``kill``); the
+    run must end in time, saying so quietly, and leave no connection on the server.
+
+    With ``sig``, the signal is sent ``frozen_for`` seconds after the freeze and the run must
+    end within ``within`` seconds of it, interrupted (exit 130 or 143, one error line).
+    Without, the run must end by itself within ``within`` seconds of the fault, with
+    ``exit_code`` and ``says`` in its stderr. Then the server resumes (it sees the closed
+    sockets) and must hold no connection on ``url``'s database but the ``others`` that
+    someone else holds there.
+    """
+    started = time.monotonic()
+    if fault == "kill":
+        proxy.kill()
+    else:
+        proxy.freeze()
+    if sig is not None:
+        time.sleep(frozen_for)
+        elapsed = run.stop(sig)
+        run.assert_interrupted(elapsed, sig)
+    else:
+        run.finish()
+        elapsed = time.monotonic() - started
+        assert elapsed < within, f"took {elapsed:.2f} s: {run.err}"
+        assert run.process.returncode == exit_code, run.err
+        assert says in run.err, run.err
+        assert_quiet(run.err)
+    if fault == "freeze":
+        proxy.thaw()
+    database = make_url(url).database or ""
+    assert server_for(backend_of(url)).wait_for_connections(database, others) == others

@@ -15,28 +15,27 @@ import fcntl
 import os
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from fault_proxy import FaultProxy
-from helpers import backend_of, server_for, start_process
+from helpers import (
+    BOUND,
+    Running,
+    assert_ends_on_a_fault,
+    assert_quiet,
+    backend_of,
+    server_for,
+)
 from migrate_project import write_project
 from myfy_db.migrations.lock import PG_LOCK_CLASS, PG_LOCK_OBJECT, mysql_lock_name
-
-#: The contract's two seconds, plus slack for a loaded CI machine.
-BOUND = 2.0 + 1.5
-#: How long a test waits for a run to reach the state it wants to interrupt.
-READY_WITHIN = 30.0
-NOISE = ("Traceback", "Event loop is closed", "garbage collector", "Warning", "unexpected")
-
 
 # -- helpers --------------------------------------------------------------------------------
 
@@ -65,76 +64,6 @@ def _database(url: str) -> str:
 
 def _connections(url: str) -> int:
     return server_for(backend_of(url)).connection_count(_database(url))
-
-
-class Running:
-    """``python -m myfy_db ...`` running, its stderr read as it comes."""
-
-    def __init__(self, *args: str, env: dict[str, str], cwd: Path | None = None) -> None:
-        self.process = start_process(*args, env=env, cwd=str(cwd) if cwd else None)
-        self.lines: list[str] = []
-        self.out: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(stream, sink), daemon=True)
-            for stream, sink in ((self.process.stderr, self.lines), (self.process.stdout, self.out))
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _read(stream: IO[str] | None, sink: list[str]) -> None:
-        assert stream is not None
-        for line in stream:
-            sink.append(line)
-
-    @property
-    def err(self) -> str:
-        return "".join(self.lines)
-
-    def wait_until(self, ready: Callable[[], bool]) -> None:
-        """Wait until ``ready()``; fail when the run ends first."""
-        deadline = time.monotonic() + READY_WITHIN
-        while not ready():
-            if self.process.poll() is not None:
-                self.finish()
-                pytest.fail(f"the run ended (exit {self.process.returncode}) early: {self.err}")
-            assert time.monotonic() < deadline, f"the run never got there: {self.err}"
-            time.sleep(0.05)
-
-    def wait_for_text(self, text: str) -> None:
-        self.wait_until(lambda: text in self.err)
-
-    def finish(self, timeout: float = 20) -> float:
-        """Wait for the end (killing the run past ``timeout``); return the seconds waited."""
-        started = time.monotonic()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        for reader in self._readers:
-            reader.join(5)
-        return time.monotonic() - started
-
-    def stop(self, sig: int = signal.SIGINT) -> float:
-        """Send ``sig``; return how long the process took to end."""
-        self.process.send_signal(sig)
-        return self.finish()
-
-    def assert_interrupted(self, elapsed: float, sig: int = signal.SIGINT) -> None:
-        name = signal.Signals(sig).name
-        expected = f"Error: {'terminated' if name == 'SIGTERM' else 'interrupted'} ({name})"
-        err = self.err
-        lines = [line for line in err.splitlines() if line.strip()]
-        assert elapsed < BOUND, f"took {elapsed:.2f} s to end: {err}"
-        assert self.process.returncode == (143 if name == "SIGTERM" else 130), err
-        assert lines[-1:] == [expected], err
-        assert sum(line.startswith("Error") for line in lines) == 1, err
-        assert_quiet(err)
-
-
-def assert_quiet(err: str) -> None:
-    assert not [noise for noise in NOISE if noise in err], err
 
 
 def _assert_no_connection_left(url: str) -> None:
@@ -237,12 +166,7 @@ def test_sigint_stops_migrate_on_a_frozen_server(
     _slow_project(tmp_path, backend_of(server_url))
     run = Running("migrate", env=_env(proxy.url), cwd=tmp_path)
     run.wait_for_text("applied s01")
-    proxy.freeze()
-    time.sleep(0.3)
-    elapsed = run.stop()
-    run.assert_interrupted(elapsed)
-    proxy.thaw()  # the server resumes and sees the closed sockets
-    _assert_no_connection_left(server_url)
+    assert_ends_on_a_fault(run, proxy, server_url, sig=signal.SIGINT, frozen_for=0.3)
     assert _lock_is_free(server_url)
 
 
@@ -260,15 +184,12 @@ def test_lock_timeout_bounds_the_wait_when_the_server_freezes(
     server_url: str, tmp_path: Path, fault_proxy: Callable[[str], FaultProxy]
 ) -> None:
     proxy = fault_proxy(server_url)
-    with _lock_held_elsewhere(server_url):
+    with _lock_held_elsewhere(server_url):  # its session stays on the database meanwhile
         run = _down_waiting_for_the_lock(tmp_path, proxy.url, "3")
-        proxy.freeze()
-        elapsed = run.finish()
-    assert elapsed < 3 + 1.5, f"took {elapsed:.2f} s: {run.err}"
-    assert run.process.returncode == 1, run.err
-    assert "timed out after 3 s waiting for the migration lock" in run.err
-    assert_quiet(run.err)
-    proxy.thaw()
+        assert_ends_on_a_fault(
+            run, proxy, server_url, within=3 + 1.5, exit_code=1, others=1,
+            says="timed out after 3 s waiting for the migration lock",
+        )  # fmt: skip
     _assert_no_connection_left(server_url)
 
 
@@ -276,13 +197,9 @@ def test_sigint_while_waiting_for_the_lock_on_a_frozen_server(
     server_url: str, tmp_path: Path, fault_proxy: Callable[[str], FaultProxy]
 ) -> None:
     proxy = fault_proxy(server_url)
-    with _lock_held_elsewhere(server_url):
+    with _lock_held_elsewhere(server_url):  # its session stays on the database meanwhile
         run = _down_waiting_for_the_lock(tmp_path, proxy.url, "60")
-        proxy.freeze()
-        time.sleep(0.3)
-        elapsed = run.stop()
-    run.assert_interrupted(elapsed)
-    proxy.thaw()
+        assert_ends_on_a_fault(run, proxy, server_url, sig=signal.SIGINT, frozen_for=0.3, others=1)
     _assert_no_connection_left(server_url)
 
 
@@ -315,12 +232,8 @@ def test_sigint_stops_check_pool_on_a_frozen_server(
     )  # fmt: skip
     run.wait_until(lambda: _connections(server_url) >= 3)
     time.sleep(0.3)
-    proxy.freeze()
-    elapsed = run.stop()
-    run.assert_interrupted(elapsed)
+    assert_ends_on_a_fault(run, proxy, server_url, sig=signal.SIGINT)
     assert len(run.err.strip().splitlines()) == 1, run.err
-    proxy.thaw()
-    _assert_no_connection_left(server_url)
 
 
 def test_check_pool_timeout_bounds_the_whole_check_on_a_frozen_server(
@@ -332,16 +245,10 @@ def test_check_pool_timeout_bounds_the_whole_check_on_a_frozen_server(
         env=_env(proxy.url),
     )  # fmt: skip
     run.wait_until(lambda: _connections(server_url) >= 3)
-    opened = time.monotonic()  # the check started a moment before: the bound holds from here
-    proxy.freeze()
-    run.finish()
-    elapsed = time.monotonic() - opened
-    assert elapsed < 4 + 1.5, f"took {elapsed:.2f} s: {run.err}"
-    assert run.process.returncode == 4, run.err
-    assert "did not finish within 4 s" in run.err
-    assert_quiet(run.err)
-    proxy.thaw()
-    _assert_no_connection_left(server_url)
+    # The check started a moment before the freeze: the bound holds from the freeze.
+    assert_ends_on_a_fault(
+        run, proxy, server_url, within=4 + 1.5, exit_code=4, says="did not finish within 4 s"
+    )
 
 
 def test_sigterm_stops_profile_pool_load_on_a_frozen_server(
@@ -352,11 +259,7 @@ def test_sigterm_stops_profile_pool_load_on_a_frozen_server(
     run.wait_for_text("load: ")
     run.wait_until(lambda: _connections(server_url) >= 2)
     time.sleep(0.5)
-    proxy.freeze()
-    elapsed = run.stop(signal.SIGTERM)
-    run.assert_interrupted(elapsed, signal.SIGTERM)
-    proxy.thaw()
-    _assert_no_connection_left(server_url)
+    assert_ends_on_a_fault(run, proxy, server_url, sig=signal.SIGTERM)
 
 
 def test_sigint_stops_a_long_query_in_shell_c(db_url: str) -> None:
@@ -387,11 +290,7 @@ def test_sigint_stops_create_tables_on_a_frozen_server(
     proxy.freeze()  # the server stops answering before the first connection
     run = Running("create-tables", "--metadata", "myfy_db.example:Base", env=_env(proxy.url))
     run.wait_until(lambda: proxy.accepted >= 1)
-    time.sleep(0.3)
-    elapsed = run.stop()
-    run.assert_interrupted(elapsed)
-    proxy.thaw()
-    _assert_no_connection_left(server_url)
+    assert_ends_on_a_fault(run, proxy, server_url, sig=signal.SIGINT, frozen_for=0.3)
 
 
 # -- a server that goes away in the middle ------------------------------------------------------
@@ -399,13 +298,7 @@ def test_sigint_stops_create_tables_on_a_frozen_server(
 
 def _lost(run: Running, proxy: FaultProxy, url: str, during: str) -> None:
     """Kill the proxy (the server goes away); the run ends with exit 4 saying so."""
-    proxy.kill()
-    elapsed = run.finish()
-    assert elapsed < BOUND, f"took {elapsed:.2f} s: {run.err}"
-    assert run.process.returncode == 4, run.err
-    assert during in run.err, run.err
-    assert_quiet(run.err)
-    _assert_no_connection_left(url)
+    assert_ends_on_a_fault(run, proxy, url, fault="kill", within=BOUND, exit_code=4, says=during)
 
 
 def test_server_lost_during_check_pool_is_exit_4(
