@@ -3,6 +3,13 @@
 PostgreSQL and MariaDB URLs come from ``MYFY_TEST_POSTGRES_URL`` / ``MYFY_TEST_MYSQL_URL``.
 An unreachable server skips its tests with the reason, unless ``MYFY_TEST_REQUIRE_SERVERS=1``
 (CI), where it fails them.
+
+The suite runs on pytest-xdist's workers (``-n auto --dist loadgroup`` in pyproject.toml).
+Per worker: one admin connection per server (helpers.Server.admin), databases named with
+the worker's id, and one PgBouncer per configuration. Tests that measure wall-clock time
+run one after another on one worker (the ``serial`` group, below). Hypothesis's example
+database (``.hypothesis/`` at the root) is shared: it writes each entry to a temporary file
+and renames it into place, so workers never see each other's half-written files.
 """
 
 from __future__ import annotations
@@ -16,9 +23,34 @@ import pytest
 from typer.testing import CliRunner
 
 from fault_proxy import FaultProxy
-from helpers import Server, server_for
+from helpers import REQUIRE_SERVERS, Server, close_admin_connections, server_for
+from migrate_project import write_project
+from pgbouncer import PgBouncer, Through
+from pgbouncer import available as pgbouncer_available
 
 BACKENDS = ("sqlite", "postgresql", "mysql")
+
+#: Modules whose tests all measure wall-clock time: signals on a frozen server, lock waits,
+#: ``--wait``, the fault proxy's stalls. Tests elsewhere say so with ``@pytest.mark.wall_clock``.
+WALL_CLOCK_MODULES = frozenset(
+    {"test_faults.py", "test_wait.py", "test_ddl_lock_timeout.py", "test_fault_proxy.py"}
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the wall-clock tests in one xdist group, ``serial``: they run one after another on
+    one worker, never two at once. The PgBouncer tests share a group too, so that one worker
+    starts each PgBouncer configuration once."""
+    for item in items:
+        if item.path.name in WALL_CLOCK_MODULES or item.get_closest_marker("wall_clock"):
+            item.add_marker(pytest.mark.xdist_group("serial"))
+        elif "pgbouncer" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("pgbouncer"))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    close_admin_connections()
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +105,47 @@ def db_url(request: pytest.FixtureRequest) -> str:
 def server_url(request: pytest.FixtureRequest) -> str:
     """A fresh, empty database on each server backend (PostgreSQL, MariaDB) in turn."""
     return str(request.getfixturevalue(f"{request.param.replace('postgresql', 'postgres')}_url"))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The standard Alembic project (revisions r1..r3, migrate_project.STANDARD) in tmp_path;
+    its alembic.ini."""
+    return write_project(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def pgbouncers() -> Iterator[Callable[..., PgBouncer]]:
+    """PgBouncer in front of the shared PostgreSQL, started once per configuration (pool mode
+    and limits) for the whole session: ``pgbouncers("transaction", pool_size=4)``."""
+    started: dict[tuple[str, tuple[tuple[str, int], ...]], PgBouncer] = {}
+
+    def get(mode: str, **options: int) -> PgBouncer:
+        key = (mode, tuple(sorted(options.items())))
+        if key not in started:
+            started[key] = PgBouncer.start(server_for("postgresql").url, mode, **options)
+        return started[key]
+
+    try:
+        yield get
+    finally:
+        for bouncer in started.values():
+            bouncer.stop()
+
+
+@pytest.fixture
+def pgbouncer(postgres_url: str, pgbouncers: Callable[..., PgBouncer]) -> Callable[..., Through]:
+    """This test's fresh PostgreSQL database through a PgBouncer in a pool mode:
+    ``pgbouncer("transaction").url``, ``pgbouncer("session", pool_size=4).url_with(...)``."""
+    if not pgbouncer_available():
+        if REQUIRE_SERVERS:
+            pytest.fail("MYFY_TEST_REQUIRE_SERVERS=1 but pgbouncer is not installed")
+        pytest.skip("pgbouncer is not installed")
+
+    def through(mode: str, **options: int) -> Through:
+        return pgbouncers(mode, **options).through(postgres_url)
+
+    return through
 
 
 @pytest.fixture

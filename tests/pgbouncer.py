@@ -5,6 +5,11 @@ test server trusts local connections), in the pool mode asked for, and is stoppe
 
     with PgBouncer.start(postgres_url, mode="transaction") as bouncer:
         url = bouncer.url          # the same database, through PgBouncer
+
+It serves every database of the server (``* =``), so one PgBouncer per configuration can
+serve a whole test session, each test reaching its own fresh database through it:
+
+    bouncer.through(postgres_url).url
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -28,6 +34,21 @@ BINARY = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 def available() -> bool:
     return os.access(BINARY, os.X_OK)
+
+
+def _with_query(url: str, **query: str) -> str:
+    parsed = make_url(url)
+    return parsed.set(query={**parsed.query, **query}).render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True)
+class Through:
+    """One database of the server, reached through a running PgBouncer."""
+
+    url: str
+
+    def url_with(self, **query: str) -> str:
+        return _with_query(self.url, **query)
 
 
 class PgBouncer:
@@ -63,8 +84,12 @@ class PgBouncer:
         )
 
     def url_with(self, **query: str) -> str:
-        parsed = make_url(self.url)
-        return parsed.set(query={**parsed.query, **query}).render_as_string(hide_password=False)
+        return _with_query(self.url, **query)
+
+    def through(self, database_url: str) -> Through:
+        """``database_url`` (a database on the upstream server) through this PgBouncer."""
+        parsed = make_url(database_url).set(host="127.0.0.1", port=self.port)
+        return Through(parsed.render_as_string(hide_password=False))
 
     def _start(self) -> None:
         user = self.upstream.username or "postgres"

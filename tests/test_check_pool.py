@@ -222,6 +222,7 @@ def test_refused_port_exits_4(scheme: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.wall_clock
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_hung_server_exits_4_within_the_timeout(scheme: str, silent_port: int) -> None:
     result = _failing(f"{scheme}://u:{CANARY}@127.0.0.1:{silent_port}/db")
@@ -257,6 +258,7 @@ def test_wrong_password_exits_4_without_the_password() -> None:
     assert CANARY not in result.stderr + result.stdout
 
 
+@pytest.mark.wall_clock
 def test_timeout_is_reported_by_the_library_as_cannot_connect(silent_port: int) -> None:
     settings = DatabaseSettings(database_url=f"postgresql+asyncpg://u@127.0.0.1:{silent_port}/d")
     report = asyncio.run(check_pool(settings, timeout=0.5))
@@ -335,6 +337,7 @@ def test_connections_are_closed_when_the_check_is_cancelled(server_url: str) -> 
     assert _wait_for_count(server_url, lambda n: n == before) == before
 
 
+@pytest.mark.wall_clock
 def test_ctrl_c_exits_130_and_closes_every_connection(server_url: str) -> None:
     before = _connections_to(server_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
@@ -508,6 +511,7 @@ def _run_measured(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
         return process.returncode, err.read(), int(usage.ru_maxrss)
 
 
+@pytest.mark.wall_clock
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
 def test_a_million_pool_size_stays_bounded(backend: str, sqlite_url: str) -> None:
     if backend == "sqlite":
@@ -541,6 +545,7 @@ def test_timings_are_kept_in_bounded_memory() -> None:
     assert stats.p50_ms == pytest.approx(100_000, rel=0.1)
 
 
+@pytest.mark.wall_clock
 def test_huge_samples_end_at_the_timeout_in_bounded_memory(sqlite_url: str) -> None:
     code, stderr, peak_kib = _run_measured(
         "check-pool", "--url", sqlite_url, "--connections", "1", "--samples", "1000000000",
@@ -554,28 +559,6 @@ def test_huge_samples_end_at_the_timeout_in_bounded_memory(sqlite_url: str) -> N
 # -- transaction poolers: a real PgBouncer in front of the shared PostgreSQL ----------------
 
 
-@pytest.fixture
-def bouncer_factory(postgres_url: str) -> Iterator[Any]:
-    from pgbouncer import PgBouncer, available
-
-    if not available():
-        if os.environ.get("MYFY_TEST_REQUIRE_SERVERS") == "1":
-            pytest.fail("MYFY_TEST_REQUIRE_SERVERS=1 but pgbouncer is not installed")
-        pytest.skip("pgbouncer is not installed")
-    started: list[PgBouncer] = []
-
-    def start(mode: str, **options: Any) -> PgBouncer:
-        bouncer = PgBouncer.start(postgres_url, mode, **options)
-        started.append(bouncer)
-        return bouncer
-
-    try:
-        yield start
-    finally:
-        for bouncer in started:
-            bouncer.stop()
-
-
 POOLER_DETECTED = (
     "transaction pooler detected: consecutive transactions on one connection ran on "
     "different server backends"
@@ -583,9 +566,9 @@ POOLER_DETECTED = (
 
 
 def test_transaction_pooler_with_default_settings_is_an_unsafe_settings_error(
-    bouncer_factory: Any,
+    pgbouncer: Any,
 ) -> None:
-    bouncer = bouncer_factory("transaction")
+    bouncer = pgbouncer("transaction")
     result = _check("--url", bouncer.url, "--connections", "2", "--json")
     assert result.exit_code == 5, result.stderr
     (target,) = _json(result)["targets"]
@@ -603,8 +586,8 @@ def test_transaction_pooler_with_default_settings_is_an_unsafe_settings_error(
     assert POOLER_DETECTED in human.stdout
 
 
-def test_transaction_pooler_with_the_safe_url_passes(bouncer_factory: Any) -> None:
-    bouncer = bouncer_factory("transaction")
+def test_transaction_pooler_with_the_safe_url_passes(pgbouncer: Any) -> None:
+    bouncer = pgbouncer("transaction")
     url = bouncer.url_with(prepared_statement_cache_size="0")
     result = _check("--url", url, "--connections", "3", "--json")
     assert result.exit_code == 0, result.stderr
@@ -616,8 +599,8 @@ def test_transaction_pooler_with_the_safe_url_passes(bouncer_factory: Any) -> No
     assert target["server"]["version"].startswith("PostgreSQL ")
 
 
-def test_session_pooler_is_not_reported(bouncer_factory: Any) -> None:
-    bouncer = bouncer_factory("session")
+def test_session_pooler_is_not_reported(pgbouncer: Any) -> None:
+    bouncer = pgbouncer("session")
     result = _check("--url", bouncer.url, "--connections", "2", "--json")
     assert result.exit_code == 0, result.stderr
     (target,) = _json(result)["targets"]
@@ -635,14 +618,14 @@ def test_a_plain_server_is_not_a_pooler(postgres_url: str) -> None:
 
 
 def test_the_engine_factory_builds_the_safe_engine_from_the_url_alone(
-    bouncer_factory: Any,
+    pgbouncer: Any,
 ) -> None:
     from sqlalchemy import text
 
     from myfy_db.engine import create_engine, engine_options
     from myfy_db.pool.pooler import unsafe_settings
 
-    bouncer = bouncer_factory("transaction", pool_size=4)
+    bouncer = pgbouncer("transaction", pool_size=4)
     url = bouncer.url_with(prepared_statement_cache_size="0")
     settings = DatabaseSettings(database_url=url, pool_size=8, max_overflow=0)
     connect_args = engine_options(settings)["connect_args"]
@@ -686,6 +669,7 @@ WATCH_LINE = re.compile(
 )
 
 
+@pytest.mark.wall_clock
 def test_watch_prints_one_line_per_round_and_target(server_url: str) -> None:
     started = time.monotonic()
     result = _check("--url", server_url, "--connections", "1", "--watch", "0.3", "--count", "3")
@@ -727,6 +711,7 @@ def test_count_without_watch_is_a_usage_error(sqlite_url: str) -> None:
     assert "--count needs --watch" in result.stderr
 
 
+@pytest.mark.wall_clock
 def test_watch_runs_until_ctrl_c_then_exits_130(postgres_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
     argv = [sys.executable, "-m", "myfy_db", "check-pool", "--url", postgres_url]

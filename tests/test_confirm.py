@@ -49,6 +49,7 @@ def test_an_empty_or_blank_answer_never_confirms(db_url: str, tmp_path: Path, an
     assert tables(db_url) == EXAMPLE_TABLES
 
 
+@pytest.mark.wall_clock
 def test_ctrl_c_at_the_prompt_exits_130_and_drops_nothing(db_url: str, tmp_path: Path) -> None:
     _create(db_url, tmp_path)
     code, screen = _terminal(["drop-tables", "--all", "--url", db_url], None, tmp_path)
@@ -57,6 +58,7 @@ def test_ctrl_c_at_the_prompt_exits_130_and_drops_nothing(db_url: str, tmp_path:
     assert tables(db_url) == EXAMPLE_TABLES
 
 
+@pytest.mark.wall_clock
 def test_ctrl_c_at_the_migrate_down_prompt_exits_130(sqlite_url: str, tmp_path: Path) -> None:
     ini = str(write_project(tmp_path))
     from helpers import invoke

@@ -147,7 +147,8 @@ async def _migrate(project: Path, url: str, *args: str) -> tuple[int, str, float
 
 
 @pytest.fixture
-def project(tmp_path: Path, server_url: str) -> Path:
+def project_at_r1(tmp_path: Path, server_url: str) -> Path:
+    """This file's two-revision project, migrated to r1 on the server; its alembic.ini."""
     ini = write_project(tmp_path, REVISIONS)
     result = invoke("migrate", "up", "r1", "--url", server_url, "--config", str(ini))
     assert result.exit_code == 0, result.stderr
@@ -163,7 +164,9 @@ def _columns(url: str) -> set[str]:
     return {str(row[0]).lower() for row in query(url, sql)}
 
 
-def test_blocked_revision_fails_fast_naming_the_holder(project: Path, server_url: str) -> None:
+def test_blocked_revision_fails_fast_naming_the_holder(
+    project_at_r1: Path, server_url: str
+) -> None:
     async def scenario() -> tuple[int, str, float, list[float], Session]:
         holder = await Session(server_url, "lock-holder-test").open()
         bystander = await Session(server_url, "bystander").open()
@@ -175,7 +178,7 @@ def test_blocked_revision_fails_fast_naming_the_holder(project: Path, server_url
         first_wait = asyncio.create_task(_first_wait(observer, stop))
         try:
             code, stderr, ended = await _migrate(
-                project, server_url, "--ddl-lock-timeout", str(TIMEOUT)
+                project_at_r1, server_url, "--ddl-lock-timeout", str(TIMEOUT)
             )
         finally:
             stop.set()
@@ -211,14 +214,14 @@ def test_blocked_revision_fails_fast_naming_the_holder(project: Path, server_url
     assert "extra" not in _columns(server_url)
 
 
-def test_retries_finish_once_the_lock_is_released(project: Path, server_url: str) -> None:
+def test_retries_finish_once_the_lock_is_released(project_at_r1: Path, server_url: str) -> None:
     async def scenario() -> tuple[int, str, bool]:
         holder = await Session(server_url, "lock-holder-test").open()
         await holder.hold_lock()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
         child = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "myfy_db", "migrate", "--url", server_url),
-            *("--config", str(project), "--ddl-lock-timeout", str(TIMEOUT), "--retries", "3"),
+            *("--config", str(project_at_r1), "--ddl-lock-timeout", str(TIMEOUT), "--retries", "3"),
             env=env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,

@@ -22,11 +22,6 @@ from migrate_project import FAILING, STANDARD, query, runs, tables, write_projec
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path)
-
-
 def migrate(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     return invoke("migrate", *args, env=env)
 
@@ -436,6 +431,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.wall_clock
 def test_lock_timeout_exits_1_naming_the_holder(project: Path, db_url: str) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, db_url],

@@ -16,11 +16,6 @@ from migrate_project import FAILING, STANDARD, query, runs, tables, write_projec
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path)
-
-
 def migrate(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     return invoke("migrate", *args, env=env)
 

@@ -9,15 +9,8 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from helpers import free_port, invoke, on_a_terminal
-from migrate_project import branched_project, query, runs, tables, write_project
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path)
+from migrate_project import branched_project, query, runs, tables
 
 
 def migrate(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]

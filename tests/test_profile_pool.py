@@ -602,6 +602,7 @@ def test_pooler_client_limit_is_judged_instead_of_the_servers(postgres_url: str)
     assert rules(document)["pooler_max_client_conn"] == "info"
 
 
+@pytest.mark.wall_clock
 def test_load_with_failed_queries_exits_5(postgres_url: str) -> None:
     import threading
 
@@ -666,17 +667,8 @@ def test_load_keeps_its_checkout_waits_in_bounded_memory(
 
 
 @pytest.fixture
-def transaction_bouncer(postgres_url: str) -> Any:
-    import os
-
-    from pgbouncer import PgBouncer, available
-
-    if not available():
-        if os.environ.get("MYFY_TEST_REQUIRE_SERVERS") == "1":
-            pytest.fail("MYFY_TEST_REQUIRE_SERVERS=1 but pgbouncer is not installed")
-        pytest.skip("pgbouncer is not installed")
-    with PgBouncer.start(postgres_url, "transaction") as bouncer:
-        yield bouncer
+def transaction_bouncer(pgbouncer: Any) -> Any:
+    return pgbouncer("transaction")
 
 
 def test_behind_pgbouncer_the_servers_max_connections_is_not_the_limit(

@@ -310,6 +310,7 @@ def test_interactive_session_awaits_survives_an_error_and_exits_0(
     assert "SELECT 6*7" in history.read_text()
 
 
+@pytest.mark.wall_clock
 def test_ctrl_c_cancels_the_running_statement_not_the_shell(sqlite_url: str, history: Path) -> None:
     shell = _Pty(["shell", "--url", sqlite_url], env={"MYFY_DB_HISTORY_FILE": str(history)})
     shell.expect(">>> ")
@@ -325,6 +326,7 @@ def test_ctrl_c_cancels_the_running_statement_not_the_shell(sqlite_url: str, his
     assert shell.wait() == 0
 
 
+@pytest.mark.wall_clock
 @pytest.mark.parametrize(
     ("mode", "note"),
     [("--no-sandbox", "transaction was rolled back"), ("--sandbox", "sandbox was reset")],
