@@ -37,6 +37,15 @@ WALL_CLOCK_MODULES = frozenset(
 )
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: a worker per core, and one more for the serial group, which spends most
+    of its time waiting on clocks (PYTEST_XDIST_AUTO_NUM_WORKERS still decides if set)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cores or 1) + 1
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Put the wall-clock tests in one xdist group, ``serial``: they run one after another on
