@@ -33,7 +33,13 @@ BACKENDS = ("sqlite", "postgresql", "mysql")
 #: Modules whose tests all measure wall-clock time: signals on a frozen server, lock waits,
 #: ``--wait``, the fault proxy's stalls. Tests elsewhere say so with ``@pytest.mark.wall_clock``.
 WALL_CLOCK_MODULES = frozenset(
-    {"test_faults.py", "test_wait.py", "test_ddl_lock_timeout.py", "test_fault_proxy.py"}
+    {
+        "test_faults.py",
+        "test_wait.py",
+        "test_wait_option.py",
+        "test_ddl_lock_timeout.py",
+        "test_fault_proxy.py",
+    }
 )
 
 
