@@ -239,3 +239,128 @@ def test_the_record_cannot_be_deleted_under_another_spelling(postgres_url: str) 
     assert result.returncode == 3, result.stderr
     assert "myfy_db_meta records this database as 'production'" in result.stderr
     assert _recorded(url) == "production"
+
+
+# -- whether an input wrote is read from the server -------------------------------------------
+
+SETUP = {
+    "postgresql": [
+        "CREATE TABLE accounts (id int primary key, note text)",
+        "INSERT INTO accounts VALUES (1, 'a'), (2, 'b')",
+        "CREATE FUNCTION wipe_two() RETURNS int LANGUAGE sql AS "
+        "$$ DELETE FROM accounts WHERE id = 2 RETURNING 1 $$",
+    ],
+    "mysql": [
+        "CREATE TABLE accounts (id int primary key, note text) ENGINE=InnoDB",
+        "INSERT INTO accounts VALUES (1, 'a'), (2, 'b')",
+        "CREATE FUNCTION wipe_two() RETURNS int MODIFIES SQL DATA "
+        "BEGIN DELETE FROM accounts WHERE id = 2; RETURN 1; END",
+    ],
+    "sqlite": [
+        "CREATE TABLE accounts (id int primary key, note text)",
+        "INSERT INTO accounts VALUES (1, 'a'), (2, 'b')",
+    ],
+}
+WROTE = {
+    "postgresql": [
+        ("EXPLAIN ANALYZE DELETE FROM accounts WHERE id = 2", True),
+        ("SELECT wipe_two()", True),
+        ("SELECT * INTO accounts_copy FROM accounts", True),
+        ("SELECT * FROM accounts FOR UPDATE", True),
+        ("SELECT * FROM accounts", False),
+        ("SET search_path TO public", False),
+    ],
+    "mysql": [
+        # (SELECT ... FOR UPDATE shows in InnoDB's view of the transaction, which the server
+        # refreshes at most every 0.1 s: not asserted here, to keep the test exact.)
+        ("SELECT wipe_two()", True),
+        ("UPDATE accounts SET note = 'x' WHERE id = 1", True),
+        ("SELECT * FROM accounts", False),
+    ],
+    "sqlite": [
+        ("UPDATE accounts SET note = 'x' WHERE id = 1", True),
+        ("WITH x AS (SELECT 1) DELETE FROM accounts WHERE id = 2", True),
+        ("SELECT * FROM accounts", False),
+        ("PRAGMA table_info(accounts)", False),
+    ],
+}
+
+
+def test_what_an_input_wrote_is_read_from_the_server(db_url: str) -> None:
+    import asyncio
+
+    from sqlalchemy import text
+
+    from myfy_db.settings import load_settings
+    from myfy_db.shell.session import open_shell
+
+    backend = backend_of(db_url)
+    _sql(db_url, *SETUP[backend])
+    settings = load_settings({"database_url": db_url}).settings
+
+    async def held_after(sql: str) -> tuple[bool, str | None]:
+        context = await open_shell(settings)
+        try:
+            await context.session.execute(text(sql))
+            held, _ = await context.settle()
+            outcome = await context.close()
+            return held, None if outcome is None else outcome.detail
+        except BaseException:
+            await context.close()
+            raise
+
+    for sql, wrote in WROTE[backend]:
+        held, leaving = asyncio.run(held_after(sql))
+        assert held is wrote, sql
+        assert (leaving is not None) is wrote, sql  # leaving says what it rolled back
+        if wrote:
+            assert "rolled back" in str(leaving)
+    assert _sql(db_url, "SELECT count(*) FROM accounts")[0][0] == 2  # nothing was kept
+
+
+def test_a_failed_input_never_leaves_the_session_aborted(postgres_url: str) -> None:
+    import asyncio
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from myfy_db.settings import load_settings
+    from myfy_db.shell.session import open_shell
+
+    url = _with_table(postgres_url)
+    settings = load_settings({"database_url": url}).settings
+
+    async def go() -> list[object]:
+        context = await open_shell(settings)
+        seen: list[object] = []
+        try:
+            # a typo with nothing held: the whole (empty) transaction goes
+            await context.before_input()
+            with pytest.raises(DBAPIError, match="syntax"):
+                await context.session.execute(text("SELEC 1"))
+            seen.append(await context.settle(failed=True))
+            seen.append(await context.session.scalar(text("SELECT 1")))
+            await context.settle()
+            # a write held, then a failing input: rolled back to where that input began
+            await context.before_input()
+            await context.session.execute(text(ROW))
+            seen.append(await context.settle())
+            await context.before_input()
+            with pytest.raises(DBAPIError, match="duplicate key"):
+                await context.session.execute(text(ROW))
+            seen.append(await context.settle(failed=True))
+            await context.session.commit()
+        finally:
+            await context.close()
+        return seen
+
+    typo, after_typo, held, after_failure = asyncio.run(go())
+    assert typo == (
+        False,
+        "the failed input's transaction was rolled back (nothing was held before it)",
+    )
+    assert after_typo == 1
+    assert held == (True, None)
+    assert after_failure[0] is True
+    assert "the uncommitted changes from before it are kept" in str(after_failure[1])
+    assert _count(url) == 1  # the write from before the failure was kept and committed

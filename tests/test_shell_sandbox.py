@@ -546,20 +546,3 @@ def test_sandbox_reads_statements_as_the_server_does(sql: str, dialect: str, ref
     from myfy_db.shell.sandbox import Policy, refusal
 
     assert (refusal(sql, dialect, Policy(sandbox=True)) is not None) is refused
-
-
-@pytest.mark.parametrize(
-    ("sql", "write"),
-    [
-        ("SELECT * FROM t", False),
-        ("SELECT * FROM t FOR UPDATE", True),
-        ("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x", True),
-        ("SET search_path TO public", False),
-        ("PRAGMA table_info(t)", False),
-        ("INSERT INTO t VALUES (1)", True),
-    ],
-)
-def test_writes_are_told_from_reads(sql: str, write: bool) -> None:
-    from myfy_db.shell.sandbox import is_write, statements
-
-    assert is_write(statements(sql, "postgresql")[0][0]) is write

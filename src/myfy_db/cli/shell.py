@@ -233,6 +233,9 @@ def _report_sandbox(out: Output, outcome: SandboxOutcome | None) -> None:
     """The closing line: what the server held when the sandbox closed."""
     if outcome is None:
         return
+    if not outcome.sandbox:
+        out.warn(outcome.detail)
+        return
     if outcome.intact:
         out.info(f"sandbox: {outcome.detail}")
         return

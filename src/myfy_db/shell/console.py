@@ -160,8 +160,10 @@ class LoopThread:
 class ShellConsole(code.InteractiveConsole):
     """``code.InteractiveConsole`` with top-level ``await``; code runs on a :class:`LoopThread`.
 
-    After each input ``after_input()`` ends a transaction that only read and says whether
-    uncommitted changes are held; the prompt shows them (:data:`DIRTY_PROMPT`).
+    Before each input ``before_input()`` sets the savepoint a failed input falls back to;
+    after it ``after_input(failed)`` recovers from a failure, ends a transaction that only
+    read and says whether uncommitted changes are held (and a note); the prompt shows them
+    (:data:`DIRTY_PROMPT`).
     """
 
     def __init__(
@@ -169,13 +171,16 @@ class ShellConsole(code.InteractiveConsole):
         namespace: dict[str, Any],
         loop: LoopThread,
         after_cancel: Callable[[], str | None] | None = None,
-        after_input: Callable[[], bool] | None = None,
+        after_input: Callable[[bool], tuple[bool, str | None]] | None = None,
         *,
+        before_input: Callable[[], None] | None = None,
         full_traceback: bool = False,
     ) -> None:
         super().__init__(namespace, filename=SNIPPET_FILENAME)
         self.after_cancel = after_cancel
         self.after_input = after_input
+        self.before_input = before_input
+        self.failed = False
         self.full_traceback = full_traceback
         self.source: str | None = None
         self.inputs = 0
@@ -195,7 +200,10 @@ class ShellConsole(code.InteractiveConsole):
         return more
 
     def runcode(self, code: types.CodeType) -> None:
+        self.failed = False
         try:
+            if self.before_input is not None:
+                self.before_input()
             self._run(code)
         finally:
             self.prompt()
@@ -205,10 +213,12 @@ class ShellConsole(code.InteractiveConsole):
         if self.after_input is None:
             return
         try:
-            dirty = self.after_input()
+            dirty, note = self.after_input(self.failed)
         except Exception as exc:
             self.write(f"note: could not end the read transaction: {describe_error(exc)[0]}\n")
-            dirty = True
+            dirty, note = True, None
+        if note:
+            self.write(f"note: {note}\n")
         sys.ps1 = DIRTY_PROMPT if dirty else PROMPT
 
     def _run(self, code: types.CodeType) -> None:
@@ -217,6 +227,7 @@ class ShellConsole(code.InteractiveConsole):
         except SystemExit:
             raise
         except KeyboardInterrupt:
+            self.failed = True
             self.write("\nKeyboardInterrupt: the statement was cancelled\n")
             if self.after_cancel is not None:
                 try:
@@ -226,8 +237,10 @@ class ShellConsole(code.InteractiveConsole):
                 if note:
                     self.write(f"note: {note}\n")
         except StatementRefused as refused:
+            self.failed = True
             self.write(f"{refused}\n")
         except BaseException as exc:
+            self.failed = True
             if self.full_traceback:
                 self.write(format_full_traceback(exc))
             else:
@@ -292,7 +305,8 @@ def interact(
                 context.namespace,
                 loop,
                 lambda: loop.call(context.recover()),
-                lambda: bool(loop.call(context.settle())),
+                lambda failed: loop.call(context.settle(failed)),
+                before_input=lambda: loop.call(context.before_input()),
                 full_traceback=full_traceback,
             )
             status = 0

@@ -44,7 +44,6 @@ __all__ = [
     "StatementRefused",
     "end_sandbox",
     "install",
-    "is_write",
     "refusal",
     "statements",
 ]
@@ -71,8 +70,6 @@ class Policy:
     sealed: bool = False
     #: The shell's own bookkeeping (opening, closing, checking the sandbox) runs unchecked.
     internal: int = 0
-    #: A statement that may have changed data ran since the last commit or rollback.
-    wrote: bool = False
     #: The statement running now is SQLAlchemy's own savepoint (the session's commit).
     own: bool = False
     #: MySQL/MariaDB: the id of the sandbox's XA transaction while it is open.
@@ -307,18 +304,6 @@ def _has_write(code: str) -> bool:
     return re.search(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", code) is not None
 
 
-def is_write(code: str) -> bool:
-    """True when a statement may change data or hold locks until its transaction ends."""
-    first = _words(code)[0]
-    if first == "WITH":
-        return _has_write(code) or any(lock in code for lock in _LOCKING)
-    if first in _READS:
-        if first == "PRAGMA":
-            return "=" in code
-        return first == "SELECT" and any(lock in code for lock in _LOCKING)
-    return True
-
-
 def refusal(sql: str, dialect: str, policy: Policy) -> StatementRefused | None:
     """The error refusing ``sql`` under ``policy``, or None when it may run.
 
@@ -409,8 +394,6 @@ def install(engine: AsyncEngine, policy: Policy) -> None:
             refused = refusal(statement, dialect, policy)
             if refused is not None:
                 raise refused
-        if not policy.wrote and any(is_write(code) for code, _ in statements(statement, dialect)):
-            policy.wrote = True
 
     @event.listens_for(sync_engine, "after_cursor_execute")
     def _done(*_args: Any) -> None:
@@ -427,11 +410,6 @@ def install(engine: AsyncEngine, policy: Policy) -> None:
     def _committed(conn: Any) -> None:
         if policy.sandbox and policy.sealed and policy.checking:
             raise _connection_refusal("commit()")
-        policy.wrote = False
-
-    @event.listens_for(sync_engine, "rollback")
-    def _rolled_back(conn: Any) -> None:
-        policy.wrote = False
 
     class SandboxTransaction(RootTransaction):
         def commit(self) -> None:
@@ -510,10 +488,12 @@ def _connection_refusal(what: str, policy: Policy | None = None) -> StatementRef
 
 @dataclass
 class SandboxOutcome:
-    """What the server held when the sandbox closed."""
+    """What the server held when the sandbox closed (or, outside a sandbox, what leaving
+    rolled back)."""
 
     intact: bool
     detail: str
+    sandbox: bool = True
 
 
 async def open_sandbox(

@@ -57,6 +57,14 @@ PROMPT = ">>> "
 #: The prompt while the session holds uncommitted changes (and so, on the server, locks).
 DIRTY_PROMPT = "myfy-db*> "
 VERBS = ("select", "insert", "update", "delete", "text", "func")
+#: Where a connection keeps its change counter as its transaction began (SQLite's
+#: ``total_changes()``, MariaDB's row handler counters).
+_CHANGES_AT_BEGIN = "myfy_db_changes_at_begin"
+#: The rows this MariaDB/MySQL session has inserted, updated and deleted, as the server counts.
+_MYSQL_CHANGES = (
+    "SELECT SUM(VARIABLE_VALUE) FROM information_schema.SESSION_STATUS "
+    "WHERE VARIABLE_NAME IN ('HANDLER_WRITE', 'HANDLER_UPDATE', 'HANDLER_DELETE')"
+)
 READ_ONLY_SQL = {
     "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
     "mysql": "SET SESSION TRANSACTION READ ONLY",
@@ -83,6 +91,10 @@ class ShellContext:
     record: EnvironmentRecord | None = None
     #: The record is a protected environment (and the override is not set).
     record_protected: bool = False
+    #: Uncommitted changes are held (read from the server after the last input).
+    holding: bool = False
+    #: The savepoint the running input falls back to when it fails.
+    input_savepoint: Any = None
 
     async def recover(self) -> str | None:
         """After a cancelled statement: make the session usable again; say what was lost.
@@ -135,32 +147,137 @@ class ShellContext:
         return "the session's transaction was rolled back (its connection was lost)"
 
     @property
-    def dirty(self) -> bool:
-        """Changes not yet committed: pending objects, or statements that wrote or lock."""
+    def pending(self) -> bool:
+        """Objects added, changed or deleted in the session and not yet flushed."""
         session = self.session
-        return bool(session.new or session.dirty or session.deleted) or (
-            self.policy.wrote and session.in_transaction()
-        )
+        return bool(session.new or session.dirty or session.deleted)
 
-    async def settle(self) -> bool:
-        """Between inputs: end a transaction that only read, so the shell holds nothing.
+    async def held_changes(self) -> int | None:
+        """What the session's transaction changed, as the server reports it: None when it
+        changed nothing, else the rows it changed (0 when the server says it wrote or locks
+        but counts no row: DDL, ``SELECT ... FOR UPDATE``). Never guessed from the SQL.
 
-        Outside a sandbox, a session whose transaction wrote nothing is committed (with
-        ``expire_on_commit=False`` its objects stay loaded and usable); one holding changes
-        is left alone. Returns True when uncommitted changes are held (the prompt shows it).
+        PostgreSQL: an assigned transaction id, rows from ``pg_stat_xact_user_tables``;
+        MariaDB: the connection's own row in ``information_schema.innodb_trx``; SQLite: the
+        change in ``total_changes()`` since the transaction began.
         """
-        if self.sandbox:
-            return False
+        from sqlalchemy import text
+
+        if not self.session.in_transaction():
+            return None
+        connection = await self.session.connection()
+        backend = connection.dialect.name
+        with self.policy.allowed():
+            if backend == "postgresql":
+                row = (
+                    await connection.execute(
+                        text(
+                            "SELECT txid_current_if_assigned() IS NOT NULL, (SELECT "
+                            "coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) "
+                            "FROM pg_stat_xact_user_tables)"
+                        )
+                    )
+                ).one()
+                return int(row[1]) if row[0] else None
+            if backend in ("mysql", "mariadb"):
+                now = int(await connection.scalar(text(_MYSQL_CHANGES)) or 0)
+                info = (await connection.get_raw_connection()).info
+                began = int(info.get(_CHANGES_AT_BEGIN, now))
+                if now > began:
+                    return now - began
+                # Locks without a changed row (SELECT ... FOR UPDATE): InnoDB's own row for
+                # this transaction (its view is refreshed at most every 0.1 s).
+                found = (
+                    await connection.execute(
+                        text(
+                            "SELECT trx_lock_structs FROM information_schema.innodb_trx "
+                            "WHERE trx_mysql_thread_id = CONNECTION_ID()"
+                        )
+                    )
+                ).first()
+                return 0 if found is not None and found[0] else None
+            if backend == "sqlite":
+                total = int(await connection.scalar(text("SELECT total_changes()")) or 0)
+                start = (await connection.get_raw_connection()).info.get(_CHANGES_AT_BEGIN)
+                return total - int(start) if start is not None and total > int(start) else None
+        return None
+
+    async def _usable(self) -> bool:
+        """The session's transaction still runs statements (PostgreSQL aborts it on an error)."""
         from sqlalchemy import exc as sa_exc
 
-        if self.dirty:
-            return True
-        if self.session.in_transaction():
+        try:
+            connection = await self.session.connection()
+            with self.policy.allowed():
+                await connection.exec_driver_sql("SELECT 1")
+        except sa_exc.SQLAlchemyError:
+            return False
+        return True
+
+    async def before_input(self) -> None:
+        """Before an input that starts with changes held: a savepoint it can fall back to."""
+        if self.sandbox or not self.holding:
+            self.input_savepoint = None
+            return
+        self.input_savepoint = await self.session.begin_nested()
+
+    async def settle(self, failed: bool = False) -> tuple[bool, str | None]:
+        """Between inputs: recover from a failed input, and end a transaction that only read,
+        so the shell holds nothing; say whether uncommitted changes are held.
+
+        A failed input that left the transaction unusable (PostgreSQL aborts it) is rolled
+        back to its own savepoint when changes were held before it, else the whole
+        transaction is; the note says which. Whether anything is held is read from the
+        server (:meth:`held_changes`). Outside a sandbox a transaction holding nothing is
+        committed (with ``expire_on_commit=False`` its objects stay loaded and usable).
+        """
+        from sqlalchemy import exc as sa_exc
+
+        note = None
+        savepoint, self.input_savepoint = self.input_savepoint, None
+        if failed and self.session.in_transaction() and not await self._usable():
+            if savepoint is not None and savepoint.is_active:
+                await savepoint.rollback()
+                note = (
+                    "the failed input was rolled back to where it began; the uncommitted "
+                    "changes from before it are kept"
+                )
+            else:
+                await self.session.rollback()
+                note = "the failed input's transaction was rolled back (nothing was held before it)"
+        if self.sandbox:
+            self.holding = False
+            return False, note
+        try:
+            held = await self.held_changes()
+        except sa_exc.SQLAlchemyError:
+            await self.session.rollback()
+            held = None
+        self.holding = self.pending or held is not None
+        if not self.holding and self.session.in_transaction():
             try:
                 await self.session.commit()
             except sa_exc.SQLAlchemyError:  # a statement failed: its transaction is void
                 await self.session.rollback()
-        return False
+        return self.holding, note
+
+    async def _leaving(self) -> SandboxOutcome | None:
+        """Leaving with uncommitted changes: they are rolled back, and the shell says so."""
+        from sqlalchemy import exc as sa_exc
+
+        try:
+            held = await self.held_changes() if self.session.in_transaction() else None
+        except sa_exc.SQLAlchemyError:
+            held = None
+        if held is None and not self.pending:
+            return None
+        rows = "uncommitted changes" if not held else f"{held} uncommitted row change(s)"
+        return SandboxOutcome(
+            True,
+            f"rolled back {rows} on leaving: nothing after the last commit was kept "
+            "(await session.commit() keeps changes)",
+            sandbox=False,
+        )
 
     async def close(self) -> SandboxOutcome | None:
         """Close the session, roll the sandbox back and dispose the pool (idempotent).
@@ -170,6 +287,8 @@ class ShellContext:
         from sqlalchemy import exc as sa_exc
 
         outcome = None
+        if not self.sandbox:
+            outcome = await self._leaving()
         try:
             with self.policy.allowed():
                 if self.connection is None:
@@ -213,6 +332,8 @@ def _install_listeners(engine: AsyncEngine, policy: Policy) -> None:
         def _sqlite_begin(connection: Any) -> None:
             with policy.allowed():
                 connection.exec_driver_sql("BEGIN")
+                changes = connection.exec_driver_sql("SELECT total_changes()").scalar()
+            connection.connection.info[_CHANGES_AT_BEGIN] = int(changes or 0)
 
     statement = READ_ONLY_SQL.get(backend)
 
@@ -230,6 +351,15 @@ def _install_listeners(engine: AsyncEngine, policy: Policy) -> None:
         def _read_only_transaction(connection: Any) -> None:
             with policy.allowed():
                 connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+    if backend in ("mysql", "mariadb"):
+        # The session's row-change counters as the transaction begins (after SET TRANSACTION
+        # READ ONLY, which must come first): held_changes() compares with them.
+        @event.listens_for(engine.sync_engine, "begin")
+        def _mysql_counters(connection: Any) -> None:
+            with policy.allowed():
+                changes = connection.exec_driver_sql(_MYSQL_CHANGES).scalar()
+            connection.connection.info[_CHANGES_AT_BEGIN] = int(changes or 0)
 
     install(engine, policy)
 
