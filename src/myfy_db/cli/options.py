@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -96,9 +97,11 @@ def _remember_wait(ctx: Any, _param: Any, value: Any) -> Any:
     return value
 
 
+@functools.cache
 def _wait_param() -> Any:
-    """``--wait`` as a Click option, converted by Typer from :data:`WaitOption` (once per
-    command built): it is parsed and kept in the context, never passed to the function."""
+    """``--wait`` as a Click option, converted by Typer from :data:`WaitOption` once per
+    process and shared by every command: parsed and kept in the context, never passed to
+    the command's function."""
     probe = typer.Typer()
 
     @probe.command()
