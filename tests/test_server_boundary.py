@@ -364,3 +364,31 @@ def test_a_failed_input_never_leaves_the_session_aborted(postgres_url: str) -> N
     assert after_failure[0] is True
     assert "the uncommitted changes from before it are kept" in str(after_failure[1])
     assert _count(url) == 1  # the write from before the failure was kept and committed
+
+
+def test_sandbox_banner_names_its_boundary_and_the_sequences_it_cannot_return(
+    db_url: str, tmp_path: object
+) -> None:
+    from test_shell import _Pty
+
+    url = _with_table(db_url)
+    shell = _Pty(["shell", "--sandbox", "--url", url], env={"MYFY_DB_HISTORY_FILE": "/dev/null"})
+    banner = " ".join(shell.expect(">>> ").split())
+    boundary = {
+        "postgresql": "PostgreSQL's own parser",
+        "mysql": "it is an XA transaction",
+        "sqlite": "SQLite's authorizer",
+    }[backend_of(url)]
+    assert boundary in banner
+    assert "refuses any other" in banner
+    assert ("not given back" in banner) is (backend_of(url) != "sqlite")
+    shell.send("exit()")
+    assert shell.wait() == 0
+
+
+def test_leaving_with_uncommitted_writes_says_what_was_rolled_back(db_url: str) -> None:
+    url = _with_table(db_url)
+    result = run_process("shell", "--no-sandbox", "--url", url, "-c", INSERT)
+    assert result.returncode == 0, result.stderr
+    assert "rolled back 1 uncommitted row change(s) on leaving" in result.stderr
+    assert _count(url) == 0

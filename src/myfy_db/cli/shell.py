@@ -277,6 +277,19 @@ def _run_interactive(out: Output, rule: _SandboxRule, *, read_only: bool, flavou
         raise typer.Exit(status)
 
 
+#: What enforces the sandbox, by backend (the README's "The shell's sandbox" says the same).
+_SANDBOX_BOUNDARY = {
+    "postgresql": "PostgreSQL's own parser reads every statement and refuses transaction "
+    "control, session switches and functions a rollback does not undo",
+    "mysql": "it is an XA transaction, so the server itself refuses COMMIT, BEGIN and every "
+    "statement that would commit implicitly",
+    "mariadb": "it is an XA transaction, so the server itself refuses COMMIT, BEGIN and every "
+    "statement that would commit implicitly",
+    "sqlite": "SQLite's authorizer refuses COMMIT, BEGIN, SAVEPOINT, ATTACH and guarded pragmas "
+    "as SQLite compiles them",
+}
+
+
 def _print_banner(
     out: Output, settings: DatabaseSettings, context: ShellContext, flavour: str
 ) -> None:
@@ -304,10 +317,16 @@ def _print_banner(
 
         console.print(
             "[bold green]sandbox ON[/]: everything the session does, commits included, is rolled "
-            "back on exit; raw COMMIT/ROLLBACK/SAVEPOINT, statements the server would commit "
-            "implicitly and new connections from `engine` are refused",
+            f"back on exit; {_SANDBOX_BOUNDARY.get(context.engine.dialect.name, '')}; the shell "
+            "holds one connection and refuses any other",
             highlight=False,
         )
+        if context.engine.dialect.name != "sqlite":
+            console.print(
+                "sequence values consumed by inserts are not given back: sequences are not "
+                "transactional",
+                highlight=False,
+            )
         console.print(
             "the sandbox holds one transaction open on the server until you leave "
             f"(application_name {SANDBOX_NAME!r}): keep it short",
