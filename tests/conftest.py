@@ -51,12 +51,17 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (cores or 1) + 1
 
+#: Modules of single tests that take a minute or more: they start first, so that none of
+#: them is still running alone at the end.
+LONG_MODULES = frozenset({"test_benchmarks_quick.py"})
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Put the wall-clock tests in one xdist group, ``serial``: they run one after another on
     one worker, never two at once. The PgBouncer tests share a group too, so that one worker
-    starts each PgBouncer configuration once."""
+    starts each PgBouncer configuration once. The long tests go first."""
+    items.sort(key=lambda item: item.path.name not in LONG_MODULES)
     for item in items:
         if item.path.name in WALL_CLOCK_MODULES or item.get_closest_marker("wall_clock"):
             item.add_marker(pytest.mark.xdist_group("serial"))

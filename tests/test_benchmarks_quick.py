@@ -14,13 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 BENCHMARKS = Path(__file__).resolve().parent / "benchmarks"
 NAMES = sorted(p.stem.removeprefix("bench_") for p in BENCHMARKS.glob("bench_*.py"))
 
 
-@pytest.mark.xdist_group("serial")
 def test_every_benchmark_runs_in_quick_mode() -> None:
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "run.py"), "--quick"],
