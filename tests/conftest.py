@@ -51,6 +51,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (cores or 1) + 1
 
+
 #: Modules of single tests that take a minute or more: they start first, so that none of
 #: them is still running alone at the end.
 LONG_MODULES = frozenset({"test_benchmarks_quick.py"})
