@@ -18,7 +18,7 @@ _myfy_db() {
         --command|--concurrency|--connections|--count|--ddl-lock-timeout|--duration|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "") words="check-pool config create-tables dbshell drop-tables migrate profile-pool shell --version --traceback --help -h" ;;
+        "") words="check-pool config create-tables dbshell drop-tables migrate profile-pool set-environment shell --version --traceback --help -h" ;;
         "check-pool") words="--url --env-file --connections --samples --max-latency-ms --timeout --replica --primary-only --watch --count --json --wait --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
         "create-tables") words="--url --env-file --metadata --sql --json --wait --help -h" ;;
@@ -43,6 +43,7 @@ _myfy_db() {
         "migrate up") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --retries --sql --atomic --json --wait --help -h" ;;
         "migrate upgrade") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --retries --sql --atomic --json --wait --help -h" ;;
         "profile-pool") words="--url --env-file --json --tier --workers --rps --query-ms --pooler-max-client-conn --max-connections --fail-on --offline --load --concurrency --duration --pool-size --max-overflow --pool-timeout --pool-recycle --pre-ping --no-pre-ping --lifo --no-lifo --wait --help -h" ;;
+        "set-environment") words="--url --env-file --yes -y --json --wait --help -h" ;;
         "shell") words="-c --command --sandbox --no-sandbox --read-only --ipython --ptpython --url --env-file --metadata --yes -y --wait --help -h" ;;
         *) words="" ;;
     esac

@@ -28,7 +28,7 @@ The shell asks the same rule through :meth:`ProductionGuard.shell_decision`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -239,6 +239,15 @@ class ProductionGuard:
         reported_database_name.set(name)
         state = _read_state(connection)
         self.check_record(state.record, command, change)
+        if change is Change.DESTRUCTIVE and state.record is None and not self.override:
+            held = _user_tables(connection)
+            if held:
+                raise Refused(
+                    f"{command} refused: the database holds {len(held)} table(s) but no "
+                    f"environment record ({META_TABLE}), so nothing says it is safe to destroy",
+                    hint="record what it is first: myfy-db set-environment NAME "
+                    "(e.g. development), then run this again",
+                )
         return state
 
     def prepare(self, connection: Connection, command: str, change: Change) -> EnvironmentRecord:
@@ -319,6 +328,11 @@ def _read_state(connection: Connection) -> _MetaState:
     return _MetaState(columns, record)
 
 
+def _user_tables(connection: Connection) -> list[str]:
+    """The tables the database holds besides the record itself (its default schema)."""
+    return [name for name in inspect(connection).get_table_names() if name != META_TABLE]
+
+
 def read_record(connection: Connection) -> EnvironmentRecord | None:
     """The database's environment record, or None when it has none (no table, no row)."""
     return _read_state(connection).record
@@ -377,4 +391,46 @@ def _record_environment(
         connection.execute(meta_table.insert().values(id=1, **values))
     else:
         connection.execute(meta_table.update().where(meta_table.c.id == 1).values(**values))
+    from myfy_db.record_trigger import ensure_record_trigger
+
+    ensure_record_trigger(connection)
     return EnvironmentRecord(environment, now, __version__, is_protected)
+
+
+def set_environment(
+    connection: Connection,
+    guard: ProductionGuard,
+    name: str,
+    confirm: Callable[[], None] | None = None,
+) -> tuple[EnvironmentRecord, bool]:
+    """Record ``name`` as the environment of a database that has no record (``set-environment``).
+
+    Returns the record and whether it was written: a database already recorded as ``name``
+    is left as it is. A record of another environment is never moved (exit 3), and from a
+    protected environment only a protected name may be recorded. ``confirm`` (the typed
+    database name) runs before anything is written; it raises to decline.
+    """
+    environment = normalise_environment(name)
+    if not environment:
+        raise ConfigError("set-environment needs a name (e.g. development, staging, production)")
+    reported_database_name.set(server_database_name(connection))
+    state = _read_state(connection)
+    current = state.record
+    if current is not None:
+        if same_environment(current.environment, environment):
+            return current, False
+        raise Refused(
+            f"set-environment refused: the database is already recorded as {current.environment!r}",
+            hint="a record is never moved to another environment: point at the right database",
+        )
+    if guard.is_protected(guard.environment) and not guard.is_protected(environment):
+        raise Refused(
+            f"set-environment refused: environment {guard.environment!r} (from {guard.source}) "
+            f"is protected, and {environment!r} is not",
+            hint="from a protected environment, record only a protected one",
+        )
+    if confirm is not None:
+        confirm()
+    record = record_environment(connection, environment, guard.protected, state)
+    connection.commit()
+    return record, True

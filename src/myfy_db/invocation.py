@@ -32,6 +32,8 @@ __all__ = [
     "only_reading",
     "reads_only",
     "waiting_for_database",
+    "warn_once",
+    "warnings_to",
 ]
 
 # -- the command's name ----------------------------------------------------------------
@@ -128,3 +130,33 @@ def waiting_for_database(
 def current_wait() -> WaitBudget | None:
     """The budget :func:`waiting_for_database` set for this context, if any."""
     return _WAIT.get()
+
+
+# -- warnings the library gives once ---------------------------------------------------
+
+_WARN: ContextVar[Callable[[str], None] | None] = ContextVar("myfy_db_warn", default=None)
+_WARNED: set[str] = set()
+
+
+@contextmanager
+def warnings_to(report: Callable[[str], None]) -> Iterator[None]:
+    """Library warnings in this block go to ``report`` (the CLI's stderr line)."""
+    token = _WARN.set(report)
+    try:
+        yield
+    finally:
+        _WARN.reset(token)
+
+
+def warn_once(message: str) -> None:
+    """Say ``message`` once per process: to the command's reporter, or to stderr."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    report = _WARN.get()
+    if report is not None:
+        report(message)
+    else:
+        import sys
+
+        sys.stderr.write(f"warning: {message}\n")

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("myfy_db.cli.config_cmd", "config"),
     "create-tables": ("myfy_db.cli.create_tables", "create_tables"),
     "drop-tables": ("myfy_db.cli.drop_tables", "drop_tables"),
+    "set-environment": ("myfy_db.cli.set_environment", "set_environment"),
     "migrate": ("myfy_db.cli.migrate_cmd", "app"),
     "check-pool": ("myfy_db.cli.check_pool", "check_pool"),
     "profile-pool": ("myfy_db.cli.profile_pool", "profile_pool"),
@@ -36,7 +37,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 #: The top-level commands that connect to a database: they take ``--wait``.
 CONNECTING = frozenset(
-    {"create-tables", "drop-tables", "check-pool", "profile-pool", "dbshell", "shell"}
+    {
+        "create-tables",
+        "drop-tables",
+        "set-environment",
+        "check-pool",
+        "profile-pool",
+        "dbshell",
+        "shell",
+    }
 )
 
 #: Top-level flags that may stand before the command's name and take no value.

@@ -108,7 +108,7 @@ def run(
     from myfy_db.cli.output import Output
     from myfy_db.cli.signals import Terminate, run_coroutine, signals_unwind
     from myfy_db.errors import Interrupted
-    from myfy_db.invocation import command_name, only_reading, waiting_for_database
+    from myfy_db.invocation import command_name, only_reading, waiting_for_database, warnings_to
     from myfy_db.urls import redact
 
     show_trace = wants_traceback()
@@ -130,6 +130,7 @@ def run(
             command_name(command or _invoked["command"]),
             only_reading(read_only),
             waiting_for_database(_wait_option(), out.info),
+            warnings_to(out.warn),
         ):
             try:
                 result = action(out)
