@@ -29,6 +29,7 @@ from myfy_db.errors import ConfigError
 from myfy_db.urls import (
     ASYNC_DRIVERS,
     SUPPORTED_SCHEMES,
+    DatabaseUrl,
     async_url_for,
     mask_url,
     redact,
@@ -190,6 +191,16 @@ class DatabaseSettings(BaseSettings):
     def is_protected(self) -> bool:
         """True when :attr:`environment` is protected by the production guard."""
         return is_protected_environment(self.environment, self.protected_environments)
+
+    @property
+    def url(self) -> DatabaseUrl:
+        """:attr:`database_url` parsed (once per URL): pass this down, not the string."""
+        return DatabaseUrl.parse(self.database_url)
+
+    @property
+    def replicas(self) -> tuple[DatabaseUrl, ...]:
+        """:attr:`replica_urls`, each parsed."""
+        return tuple(DatabaseUrl.parse(url) for url in self.replica_urls)
 
     @property
     def masked_url(self) -> str:

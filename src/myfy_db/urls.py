@@ -7,6 +7,10 @@ SQLAlchemy's own URL parser (``make_url``), so whatever SQLAlchemy connects with
 masked, whichever of ``/ ? # @ : %`` or space it contains, raw or URL-encoded. SQLAlchemy is
 imported only when a URL is masked or registered; :func:`redact` is pure string handling,
 so the CLI can use it without importing SQLAlchemy.
+
+:class:`DatabaseUrl` is a URL parsed once (``DatabaseSettings.url``): SQLAlchemy's URL with
+the backend, the database, whether it is in-memory SQLite and the masked text, passed down
+to the engine factory, the migration lock, the pool checks and the reports as it is.
 """
 
 from __future__ import annotations
@@ -14,8 +18,14 @@ from __future__ import annotations
 import re
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
+
+from myfy_db.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 MASK = "***"
 
@@ -144,7 +154,7 @@ def url_has_password(url: str) -> bool:
 
 def register_secret(secret: str | None) -> None:
     """Remember ``secret`` so that :func:`redact` removes it from any text, in any form."""
-    if secret and len(secret) >= 3:
+    if secret and len(secret) >= 3 and secret != MASK:
         _secrets.update(form for form in _forms(secret) if len(form) >= 3)
 
 
@@ -185,20 +195,14 @@ def redact(text: str) -> str:
     return text
 
 
-def describe_target(url: str) -> str:
+def describe_target(url: str | DatabaseUrl) -> str:
     """``host:port/database`` (or the SQLite path) for messages; never the password."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
+    if isinstance(url, DatabaseUrl):
+        return url.target
     try:
-        parsed = make_url(url)
-    except ArgumentError:
+        return DatabaseUrl.parse(url).target
+    except ConfigError:
         return mask_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return f"SQLite database {parsed.database or ':memory:'}"
-    host = parsed.host or "localhost"
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{host}{port}/{parsed.database or ''}"
 
 
 def async_url_for(url: str) -> str | None:
@@ -219,6 +223,103 @@ def is_sqlite_memory(url: str) -> bool:
     path = rest[1:] if rest.startswith("/") else rest
     path = path.split("?", 1)[0]
     return path in ("", ":memory:") or "mode=memory" in rest
+
+
+# -- a URL parsed once ------------------------------------------------------------------
+
+_NOT_A_URL = "not a valid database URL"
+#: Backend families: MariaDB is told apart from MySQL only where SQLAlchemy does.
+_FAMILIES = {"mariadb": "mysql"}
+
+
+@dataclass(frozen=True, repr=False)
+class DatabaseUrl:
+    """A database URL, parsed once, with what myfy-db reads from it.
+
+    Build it with :meth:`parse` (``DatabaseSettings.url`` does) and pass it down instead of
+    the string. ``str()`` and ``repr()`` show :attr:`masked`: the password never shows.
+    """
+
+    #: SQLAlchemy's parse of the URL (what the engine connects with; holds the password).
+    sqlalchemy_url: URL
+    #: ``sqlite``, ``postgresql`` or ``mysql`` (MariaDB included).
+    backend: str
+    #: SQLAlchemy's backend name: as :attr:`backend`, but ``mariadb`` for MariaDB.
+    dialect: str
+    #: The driver the URL names (``aiosqlite``, ``asyncpg``, ``aiomysql``), or None.
+    driver: str | None
+    #: True for an in-memory SQLite database.
+    memory: bool
+    #: The database name, or the SQLite file as the URL writes it (None when absent).
+    database: str | None
+    #: The URL with any password replaced by ``***``: the form that is printed.
+    masked: str
+    #: ``host:port/database`` or ``SQLite database PATH``, for messages.
+    target: str
+    #: What is structurally wrong with the URL (:func:`url_problem`), or None.
+    problem: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> DatabaseUrl:
+        """Parse ``url`` (registering its password for :func:`redact`).
+
+        Raises :class:`~myfy_db.errors.ConfigError` (exit 2) when SQLAlchemy cannot read it.
+        """
+        return _parse(url)
+
+    @classmethod
+    def of(cls, url: str | URL | DatabaseUrl) -> DatabaseUrl:
+        """``url`` when it is parsed already, else its parse (a SQLAlchemy URL included)."""
+        if isinstance(url, DatabaseUrl):
+            return url
+        if not isinstance(url, str):
+            url = str(url.render_as_string(hide_password=False))
+        return _parse(url)
+
+    @property
+    def sqlite_file(self) -> str | None:
+        """The path of a SQLite database file (a ``file:`` URI's path without its query);
+        None for an in-memory database or another backend."""
+        if self.backend != "sqlite" or self.memory or not self.database:
+            return None
+        database = self.database
+        if database.startswith("file:"):
+            database = database.removeprefix("file:").split("?", 1)[0]
+        return database
+
+    def __str__(self) -> str:
+        return self.masked
+
+    def __repr__(self) -> str:
+        return f"DatabaseUrl({self.masked!r})"
+
+
+@lru_cache(maxsize=64)
+def _parse(url: str) -> DatabaseUrl:
+    register_url_secret(url)
+    parsed = _parsed(url)
+    if parsed is None:
+        # Not echoed: text SQLAlchemy cannot read has no password it could find and mask.
+        problem = url_problem(url)
+        detail = f": {redact(problem)}" if problem and problem != _NOT_A_URL else ""
+        raise ConfigError(f"{_NOT_A_URL}{detail}")
+    dialect = parsed.get_backend_name()
+    if dialect == "sqlite":
+        target = f"SQLite database {parsed.database or ':memory:'}"
+    else:
+        port = f":{parsed.port}" if parsed.port else ""
+        target = f"{parsed.host or 'localhost'}{port}/{parsed.database or ''}"
+    return DatabaseUrl(
+        sqlalchemy_url=parsed,
+        backend=_FAMILIES.get(dialect, dialect),
+        dialect=dialect,
+        driver=str(parsed.drivername).partition("+")[2] or None,
+        memory=is_sqlite_memory(url),
+        database=parsed.database,
+        masked=mask_url(url),
+        target=target,
+        problem=url_problem(url),
+    )
 
 
 # -- structural checks, before any driver sees the URL ----------------------------------
@@ -304,7 +405,7 @@ def url_problem(url: str) -> str | None:
         return "a control character in the URL"
     match = _URL_SHAPE.match(url)
     if match is None:
-        return "not a valid database URL"
+        return _NOT_A_URL
     scheme = match["scheme"].lower()
     backend = _ALIASES.get(scheme.partition("+")[0], scheme.partition("+")[0])
     host = match["host"] or ""
