@@ -26,9 +26,13 @@ import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from myfy_db.errors import CannotConnect, MyfyDbError, OperationFailed
-from myfy_db.urls import describe_target, redact
+from myfy_db.urls import DatabaseUrl, redact
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 __all__ = [
     "classify_connect_error",
@@ -171,17 +175,16 @@ def _connection_lost(chain: list[BaseException], codes: set[int]) -> bool:
 
 
 def classify_connect_error(
-    exc: BaseException, url: str, action: str | None = None
+    exc: BaseException, url: str | URL | DatabaseUrl, action: str | None = None
 ) -> CannotConnect | None:
     """A :class:`CannotConnect` for ``exc`` when it means the database at ``url`` cannot be
     reached or would not let us in, or that a connection to it was lost (during ``action``,
-    when given); None for any other error."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    target = describe_target(url)
+    when given); None for any other error. ``url`` is best given parsed."""
+    database_url = DatabaseUrl.of(url)
+    parsed = database_url.sqlalchemy_url
+    target = database_url.target
     user = parsed.username or "(default user)"
-    database = parsed.database or ""
+    database = database_url.database or ""
     chain = list(walk(exc))
     names = {type(item).__name__ for item in chain}
     codes = _codes(chain)
@@ -282,7 +285,7 @@ def _error_words(class_name: str) -> str:
 
 
 @contextmanager
-def translate_errors(url: str, action: str = "query") -> Iterator[None]:
+def translate_errors(url: str | DatabaseUrl, action: str = "query") -> Iterator[None]:
     """Turn driver and SQLAlchemy errors raised in the block into myfy-db errors.
 
     Connection failures become :class:`CannotConnect` (exit 4); other database errors become

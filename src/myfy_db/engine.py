@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -34,14 +33,7 @@ from myfy_db.driver_errors import (
 from myfy_db.errors import CannotConnect, ConfigError
 from myfy_db.invocation import WaitBudget, command_name, current_command, current_wait, reads_only
 from myfy_db.settings import DatabaseSettings
-from myfy_db.urls import (
-    describe_target,
-    is_sqlite_memory,
-    mask_url,
-    redact,
-    register_url_secret,
-    url_problem,
-)
+from myfy_db.urls import DatabaseUrl, describe_target, mask_url, redact, url_problem
 
 __all__ = [
     "SessionFactory",
@@ -70,7 +62,10 @@ def _connection_name(command: str | None) -> str | None:
 
 
 def engine_options(
-    settings: DatabaseSettings, url: str | None = None, *, command: str | None = None
+    settings: DatabaseSettings,
+    url: str | DatabaseUrl | None = None,
+    *,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments :func:`create_engine` passes to SQLAlchemy for ``url``.
 
@@ -78,12 +73,12 @@ def engine_options(
     static pool (one shared connection); the connect timeout goes in each driver's own form.
     ``command`` (default: the one :func:`command_name` set) names the connections.
     """
-    target = url or settings.database_url
-    backend = make_url(target).get_backend_name()
+    target = settings.url if not url else DatabaseUrl.of(url)
+    backend = target.backend
     name = _connection_name(command)
     options: dict[str, Any] = {"echo": settings.echo}
     if backend == "sqlite":
-        if is_sqlite_memory(target):
+        if target.memory:
             options["poolclass"] = StaticPool
             options["connect_args"] = {"check_same_thread": False}
             return options
@@ -100,7 +95,7 @@ def engine_options(
             # build the same safe engine from the URL alone.
             options["connect_args"]["statement_cache_size"] = 0
             options["connect_args"]["prepared_statement_name_func"] = unique_statement_name
-    elif backend in ("mysql", "mariadb"):
+    elif backend == "mysql":
         options["connect_args"] = {"connect_timeout": int(max(1, settings.connect_timeout))}
         if name:
             options["connect_args"]["program_name"] = name
@@ -115,11 +110,11 @@ def engine_options(
     return options
 
 
-def _statement_cache_off(url: str) -> bool:
-    parsed = make_url(url)
-    if parsed.get_driver_name() != "asyncpg":
+def _statement_cache_off(url: DatabaseUrl) -> bool:
+    if url.driver != "asyncpg":
         return False
-    return str(parsed.query.get("prepared_statement_cache_size", "")).strip() == "0"
+    query = url.sqlalchemy_url.query
+    return str(query.get("prepared_statement_cache_size", "")).strip() == "0"
 
 
 def unique_statement_name() -> str:
@@ -129,24 +124,36 @@ def unique_statement_name() -> str:
     return f"__myfy_db_{uuid.uuid4().hex}__"
 
 
+def _engine_target(settings: DatabaseSettings, url: str | DatabaseUrl | None) -> DatabaseUrl:
+    """``url`` (default: the settings' own) parsed; :class:`ConfigError` (exit 2) when it is
+    wrong in a way no driver should see."""
+    if isinstance(url, DatabaseUrl):
+        if url.problem is not None:
+            raise ConfigError(f"cannot build an engine for {url.masked}: {url.problem}")
+        return url
+    text = url or settings.database_url
+    problem = url_problem(text)
+    if problem is not None:
+        raise ConfigError(f"cannot build an engine for {mask_url(text)}: {problem}")
+    return DatabaseUrl.parse(text)
+
+
 def create_engine(
     settings: DatabaseSettings,
-    url: str | None = None,
+    url: str | DatabaseUrl | None = None,
     *,
     command: str | None = None,
     **overrides: Any,
 ) -> AsyncEngine:
     """Build the async engine for ``settings`` (or for ``url``, e.g. a replica).
 
-    ``overrides`` are passed to :func:`sqlalchemy.ext.asyncio.create_async_engine` on top of
-    :func:`engine_options`. ``command`` names the connections (``application_name``) after
-    a myfy-db command; by default the one running (:func:`command_name`), else none.
+    ``url`` is best given parsed (``settings.url``, a :class:`~myfy_db.urls.DatabaseUrl`);
+    a string is parsed here. ``overrides`` are passed to
+    :func:`sqlalchemy.ext.asyncio.create_async_engine` on top of :func:`engine_options`.
+    ``command`` names the connections (``application_name``) after a myfy-db command; by
+    default the one running (:func:`command_name`), else none.
     """
-    target = url or settings.database_url
-    register_url_secret(target)
-    problem = url_problem(target)
-    if problem is not None:
-        raise ConfigError(f"cannot build an engine for {mask_url(target)}: {problem}")
+    target = _engine_target(settings, url)
     if reads_only():
         _require_sqlite_file(target)
     name = _connection_name(command)
@@ -154,21 +161,21 @@ def create_engine(
     options.update(overrides)
     if options.get("echo"):
         _echo_to_stderr()
-    backend = make_url(target).get_backend_name()
+    backend = target.backend
     wait = current_wait() if backend != "sqlite" else None
     try:
-        if backend in ("mysql", "mariadb"):
+        if backend == "mysql":
             options["async_creator"] = _bounded_mysql_connect(
                 target, settings.connect_timeout, name, wait
             )
             options.pop("connect_args", None)
-        engine = _create_async_engine(target, **options)
+        engine = _create_async_engine(target.sqlalchemy_url, **options)
     except (sa_exc.ArgumentError, ImportError, TypeError, ValueError) as exc:
         raise ConfigError(
-            f"cannot build an engine for {mask_url(target)}: {redact(str(exc))}"
+            f"cannot build an engine for {target.masked}: {redact(str(exc))}"
         ) from None
     track_connections(engine)  # an interrupt can cut them all at once (myfy_db.connections)
-    if wait is not None and backend not in ("mysql", "mariadb"):
+    if wait is not None and backend != "mysql":
         _wait_on_connect(engine, target, wait)
     return engine
 
@@ -176,7 +183,7 @@ def create_engine(
 # -- --wait: retry the first connect until the database accepts connections ---------------
 
 
-def _attempt_failed(wait: WaitBudget, exc: BaseException, url: str) -> float | None:
+def _attempt_failed(wait: WaitBudget, exc: BaseException, url: DatabaseUrl) -> float | None:
     """After a failed connect under ``--wait``: the pause before the next attempt.
 
     None when the failure is not retried (authentication, missing database, not a
@@ -203,7 +210,7 @@ def _attempt_failed(wait: WaitBudget, exc: BaseException, url: str) -> float | N
     return delay
 
 
-def _wait_on_connect(engine: AsyncEngine, url: str, wait: WaitBudget) -> None:
+def _wait_on_connect(engine: AsyncEngine, url: DatabaseUrl, wait: WaitBudget) -> None:
     """Retry ``engine``'s connects under ``wait`` until the database first accepts one."""
     from sqlalchemy import event
     from sqlalchemy import util as sa_util
@@ -211,7 +218,7 @@ def _wait_on_connect(engine: AsyncEngine, url: str, wait: WaitBudget) -> None:
     await_: Callable[[Awaitable[Any]], Any] = getattr(sa_util, "await_", None) or (
         sa_util.await_only
     )
-    target = describe_target(url)
+    target = url.target
 
     def do_connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
         if target in wait.ready:
@@ -232,16 +239,11 @@ def _wait_on_connect(engine: AsyncEngine, url: str, wait: WaitBudget) -> None:
     event.listen(engine.sync_engine, "do_connect", do_connect)
 
 
-def _require_sqlite_file(url: str) -> None:
+def _require_sqlite_file(url: DatabaseUrl) -> None:
     """Refuse a SQLite file that does not exist: a command that only reads creates nothing."""
-    if is_sqlite_memory(url):
+    database = url.sqlite_file
+    if database is None:
         return
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return
-    database = parsed.database
-    if database.startswith("file:"):
-        database = database.removeprefix("file:").split("?", 1)[0]
     if not Path(database).exists():
         raise CannotConnect(
             f"no such database file: {database}",
@@ -277,7 +279,10 @@ def _echo_to_stderr() -> None:
 
 
 def _bounded_mysql_connect(
-    url: str, timeout: float, program_name: str | None = None, wait: WaitBudget | None = None
+    url: DatabaseUrl,
+    timeout: float,
+    program_name: str | None = None,
+    wait: WaitBudget | None = None,
 ) -> Callable[[], Awaitable[Any]]:
     """A connect function for aiomysql bounded as a whole by ``timeout``.
 
@@ -285,13 +290,13 @@ def _bounded_mysql_connect(
     never answers the handshake would hang it, so the whole connect is bounded here. Under
     ``wait`` (``--wait``) it retries until the server first accepts a connection.
     """
-    parsed = make_url(url)
+    parsed = url.sqlalchemy_url
     args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
     kwargs["connect_timeout"] = int(max(1, timeout))
     if program_name:
         kwargs["program_name"] = program_name
 
-    target = describe_target(url)
+    target = url.target
 
     async def connect_once() -> Any:
         import aiomysql
@@ -320,7 +325,7 @@ def _bounded_mysql_connect(
 @asynccontextmanager
 async def open_engine(
     settings: DatabaseSettings,
-    url: str | None = None,
+    url: str | DatabaseUrl | None = None,
     *,
     command: str | None = None,
     **overrides: Any,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import Connection, MetaData, Table, inspect
-from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import DropTable
@@ -42,7 +42,7 @@ from myfy_db.guard import (
     ProductionGuard,
     server_database_name,
 )
-from myfy_db.urls import redact
+from myfy_db.urls import DatabaseUrl, redact
 
 __all__ = [
     "CreateReport",
@@ -210,7 +210,7 @@ async def _run_script(conn: AsyncConnection, statements: list[str]) -> None:
 def _ddl_statements(
     metadata: MetaData,
     tables: list[Table],
-    url: str | URL,
+    url: str | URL | DatabaseUrl,
     dialect: Dialect | None = None,
     *,
     skip_types: set[tuple[str | None, str]] | None = None,
@@ -232,7 +232,8 @@ def _ddl_statements(
             return
         statements.append(str(sql.compile(dialect=dialect or mock.dialect)).strip() + ";")
 
-    mock = create_mock_engine(make_url(url), collect)
+    target = url.sqlalchemy_url if isinstance(url, DatabaseUrl) else url
+    mock = create_mock_engine(target, collect)
     metadata.create_all(mock, tables=tables, checkfirst=False)
     return statements
 
@@ -271,7 +272,7 @@ def _type_label(kind: Any) -> str:
     return f"{kind.schema}.{kind.name}" if kind.schema else str(kind.name)
 
 
-def create_tables_sql(metadata: MetaData, url: str) -> list[str]:
+def create_tables_sql(metadata: MetaData, url: str | DatabaseUrl) -> list[str]:
     """The DDL ``create-tables`` would run on an empty database of ``url``'s dialect.
 
     Nothing connects: the statements are compiled for the dialect by a mock engine.
@@ -439,7 +440,7 @@ def drop_tables_sync(
         if metadata is not None and dialect == "postgresql":
             types_dropped, types_kept = _drop_enum_types(connection, metadata)
     except SQLAlchemyError as exc:
-        if classify_connect_error(exc, connection.engine.url.render_as_string()) is not None:
+        if classify_connect_error(exc, connection.engine.url) is not None:
             raise
         detail, server_hint = describe_server_error(exc)
         if plan.transactional:

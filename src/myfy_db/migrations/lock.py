@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from myfy_db.connections import abort as abort_connections
 from myfy_db.errors import OperationFailed
-from myfy_db.urls import describe_target, is_sqlite_memory
+from myfy_db.urls import DatabaseUrl
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -64,14 +64,12 @@ class LockInfo:
     waited_ms: float = 0.0
 
 
-def sqlite_lock_path(url: str) -> Path | None:
+def sqlite_lock_path(url: str | DatabaseUrl) -> Path | None:
     """``<database>.migrate.lock`` beside a SQLite file; None for an in-memory database."""
-    from sqlalchemy.engine import make_url
-
-    if is_sqlite_memory(url):
+    database_url = DatabaseUrl.of(url)
+    if database_url.memory:
         return None
-    database = make_url(url).database or ""
-    return Path(f"{database}.migrate.lock")
+    return Path(f"{database_url.database or ''}.migrate.lock")
 
 
 def mysql_lock_name(database: str) -> str:
@@ -149,15 +147,17 @@ class _OutOfTime(Exception):
 
 @asynccontextmanager
 async def migration_lock(
-    engine: AsyncEngine, url: str, timeout: float, report: Reporter
+    engine: AsyncEngine, url: str | DatabaseUrl, timeout: float, report: Reporter
 ) -> AsyncIterator[LockInfo]:
-    """Hold the migration lock for ``url``'s database while the block runs."""
-    from sqlalchemy.engine import make_url
+    """Hold the migration lock for ``url``'s database while the block runs.
 
-    backend = make_url(url).get_backend_name()
-    target = describe_target(url)
+    ``url`` is best given parsed (``settings.url``); a string is parsed here.
+    """
+    database_url = DatabaseUrl.of(url)
+    backend = database_url.backend
+    target = database_url.target
     if backend == "sqlite":
-        path = sqlite_lock_path(url)
+        path = sqlite_lock_path(database_url)
         if path is None:
             yield LockInfo("none (in-memory database)")
             return
@@ -167,10 +167,10 @@ async def migration_lock(
     async with engine.connect() as conn:
         if backend == "postgresql":
             lock = _pg_lock(conn, target, timeout, report)
-        elif backend in ("mysql", "mariadb"):
+        elif backend == "mysql":
             lock = _mysql_lock(conn, target, timeout, report)
         else:
-            yield LockInfo(f"none ({backend} has no supported lock)")
+            yield LockInfo(f"none ({database_url.dialect} has no supported lock)")
             return
         held = False
         try:

@@ -47,7 +47,7 @@ from myfy_db.pool.pooler import (
 from myfy_db.pool.server_info import _read_slots, _server_info, pool_status
 from myfy_db.pool.stats import Reservoir
 from myfy_db.settings import DatabaseSettings
-from myfy_db.urls import describe_target, is_sqlite_memory, mask_url
+from myfy_db.urls import DatabaseUrl
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -77,13 +77,6 @@ class _Progress:
 
     def __init__(self) -> None:
         self.step = "starting"
-
-
-def _backend(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    name = make_url(url).get_backend_name()
-    return "mysql" if name == "mariadb" else name
 
 
 # -- the driver's own connection -----------------------------------------------------------
@@ -116,7 +109,7 @@ def _pinger(backend: str, driver: Any) -> Callable[[], Coroutine[Any, Any, Any]]
 
 
 async def _probe(
-    settings: DatabaseSettings, url: str, backend: str, requested: int
+    settings: DatabaseSettings, url: DatabaseUrl, requested: int
 ) -> tuple[SlotBudget | None, PoolerInfo | None]:
     """Read the free slots and, on PostgreSQL, look for a transaction pooler.
 
@@ -124,7 +117,8 @@ async def _probe(
     any pooler, whatever the application's settings), and closes it before the check opens
     its connections.
     """
-    safe = safe_url(url) if backend == "postgresql" else url
+    backend = url.backend
+    safe = DatabaseUrl.parse(safe_url(url)) if backend == "postgresql" else url
     engine = create_engine(settings, safe, pool_size=2, max_overflow=0, pool_pre_ping=False)
     opened: list[AsyncConnection] = []
     try:
@@ -177,15 +171,16 @@ def _probe_findings(
     return findings
 
 
-async def probe_pooler(settings: DatabaseSettings, url: str | None = None) -> PoolerInfo | None:
+async def probe_pooler(
+    settings: DatabaseSettings, url: str | DatabaseUrl | None = None
+) -> PoolerInfo | None:
     """Whether ``url`` (default: the primary) sits behind a transaction pooler, and whether
     the engine's settings are safe for it; None where it does not apply (not PostgreSQL)."""
-    target = url or settings.database_url
-    backend = _backend(target)
-    if backend != "postgresql":
+    target = settings.url if not url else DatabaseUrl.of(url)
+    if target.backend != "postgresql":
         return None
     with translate_errors(target, "looking for a transaction pooler"):
-        _, pooler = await _probe(settings, target, backend, 1)
+        _, pooler = await _probe(settings, target, 1)
     return pooler
 
 
@@ -194,7 +189,7 @@ async def probe_pooler(settings: DatabaseSettings, url: str | None = None) -> Po
 
 async def _check_target(
     settings: DatabaseSettings,
-    url: str,
+    url: DatabaseUrl,
     role: str,
     requested: int,
     samples: int,
@@ -202,18 +197,18 @@ async def _check_target(
     max_latency_ms: float | None,
 ) -> TargetReport:
     """Check one database; its failure is reported, not raised (Ctrl-C still propagates)."""
-    backend = _backend(url)
+    backend = url.backend
     progress = _Progress()
     base: dict[str, Any] = {
         "role": role,
-        "url": mask_url(url),
-        "target": describe_target(url),
+        "url": url.masked,
+        "target": url.target,
         "backend": backend,
         "requested": requested,
         "samples_per_connection": samples,
         "pre_ping": settings.pool_pre_ping,
     }
-    where = f"{role} {describe_target(url)}"
+    where = f"{role} {url.target}"
     try:
         async with asyncio.timeout(timeout):
             with translate_errors(url, f"check-pool on {where}"):
@@ -221,10 +216,10 @@ async def _check_target(
                 slots: SlotBudget | None = None
                 pooler: PoolerInfo | None = None
                 if backend != "sqlite":
-                    slots, pooler = await _probe(settings, url, backend, requested)
+                    slots, pooler = await _probe(settings, url, requested)
                 findings = _probe_findings(requested, slots, pooler)
                 count = min(requested, MAX_CONNECTIONS if slots is None else slots.allowed)
-                if is_sqlite_memory(url):
+                if url.memory:
                     count = 1  # one shared connection (a static pool)
                 if pooler is not None and pooler.unsafe:
                     # Connecting through the pooler with these settings is what fails.
@@ -288,7 +283,7 @@ def _failed(base: dict[str, Any], error: MyfyDbError) -> TargetReport:
 
 async def _measure(
     settings: DatabaseSettings,
-    url: str,
+    url: DatabaseUrl,
     backend: str,
     where: str,
     count: int,
@@ -412,16 +407,18 @@ def _connections_for(settings: DatabaseSettings, connections: int | None) -> int
 
 
 def targets_of(
-    settings: DatabaseSettings, replicas: Sequence[str] | None = None, primary_only: bool = False
-) -> list[tuple[str, str]]:
-    """``(role, url)`` of each database to check: the primary, then each replica.
+    settings: DatabaseSettings,
+    replicas: Sequence[str | DatabaseUrl] | None = None,
+    primary_only: bool = False,
+) -> list[tuple[str, DatabaseUrl]]:
+    """``(role, url)`` of each database to check: the primary, then each replica, parsed.
 
     ``replicas`` (``--replica``) replaces the configured ``replica_urls``;
     ``primary_only`` skips them.
     """
-    targets = [("primary", settings.database_url)]
+    targets = [("primary", settings.url)]
     if not primary_only:
-        urls = list(replicas) if replicas else list(settings.replica_urls or [])
+        urls = [DatabaseUrl.of(u) for u in replicas] if replicas else list(settings.replicas)
         targets += [(f"replica {i}", url) for i, url in enumerate(urls, 1)]
     return targets
 
@@ -433,7 +430,7 @@ async def check_pool(
     samples: int = DEFAULT_SAMPLES,
     timeout: float | None = DEFAULT_TIMEOUT,
     max_latency_ms: float | None = None,
-    replicas: Sequence[str] | None = None,
+    replicas: Sequence[str | DatabaseUrl] | None = None,
     primary_only: bool = False,
 ) -> PoolReport:
     """Check the primary database and every replica through the shared engine factory.

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from myfy_db.pool.findings import Finding
+from myfy_db.urls import DatabaseUrl
 
 __all__ = [
     "DETECTED_MESSAGE",
@@ -92,18 +93,16 @@ async def detect_pooler(first: Any, second: Any) -> tuple[bool, list[int], int |
     return False, pids, held, f"both transactions ran on backend {before}"
 
 
-def safe_url(url: str) -> str:
+def safe_url(url: str | DatabaseUrl) -> str:
     """``url`` with ``prepared_statement_cache_size=0`` in its query: with it, myfy-db's
     engine factory builds an engine that is safe behind a transaction pooler."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
+    parsed = DatabaseUrl.of(url).sqlalchemy_url
     query = dict(parsed.query)
     query["prepared_statement_cache_size"] = "0"
     return parsed.set(query=query).render_as_string(hide_password=False)
 
 
-def unsafe_settings(url: str, connect_args: Mapping[str, Any]) -> list[str]:
+def unsafe_settings(url: str | DatabaseUrl, connect_args: Mapping[str, Any]) -> list[str]:
     """What is unsafe behind a transaction pooler in an asyncpg engine's configuration.
 
     ``url`` is the engine's URL and ``connect_args`` what it passes to the driver (see
@@ -111,11 +110,10 @@ def unsafe_settings(url: str, connect_args: Mapping[str, Any]) -> list[str]:
     Read from the configuration, not from a connection: connecting with unsafe settings
     through the pooler is what fails.
     """
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() != "asyncpg":
+    database_url = DatabaseUrl.of(url)
+    if database_url.dialect != "postgresql" or database_url.driver != "asyncpg":
         return []
+    parsed = database_url.sqlalchemy_url
     problems = []
     if str(parsed.query.get("prepared_statement_cache_size", "100")) != "0":
         problems.append(
