@@ -176,9 +176,11 @@ def _confirm_down(out: Output, loaded: LoadedSettings, revision: str, *, yes: bo
                 out.info(
                     f"  {number}. {info.revision}" + (f" {info.message}" if info.message else "")
                 )
+        # The revision the database ends at, named even when REV was relative (-1).
+        end = (planned[-1].down_revision or "base") if planned else revision
         confirm_by_name(
             out,
-            f"Undo {len(planned)} revision(s) (down to {revision}) on {target}",
+            f"Undo {len(planned)} revision(s) (down to {end}) on {target}",
             database_name(url),
             yes=yes,
         )

@@ -152,11 +152,13 @@ async def reset(
     _one_head(project)
     guard = ProductionGuard(loaded)
 
+    def ask(connection: Connection) -> None:
+        listed = drop_tables_sync(connection, None, guard, dry_run=True, command="migrate reset")
+        if confirm is not None and listed.plan.tables:
+            confirm(listed.plan)
+
     def drop_everything(connection: Connection) -> list[str]:
-        dropped = drop_tables_sync(
-            connection, None, guard, command="migrate reset", confirm=confirm
-        )
-        return dropped.dropped
+        return drop_tables_sync(connection, None, guard, command="migrate reset").dropped
 
     operation = Operation(
         "reset",
@@ -164,6 +166,7 @@ async def reset(
         Change.DESTRUCTIVE,
         lambda config, driver: driving.upgrade(config, "head", driver, project.script()),
         before_alembic=drop_everything,
+        ask=ask if confirm is not None else None,
     )
     return await run_writing(project, loaded, operation, options)
 

@@ -56,6 +56,29 @@ class Driver:
     foreign: list[Connection] = field(default_factory=list)
     #: Session set-up for a connection of env.py's own (``--ddl-lock-timeout``).
     prepare: Callable[[Connection], None] | None = None
+    #: The steps Alembic takes from a given current revision (set by the command).
+    steps: Callable[[Any], Any] | None = None
+    #: env.py asked Alembic for the steps: it called ``context.run_migrations()``.
+    ran: bool = False
+
+    def plan(self, steps: Callable[[Any], Any]) -> Callable[[Any, Any], Any]:
+        """The ``fn`` Alembic calls from ``context.run_migrations()``, noting that it did."""
+        self.steps = steps
+
+        def fn(rev: Any, _context: Any) -> Any:
+            self.ran = True
+            return steps(rev)
+
+        return fn
+
+    def target_missed(self, before: tuple[str, ...], after: tuple[str, ...]) -> str | None:
+        """Where the database should be, when this run was to move it and it did not."""
+        if self.steps is None or sorted(before) != sorted(after):
+            return None
+        planned = list(self.steps(before))
+        if not planned:
+            return None
+        return ", ".join(getattr(planned[-1], "to_revisions", ())) or "base"
 
     def adopt(self, connection: Connection) -> None:
         """Watch a connection ``env.py`` configured Alembic with."""
@@ -193,7 +216,7 @@ def upgrade(
         config,
         script,
         driver,
-        lambda rev, _context: script._upgrade_revs(revision, rev),
+        driver.plan(lambda rev: script._upgrade_revs(revision, rev)),
         destination_rev=revision,
     )
 
@@ -207,7 +230,7 @@ def downgrade(
         config,
         script,
         driver,
-        lambda rev, _context: script._downgrade_revs(revision, rev),
+        driver.plan(lambda rev: script._downgrade_revs(revision, rev)),
         destination_rev=revision,
     )
 
@@ -222,7 +245,7 @@ def stamp(
         config,
         script,
         driver,
-        lambda rev, _context: script._stamp_revs(destination, rev),
+        driver.plan(lambda rev: script._stamp_revs(destination, rev)),
         destination_rev=destination,
         purge=False,
     )

@@ -62,6 +62,8 @@ class Operation:
     confirm: Callable[[list[RevisionInfo]], None] | None = None
     #: Runs on the migration's connection before Alembic (``reset`` drops the tables).
     before_alembic: Callable[[Connection], list[str]] | None = None
+    #: Asks the user before anything changes (``reset`` lists the tables); raises to decline.
+    ask: Callable[[Connection], None] | None = None
 
 
 def _heads_text(heads: tuple[str, ...] | list[str]) -> str | None:
@@ -182,10 +184,8 @@ async def run_writing(
     from sqlalchemy import event
 
     def locked(connection: Connection) -> None:
-        if dry_run:
-            guard.check(connection, guard_command, change)
-        else:
-            guard.prepare(connection, guard_command, change)  # the record, committed, first
+        nonlocal started
+        guard.check(connection, guard_command, change)
         before = _current_heads(connection)  # re-read now that the lock is held
         connection.commit()
         run.from_revision = _heads_text(before)
@@ -196,6 +196,13 @@ async def run_writing(
                 return
             if run.planned and confirm is not None:
                 confirm(run.planned)
+        if operation.ask is not None:
+            operation.ask(connection)
+            connection.rollback()  # what it read; nothing was changed
+        if plan is not None or operation.ask is not None:
+            started = time.perf_counter()  # the summary's time leaves out the answer's
+        # The record, committed on its own: after the confirmation, before the first change.
+        guard.prepare(connection, guard_command, change)
 
         pending: list[tuple[str, str | None, str, float]] = []
 
@@ -260,6 +267,13 @@ async def run_writing(
         after = _current_heads(connection)  # read back: what the database now holds
         run.to_revision = _heads_text(after)
         connection.commit()
+        missed = None if driver.ran else driver.target_missed(before, after)
+        if missed is not None:
+            raise OperationFailed(
+                f"env.py ran but the database is at {_heads_text(after) or 'base'}, not {missed}",
+                hint="env.py must call context.run_migrations() (inside "
+                "context.begin_transaction()), as Alembic's templates do",
+            )
         if not run.applied and sorted(after) != sorted(before) and command != "stamp":
             run.applied = _applied_between(script, before, after)
 
