@@ -2,6 +2,9 @@
 
 - :mod:`.session`: the engine, the ``session`` and the namespace; the database's record.
 - :mod:`.sandbox`: the sandbox and read-only mode (one connection, the server as boundary).
+- :mod:`.policy`: what the shell allows, and its one-line refusal.
+- :mod:`.refusals`: reading a statement before it reaches the server.
+- :mod:`.pg_statements`: PostgreSQL's own parser (pglast) judging each statement.
 - :mod:`.running`: the user's code with top-level ``await``, through the greenlet bridge.
 - :mod:`.console`: the interactive console (and IPython, ptpython).
 - :mod:`.helpers`: ``describe()``, ``tables()`` and the other helpers at the prompt.

@@ -439,6 +439,8 @@ def _read_only_file(url: str) -> str | None:
     from pathlib import Path
     from urllib.parse import quote
 
+    if not Path(database).is_file():
+        return None  # the engine factory says so, naming the path as the user gave it
     path = quote(str(Path(database).resolve()))
     query = {**parsed.query, "mode": "ro", "uri": "true"}
     return parsed.set(database=f"file:{path}", query=query).render_as_string(hide_password=False)
