@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from myfy_db.engine import (
     classify_connect_error,
-    describe_target,
     open_engine,
     server_error,
     translate_errors,
@@ -35,7 +34,7 @@ from myfy_db.migrations.options import RunOptions
 from myfy_db.migrations.project import MigrationProject
 from myfy_db.migrations.results import AppliedRevision, MigrationRun
 from myfy_db.migrations.revisions import RevisionInfo, alembic_errors
-from myfy_db.urls import redact
+from myfy_db.urls import DatabaseUrl, redact
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -76,16 +75,14 @@ def _current_heads(connection: Connection) -> tuple[str, ...]:
     return tuple(MigrationContext.configure(connection).get_current_heads())
 
 
-def _engine_overrides(settings: DatabaseSettings, url: str) -> dict[str, Any]:
+def _engine_overrides(settings: DatabaseSettings, url: str | DatabaseUrl) -> dict[str, Any]:
     """Two connections (lock + migration), named ``myfy-db migrate`` on PostgreSQL.
 
     One more may overflow: a project's env.py that opens its own connection from
     ``config.attributes["connection"].engine`` gets it at once instead of waiting out
     ``pool_timeout`` for a pool whose two connections this run holds.
     """
-    from sqlalchemy.engine import make_url
-
-    backend = make_url(url).get_backend_name()
+    backend = DatabaseUrl.of(url).backend
     if backend == "sqlite":
         return {}
     overrides: dict[str, Any] = {"pool_size": 2, "max_overflow": 1}
@@ -172,14 +169,14 @@ async def run_writing(
     plan, confirm, before_alembic = operation.plan, operation.confirm, operation.before_alembic
     atomic, dry_run, progress = options.atomic, options.dry_run, options.progress
     ddl = options.ddl_lock(settings)
-    url = settings.database_url
+    url = settings.url  # parsed once, carried down
     guard = ProductionGuard(loaded)
     guard.check_local(guard_command)
     if atomic:
         refuse_atomic_on(url)
     script = project.script()  # a broken project fails before anything connects
     started = time.perf_counter()
-    run = MigrationRun(command, describe_target(url), None, None, dry_run=dry_run, atomic=atomic)
+    run = MigrationRun(command, url.target, None, None, dry_run=dry_run, atomic=atomic)
 
     from sqlalchemy import event
 
@@ -224,7 +221,10 @@ async def run_writing(
             tracker.started = now
 
         config = project.config(
-            settings, url, connection=connection, on_version_apply=on_version_apply
+            settings,
+            settings.database_url,
+            connection=connection,
+            on_version_apply=on_version_apply,
         )
         config.attributes[env.METADATA] = None  # no model import needed to migrate
         config.attributes[env.TRANSACTIONAL_DDL] = connection.dialect.name == "sqlite"
@@ -367,12 +367,11 @@ def _revision_failed(
     return OperationFailed(f"{what} failed: {_failure_detail(exc)}", hint=hint)
 
 
-def refuse_atomic_on(url: str) -> None:
+def refuse_atomic_on(url: str | DatabaseUrl) -> None:
     """``--atomic`` needs DDL inside a transaction: PostgreSQL and SQLite, not MySQL/MariaDB."""
-    from sqlalchemy.engine import make_url
-
-    backend = make_url(url).get_backend_name()
-    if backend in ("mysql", "mariadb"):
+    parsed = DatabaseUrl.of(url)
+    backend = parsed.dialect
+    if parsed.backend == "mysql":
         raise ConfigError(
             f"--atomic is not possible on {backend}: each DDL statement commits on its own "
             "there, so a run cannot be rolled back as a whole",
