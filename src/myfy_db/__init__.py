@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         Refused,
     )
     from myfy_db.settings import DatabaseSettings, LoadedSettings, load_settings
-    from myfy_db.urls import mask_url
+    from myfy_db.urls import DatabaseUrl, mask_url
 
 _EXPORTS: dict[str, str] = {
     "DatabaseSettings": "myfy_db.settings",
@@ -57,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "OperationFailed": "myfy_db.errors",
     "Refused": "myfy_db.errors",
     "mask_url": "myfy_db.urls",
+    "DatabaseUrl": "myfy_db.urls",
 }
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "CheckFailed",
     "ConfigError",
     "DatabaseSettings",
+    "DatabaseUrl",
     "ExitCode",
     "LoadedSettings",
     "MyfyDbError",
