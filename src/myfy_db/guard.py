@@ -106,7 +106,7 @@ class Change(Enum):
 
 #: Commands refused outright in a protected environment (DESIGN.md).
 REFUSED_WHEN_PROTECTED = frozenset(
-    {"create-tables", "drop-tables", "migrate down", "migrate reset"}
+    {"create-tables", "drop-tables", "migrate down", "migrate redo", "migrate reset"}
 )
 
 
