@@ -104,7 +104,7 @@ def _detecting() -> Iterator[_Detected]:
 
 
 def _refuse_unless_at_head(connection: Connection, project: MigrationProject) -> None:
-    from myfy_db.migrations.commands import _pending
+    from myfy_db.migrations.revisions import pending_revisions
     from myfy_db.migrations.writing import _current_heads
 
     script = project.script()
@@ -112,7 +112,7 @@ def _refuse_unless_at_head(connection: Connection, project: MigrationProject) ->
     current = _current_heads(connection)
     if sorted(current) == sorted(heads):
         return
-    pending = _pending(script, current, heads)
+    pending = pending_revisions(script, current, heads)
     names = ", ".join(p.revision for p in pending)
     raise ConfigError(
         f"the database is not at head: {len(pending)} pending revision(s) ({names}); "
@@ -138,7 +138,7 @@ async def new_revision(
 
     settings = loaded.settings
     url = settings.database_url
-    project.script()
+    project.require_template()
     if autogenerate and metadata is None:
         raise ConfigError(
             "--autogenerate needs the models' metadata",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 from alembic import command
 
 from myfy_db.engine import describe_target, open_engine, translate_errors
-from myfy_db.errors import ConfigError, MyfyDbError, OperationFailed
+from myfy_db.errors import ConfigError, MyfyDbError
 from myfy_db.guard import Change, ProductionGuard
 from myfy_db.migrations import driving
 from myfy_db.migrations import environment as env
@@ -32,17 +32,16 @@ from myfy_db.migrations.revisions import (
     SEVERAL_HEADS_HINT,
     RevisionInfo,
     alembic_errors,
+    pending_revisions,
     several_heads,
 )
 from myfy_db.migrations.writing import (
     Operation,
     _current_heads,
     _failure_detail,
-    _heads_text,
     _tracking_steps,
     run_writing,
 )
-from myfy_db.urls import redact
 
 if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
@@ -230,23 +229,6 @@ def render_sql(
             ) from None
 
 
-def _pending(
-    script: ScriptDirectory, current: tuple[str, ...], heads: tuple[str, ...]
-) -> list[RevisionInfo]:
-    from alembic.script.revision import ResolutionError
-    from alembic.util import CommandError
-
-    try:
-        revisions = list(script.iterate_revisions(heads, current or "base"))
-    except (CommandError, ResolutionError) as exc:
-        raise OperationFailed(
-            f"the database is at revision {_heads_text(current)}, which the project does not "
-            f"know: {redact(str(exc).splitlines()[0])}",
-            hint="is this the right project for this database?",
-        ) from None
-    return [RevisionInfo.of(r, heads=heads) for r in reversed(revisions)]
-
-
 async def status(project: MigrationProject, loaded: LoadedSettings) -> MigrationStatus:
     """The current revision, the heads and the pending revisions (nothing is written)."""
     settings = loaded.settings
@@ -256,7 +238,7 @@ async def status(project: MigrationProject, loaded: LoadedSettings) -> Migration
     with translate_errors(url, "migrate status"):
         async with open_engine(settings, url) as engine, engine.connect() as connection:
             current = await connection.run_sync(_current_heads)
-    pending = _pending(script, current, heads) if sorted(current) != sorted(heads) else []
+    pending = pending_revisions(script, current, heads) if sorted(current) != sorted(heads) else []
     return MigrationStatus(describe_target(url), list(current), list(heads), pending)
 
 

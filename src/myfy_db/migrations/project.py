@@ -86,6 +86,17 @@ class MigrationProject:
         """
         return self._script
 
+    def require_template(self) -> Path:
+        """The project's ``script.py.mako``, which every new revision is written from; a
+        :class:`ConfigError` (exit 2) naming the path when it is missing."""
+        template = Path(self.script().dir) / "script.py.mako"
+        if not template.is_file():
+            raise ConfigError(
+                f"the Alembic project has no revision template: {template} not found",
+                hint="restore it from version control, or copy the one `migrate init` writes",
+            )
+        return template
+
     @cached_property
     def _env_is_async(self) -> bool:
         """True when the project's env.py builds an async engine (Alembic's async template)."""
@@ -210,6 +221,12 @@ def find_project(config_path: Path | None = None) -> MigrationProject:
         ) from None
     except configparser.Error as exc:
         raise ConfigError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"cannot read {path}: it is not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+            f"at offset {exc.start})",
+            hint="save it as UTF-8",
+        ) from None
     if not parser.has_option("alembic", "script_location"):
         raise ConfigError(f"{path} has no [alembic] script_location", hint=INIT_HINT)
     location = Path(parser.get("alembic", "script_location"))

@@ -125,6 +125,32 @@ def alembic_errors() -> Iterator[None]:
         raise RevisionExited(f"the revision called sys.exit({exc.code!r})") from None
 
 
+@contextmanager
+def known_to_project(current: Iterable[str]) -> Iterator[None]:
+    """The database's ``current`` revisions, which the project must know: a revision it
+    does not know is a usage error (exit 2), as an unknown revision on the command line is."""
+    from alembic.script.revision import ResolutionError
+    from alembic.util import CommandError
+
+    try:
+        yield
+    except (CommandError, ResolutionError) as exc:
+        raise ConfigError(
+            f"the database is at revision {', '.join(current) or 'base'}, which the project "
+            f"does not know: {redact(str(exc).strip().splitlines()[0])}",
+            hint="is this the right project for this database?",
+        ) from None
+
+
+def pending_revisions(
+    script: ScriptDirectory, current: tuple[str, ...], heads: tuple[str, ...]
+) -> list[RevisionInfo]:
+    """The revisions from ``current`` up to ``heads``, oldest first."""
+    with known_to_project(current):
+        revisions = list(script.iterate_revisions(heads, current or "base"))
+    return [RevisionInfo.of(r, heads=heads) for r in reversed(revisions)]
+
+
 class RevisionExited(Exception):
     """A revision called ``sys.exit()``: it failed (exit 1), whatever code it gave."""
 
@@ -134,7 +160,7 @@ def applied_revisions(script: ScriptDirectory, current: Iterable[str]) -> set[st
     heads = tuple(current)
     if not heads:
         return set()
-    with alembic_errors():
+    with known_to_project(heads):
         return {r.revision for r in script.revision_map.iterate_revisions(heads, "base")}
 
 
@@ -211,6 +237,7 @@ def merge(
             f"nothing to merge: {', '.join(revisions)} names {len(named)} revision(s)",
             hint="merge needs two or more heads (see myfy-db migrate heads)",
         )
+    project.require_template()
     config = project.config(settings)
     with alembic_errors():
         created = command.merge(config, revisions, message=message)

@@ -79,16 +79,21 @@ class _Recorder:
             frame = frame.f_back  # type: ignore[assignment]
         return "?", "?", 0
 
-    def failing_revision(self, exc: BaseException) -> str:
-        """``revision r2 (migrations/versions/r2.py:14)``: the deepest revision frame of ``exc``."""
-        found = "a revision"
+    def failing_frame(self, exc: BaseException) -> tuple[str, str, int] | None:
+        """``(revision, path, line)`` of the deepest revision frame of ``exc``'s traceback."""
+        found = None
         tb = exc.__traceback__
         while tb is not None:
             path = self._revision_of(tb.tb_frame.f_code.co_filename)
             if path is not None:
-                found = f"revision {self.revisions[path]} (line {tb.tb_lineno})"
+                found = (self.revisions[path], path, tb.tb_lineno)
             tb = tb.tb_next
         return found
+
+    def failing_revision(self, exc: BaseException) -> str:
+        """``revision r2 (line 14)``: the deepest revision frame of ``exc``."""
+        found = self.failing_frame(exc)
+        return "a revision" if found is None else f"revision {found[0]} (line {found[2]})"
 
     def begin(self, operation: Any) -> CapturedOp:
         revision, path, line = self.caller()
@@ -152,6 +157,13 @@ def _expand_raw(captured: CapturedOp) -> list[CapturedOp]:
     return expanded
 
 
+def _shown_path(path: str) -> str:
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def capture(
     project: MigrationProject, settings: DatabaseSettings, url: str, revision_range: str
 ) -> list[CapturedOp]:
@@ -179,6 +191,18 @@ def capture(
             raise
         except CommandError:
             raise
+        except SystemExit as exc:  # a revision that exits has failed, whatever its code
+            found = recorder.failing_frame(exc)
+            where = (
+                "a revision"
+                if found is None
+                else (f"revision {found[0]} ({_shown_path(found[1])} line {found[2]})")
+            )
+            raise OperationFailed(
+                f"cannot lint: {where} calls sys.exit({exc.code!r}) when run offline for "
+                f"{dialect}: a revision that exits has failed",
+                hint="raise an exception instead of calling sys.exit() in a revision",
+            ) from None
         except Exception as exc:
             where = recorder.failing_revision(exc)
             detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
