@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from myfy_db.cli.reference import GENERATORS, SHELLS, _walk, command_tree, updated_readme
+from myfy_db.cli.reference import (
+    GENERATORS,
+    SHELLS,
+    CommandInfo,
+    _walk,
+    command_tree,
+    updated_readme,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,3 +76,20 @@ def test_readme_lint_rule_table_is_current() -> None:
         assert rule.summary
         assert rule.breaks
         assert rule.safe
+
+
+@pytest.mark.parametrize("command", _walk(command_tree()), ids=lambda c: c.title)
+def test_readme_reference_reads_as_the_help_does(command: CommandInfo) -> None:
+    """The README's usage line and option names are the ones ``-h`` prints, for every command."""
+    from helpers import invoke
+
+    shown = invoke(*command.path, "-h")
+    assert shown.exit_code == 0, shown.stderr
+    first = next(line for line in shown.stdout.splitlines() if line.strip())
+    assert first == f"Usage: {command.usage}"
+    columns = [line.strip().split("  ")[0] for line in shown.stdout.splitlines()]
+    for option in command.options:
+        assert option.shown in columns, f"{command.title}: {option.shown!r} is not in -h"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split(f"### `{command.title}`\n", 1)[1].split("\n### ", 1)[0]
+    assert f"```\n{command.usage}\n```" in section

@@ -37,6 +37,8 @@ class OptionInfo:
     takes_value: bool
     metavar: str | None
     choices: list[str] = field(default_factory=list)
+    #: The option as ``-h`` shows it (``--url URL``), from Click's own help record.
+    shown: str = ""
 
     @property
     def is_path(self) -> bool:
@@ -57,6 +59,8 @@ class CommandInfo:
     arguments: list[ArgumentInfo]
     subcommands: list[CommandInfo]
     hidden: bool = False
+    #: The usage line as ``-h`` shows it, without ``Usage:``, from Click's own usage pieces.
+    usage: str = ""
 
     @property
     def title(self) -> str:
@@ -71,7 +75,10 @@ def _clean(text: str | None) -> str:
     return inspect.cleandoc(text or "").replace("\b\n", "")
 
 
-def _describe(command: Any, path: list[str]) -> CommandInfo:
+def _describe(command: Any, path: list[str], parent: Any = None) -> CommandInfo:
+    # The same context ``-h`` builds, so the usage line and each option's text come from
+    # the pieces Click prints there (``{REV}``, ``[-- CLIENT_ARGS]...``, ``--url URL``).
+    ctx = command.context_class(command, info_name=path[-1] if path else PROG, parent=parent)
     options: list[OptionInfo] = []
     arguments: list[ArgumentInfo] = []
     for param in command.params:
@@ -79,6 +86,7 @@ def _describe(command: Any, path: list[str]) -> CommandInfo:
             arguments.append(ArgumentInfo(param.name.upper(), bool(param.required)))
         elif not getattr(param, "hidden", False):
             choices = list(getattr(getattr(param, "type", None), "choices", None) or [])
+            record = param.get_help_record(ctx)
             options.append(
                 OptionInfo(
                     names=[*param.opts, *param.secondary_opts],
@@ -86,15 +94,19 @@ def _describe(command: Any, path: list[str]) -> CommandInfo:
                     takes_value=not param.is_flag,
                     metavar=param.metavar,
                     choices=[str(c) for c in choices],
+                    shown=record[0] if record else "",
                 )
             )
-    options.append(OptionInfo(["--help", "-h"], "Show the help and exit.", False, None))
+    options.append(
+        OptionInfo(["--help", "-h"], "Show the help and exit.", False, None, shown="-h, --help")
+    )
     subcommands = [
-        _describe(sub, [*path, name])
+        _describe(sub, [*path, name], ctx)
         for name, sub in sorted(getattr(command, "commands", {}).items())
         if not sub.hidden
     ]
-    return CommandInfo(path, _clean(command.help), options, arguments, subcommands)
+    usage = " ".join([ctx.command_path, *command.collect_usage_pieces(ctx)])
+    return CommandInfo(path, _clean(command.help), options, arguments, subcommands, usage=usage)
 
 
 def command_tree() -> CommandInfo:
@@ -112,19 +124,11 @@ def _walk(command: CommandInfo) -> list[CommandInfo]:
 # -- README ------------------------------------------------------------------------------
 
 
-def _usage(command: CommandInfo) -> str:
-    parts = [command.title, "[OPTIONS]"]
-    parts += [a.name if a.required else f"[{a.name}]" for a in command.arguments]
-    if command.subcommands:
-        parts.append("COMMAND [ARGS]...")
-    return " ".join(parts)
-
-
 def markdown_reference() -> str:
     """The command reference, as Markdown."""
     lines: list[str] = [BEGIN, ""]
     for command in _walk(command_tree()):
-        lines += [f"### `{command.title}`", "", "```", _usage(command), "```", ""]
+        lines += [f"### `{command.title}`", "", "```", command.usage, "```", ""]
         if command.help:
             lines += [_clean(command.help).replace("\n\n", "\n\n"), ""]
         if command.subcommands:
@@ -133,10 +137,7 @@ def markdown_reference() -> str:
             lines.append("")
         lines += ["| option | description |", "|---|---|"]
         for option in command.options:
-            value = f" {option.metavar or 'VALUE'}" if option.takes_value else ""
-            names = ", ".join(
-                f"`{n}{value}`" if n.startswith("--") else f"`{n}`" for n in option.names
-            )
+            names = f"`{option.shown}`"
             text = option.help.replace("\n", " ").replace("|", "\\|")
             lines.append(f"| {names} | {text} |")
         lines.append("")
