@@ -360,13 +360,100 @@ def _refuse_dangling_references(connection: Connection, plan: DropPlan) -> None:
     """Refuse (exit 3) when a table that stays references one that would be dropped.
 
     Dropping it would leave that table pointing at nothing (MySQL/MariaDB with its checks off,
-    SQLite), or fail half-way; so nothing is dropped and the referencing table is named.
+    SQLite), or fail half-way; so nothing is dropped and the referencing table is named. On
+    PostgreSQL and MySQL/MariaDB the server's catalog is asked, across every schema and
+    database it shows this account (``pg_constraint``; ``information_schema``); SQLite has
+    one database, which SQLAlchemy's inspector reads.
     """
     targets = set(plan.tables)
     if not targets:
         return
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        found = _references_postgresql(connection, targets)
+    elif dialect in ("mysql", "mariadb"):
+        found = _references_mysql(connection, targets)
+    else:
+        found = _references_inspected(connection, targets)
+    if found:
+        table, referred, constraint = found[0]
+        more = f" (and {len(found) - 1} more foreign key(s))" if len(found) > 1 else ""
+        raise Refused(
+            f"drop-tables refused: table {table} references {referred} (foreign key "
+            f"{constraint}) and is not being dropped{more}; nothing was dropped",
+            hint=f"drop {table} too, or remove its foreign key first",
+        )
+
+
+#: A foreign key into a dropped table: (referencing table, referenced table, constraint).
+Reference = tuple[str, str, str]
+
+
+def _references_postgresql(connection: Connection, targets: set[str]) -> list[Reference]:
+    """Foreign keys from tables outside ``targets``, in any schema, into ``targets``."""
+    from sqlalchemy import bindparam, text
+
+    default = connection.exec_driver_sql("SELECT current_schema()").scalar() or "public"
+    wanted = {_split_qualified(t, default): t for t in targets}
+    query = text(
+        "SELECT rn.nspname, r.relname, tn.nspname, t.relname, c.conname "
+        "FROM pg_constraint c "
+        "JOIN pg_class r ON r.oid = c.conrelid "
+        "JOIN pg_namespace rn ON rn.oid = r.relnamespace "
+        "JOIN pg_class t ON t.oid = c.confrelid "
+        "JOIN pg_namespace tn ON tn.oid = t.relnamespace "
+        "WHERE c.contype = 'f' AND t.relname IN :names "
+        "ORDER BY rn.nspname, r.relname, c.conname"
+    ).bindparams(bindparam("names", expanding=True))
+    rows = connection.execute(query, {"names": sorted({n for _, n in wanted})}).all()
+    return _outside(rows, wanted, default)
+
+
+def _references_mysql(connection: Connection, targets: set[str]) -> list[Reference]:
+    """Foreign keys from tables outside ``targets``, in any database, into ``targets``."""
+    from sqlalchemy import bindparam, text
+
+    default = connection.exec_driver_sql("SELECT DATABASE()").scalar() or ""
+    wanted = {_split_qualified(t, default): t for t in targets}
+    query = text(
+        "SELECT DISTINCT k.TABLE_SCHEMA, k.TABLE_NAME, k.REFERENCED_TABLE_SCHEMA, "
+        "k.REFERENCED_TABLE_NAME, k.CONSTRAINT_NAME "
+        "FROM information_schema.KEY_COLUMN_USAGE k "
+        "WHERE k.REFERENCED_TABLE_SCHEMA IN :schemas AND k.REFERENCED_TABLE_NAME IN :names "
+        "ORDER BY k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME"
+    ).bindparams(bindparam("schemas", expanding=True), bindparam("names", expanding=True))
+    params = {
+        "schemas": sorted({schema for schema, _ in wanted}),
+        "names": sorted({name for _, name in wanted}),
+    }
+    return _outside(connection.execute(query, params).all(), wanted, default)
+
+
+def _split_qualified(qualified: str, default: str) -> tuple[str, str]:
+    schema, _, name = qualified.rpartition(".")
+    return (schema or default, name)
+
+
+def _outside(
+    rows: Iterable[Any], wanted: dict[tuple[str, str], str], default: str
+) -> list[Reference]:
+    """The catalog's ``(schema, table, referred schema, referred table, constraint)`` rows
+    whose referenced table is dropped and whose referencing table is not."""
+    found: list[Reference] = []
+    for schema, table, referred_schema, referred_table, constraint in rows:
+        referred = wanted.get((referred_schema, referred_table))
+        if referred is None or (schema, table) in wanted:
+            continue
+        name = table if schema == default else f"{schema}.{table}"
+        found.append((name, referred, constraint or "(unnamed)"))
+    return found
+
+
+def _references_inspected(connection: Connection, targets: set[str]) -> list[Reference]:
+    """Foreign keys into ``targets`` from the other tables of their schemas (SQLite)."""
     inspector = inspect(connection)
     schemas = sorted({t.rpartition(".")[0] or None for t in targets}, key=lambda s: s or "")
+    found: list[Reference] = []
     for schema in schemas:
         for name in inspector.get_table_names(schema):
             table = _qualified(schema, name)
@@ -378,12 +465,8 @@ def _refuse_dangling_references(connection: Connection, plan: DropPlan) -> None:
                     referred_schema = None
                 referred = _qualified(referred_schema or schema, fk["referred_table"])
                 if referred in targets:
-                    constraint = fk.get("name") or "(unnamed)"
-                    raise Refused(
-                        f"drop-tables refused: table {table} references {referred} (foreign key "
-                        f"{constraint}) and is not being dropped; nothing was dropped",
-                        hint=f"drop {table} too, or remove its foreign key first",
-                    )
+                    found.append((table, referred, fk.get("name") or "(unnamed)"))
+    return found
 
 
 def _table(qualified: str) -> Table:
