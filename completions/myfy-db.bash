@@ -18,13 +18,14 @@ _myfy_db() {
         --command|--concurrency|--connections|--count|--ddl-lock-timeout|--duration|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "") words="check-pool config create-tables dbshell drop-tables migrate profile-pool set-environment shell --version --traceback --help -h" ;;
+        "") words="check-pool config create-database create-tables dbshell drop-tables migrate profile-pool set-environment shell --version --traceback --help -h" ;;
         "check-pool") words="--url --env-file --connections --samples --max-latency-ms --timeout --replica --primary-only --watch --count --json --wait --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
+        "create-database") words="--url --env-file --json --wait --help -h" ;;
         "create-tables") words="--url --env-file --metadata --sql --json --wait --help -h" ;;
         "dbshell") words="--url --env-file --yes -y --wait --help -h" ;;
         "drop-tables") words="--url --env-file --metadata --all --dry-run --yes -y --json --wait --help -h" ;;
-        "migrate") words="branches check current down downgrade heads history init lint merge new reset show stamp status up upgrade --url --env-file --config --lock-timeout --ddl-lock-timeout --retries --sql --atomic --json --wait --help -h" ;;
+        "migrate") words="branches check current down downgrade heads history init lint merge new redo reset show stamp status up upgrade --url --env-file --config --lock-timeout --ddl-lock-timeout --retries --sql --atomic --json --wait --help -h" ;;
         "migrate branches") words="--config --json --help -h" ;;
         "migrate check") words="--url --env-file --metadata --json --wait --help -h" ;;
         "migrate current") words="--url --env-file --config --json --wait --help -h" ;;
@@ -33,9 +34,10 @@ _myfy_db() {
         "migrate heads") words="--config --json --help -h" ;;
         "migrate history") words="--url --env-file --config --json --help -h" ;;
         "migrate init") words="--config --json --help -h" ;;
-        "migrate lint") words="--fail-on --url --env-file --config --metadata --json --help -h" ;;
+        "migrate lint") words="--fail-on --url --env-file --config --metadata --offline --json --help -h" ;;
         "migrate merge") words="--message -m --config --json --help -h" ;;
         "migrate new") words="--message -m --autogenerate --empty --url --env-file --config --metadata --json --wait --help -h" ;;
+        "migrate redo") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --retries --yes -y --json --wait --help -h" ;;
         "migrate reset") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --retries --atomic --yes -y --json --wait --help -h" ;;
         "migrate show") words="--config --json --help -h" ;;
         "migrate stamp") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --json --wait --help -h" ;;

@@ -185,7 +185,13 @@ CASES: list[tuple[str, tuple[str, ...], str, str]] = [
         EVERY,
         'op.alter_column("items", "body", new_column_name="text", existing_type=sa.Text)',
         'op.add_column("items", sa.Column("text", sa.Text))\n'
-        'op.execute("UPDATE items SET text = body")',
+        'op.execute("UPDATE items SET text = body WHERE id BETWEEN 1 AND 1000")',
+    ),
+    (
+        "DB005",
+        EVERY,
+        "op.execute(\"UPDATE items SET note = 'x'\")",
+        "op.execute(\"UPDATE items SET note = 'x' WHERE id BETWEEN 1 AND 1000\")",
     ),
     (
         "DB004",
@@ -287,18 +293,26 @@ def test_dropping_a_column_the_models_still_map_is_an_error(
     assert {f["rule"] for f in report["findings"]} == {"DB001"}
 
 
-def test_offline_lint_covers_every_revision_and_tables_created_in_range_are_new(
-    tmp_path: Path,
-) -> None:
+def test_an_unreachable_database_is_exit_4_never_a_silent_offline_lint(tmp_path: Path) -> None:
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"
     ini = _project(tmp_path / "p", 'op.create_index("ix_items_name", "items", ["name"])')
-    code, report = _lint(ini, url)
-    assert report["revisions"] == ["r1", "r2"]
-    assert "cannot be reached" in report["scope"]
-    assert code == 0
-    assert report["findings"] == []
+    result = invoke("migrate", "lint", "--url", url, "--config", str(ini), "--json")
+    assert result.exit_code == 4, result.output
+    assert "no findings" not in result.output
 
-    code, report = _lint(ini, url, "r1:r2")
+
+def test_offline_lint_judges_each_revision_on_its_own(tmp_path: Path) -> None:
+    # items is created in r1 and indexed in r2: deployed months apart, r2 locks a table
+    # that is no longer new, so the index is judged as on an existing table.
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"
+    ini = _project(tmp_path / "p", 'op.create_index("ix_items_name", "items", ["name"])')
+    code, report = _lint(ini, url, "--offline")
+    assert report["revisions"] == ["r1", "r2"]
+    assert "--offline" in report["scope"]
+    assert code == 5
+    assert [f["rule"] for f in report["findings"]] == ["PG001"]
+
+    code, report = _lint(ini, url, "r1:r2", "--offline")
     assert code == 5
     assert [f["rule"] for f in report["findings"]] == ["PG001"]
 
@@ -382,7 +396,7 @@ def test_revision_that_cannot_run_offline_is_a_clear_failure(tmp_path: Path) -> 
     upgrade = 'op.get_bind().execute(sa.text("SELECT 1")).scalar_one()'
     ini = _project(tmp_path / "p", upgrade)
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"
-    result = invoke("migrate", "lint", "--url", url, "--config", str(ini))
+    result = invoke("migrate", "lint", "--offline", "--url", url, "--config", str(ini))
     assert result.exit_code == 1
     assert "cannot lint:" in result.stderr
     assert "revision r2 (line 13) failed when run offline for postgresql" in result.stderr

@@ -26,6 +26,7 @@ from myfy_db.cli.runtime import set_invoked_command, set_traceback
 #: An attribute that is a Typer application is added as a group.
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("myfy_db.cli.config_cmd", "config"),
+    "create-database": ("myfy_db.cli.create_database", "create_database"),
     "create-tables": ("myfy_db.cli.create_tables", "create_tables"),
     "drop-tables": ("myfy_db.cli.drop_tables", "drop_tables"),
     "set-environment": ("myfy_db.cli.set_environment", "set_environment"),
@@ -38,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 #: The top-level commands that connect to a database: they take ``--wait``.
 CONNECTING = frozenset(
     {
+        "create-database",
         "create-tables",
         "drop-tables",
         "set-environment",

@@ -87,6 +87,11 @@ def _run_summary(run_result: MigrationRun) -> list[Any]:
             "(dry run, nothing changed)",
             _revision_table(None, planned),
         ]
+    if run_result.command == "redo":
+        return [
+            f"{database}: redo: undid and re-applied {end}, {count} step(s) in "
+            f"{run_result.duration_ms:.0f} ms"
+        ]
     if run_result.command == "reset":
         dropped = run_result.dropped or []
         return [
@@ -142,6 +147,9 @@ def _write(ctx: typer.Context, kind: str, revision: str) -> None:
             url = loaded.settings.database_url
             confirm_drop = drop_confirmation(out, "migrate reset", url, yes=given.get("yes", False))
             result = await commands.reset(project, loaded, options, confirm=confirm_drop)
+        elif kind == "redo":
+            confirm = _confirm_down(out, loaded, "-1", yes=given.get("yes", False), redo=True)
+            result = await commands.redo(project, loaded, options, confirm=confirm)
         elif kind == "down":
             confirm = _confirm_down(out, loaded, revision, yes=given.get("yes", False))
             result = await commands.downgrade(project, loaded, revision, options, confirm=confirm)
@@ -159,31 +167,33 @@ def _revision_table(title: str | None, revisions: list[RevisionInfo]) -> Any:
     return table(title, ["#", "revision", "message"], rows)
 
 
-def _confirm_down(out: Output, loaded: LoadedSettings, revision: str, *, yes: bool) -> Any:
+def _confirm_down(
+    out: Output, loaded: LoadedSettings, revision: str, *, yes: bool, redo: bool = False
+) -> Any:
     """Ask for the database name, after listing the revisions the downgrade will undo."""
     import sys
 
     from myfy_db.cli.confirm import confirm_by_name, database_name
-    from myfy_db.engine import describe_target
 
-    url = loaded.settings.database_url
-    target = describe_target(url)
+    url = loaded.settings.url
+    target = url.target
+    command = "migrate redo" if redo else "migrate down"
 
     def confirm(planned: list[RevisionInfo]) -> None:
         if not yes and sys.stdin.isatty():
-            out.info(f"migrate down will undo {len(planned)} revision(s) on {target}, in order:")
+            out.info(f"{command} will undo {len(planned)} revision(s) on {target}, in order:")
             for number, info in enumerate(planned, 1):
                 out.info(
                     f"  {number}. {info.revision}" + (f" {info.message}" if info.message else "")
                 )
         # The revision the database ends at, named even when REV was relative (-1).
         end = (planned[-1].down_revision or "base") if planned else revision
-        confirm_by_name(
-            out,
-            f"Undo {len(planned)} revision(s) (down to {end}) on {target}",
-            database_name(url),
-            yes=yes,
+        action = (
+            f"Undo {planned[0].revision} and apply it again on {target}"
+            if redo and planned
+            else f"Undo {len(planned)} revision(s) (down to {end}) on {target}"
         )
+        confirm_by_name(out, action, database_name(loaded.settings.database_url), yes=yes)
 
     return confirm
 
@@ -275,6 +285,25 @@ def reset(
     _write(ctx, "reset", "head")
 
 
+def redo(
+    ctx: typer.Context,
+    url: UrlOption = None,
+    env_file: EnvFileOption = None,
+    config: ConfigOption = None,
+    lock_timeout: LockTimeoutOption = 60.0,
+    ddl_lock_timeout: DdlLockTimeoutOption = None,
+    retries: RetriesOption = 0,
+    yes: YesOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Undo the latest revision, then apply it again, under the migration lock.
+
+    Guarded like down: refused in a protected environment, asks for the database name (no
+    terminal: exit 3 unless --yes).
+    """
+    _write(ctx, "redo", "-1")
+
+
 def stamp(
     ctx: typer.Context,
     revision: RevisionArgument,
@@ -292,6 +321,7 @@ def stamp(
 # The subcommands, in the order --help lists them; those that connect take --wait.
 app.command("up", cls=ConnectingRevisionCommand)(up)
 app.command("down", cls=ConnectingRevisionCommand)(down)
+app.command("redo", cls=ConnectingCommand)(redo)
 app.command("reset", cls=ConnectingCommand)(reset)
 app.command("stamp", cls=ConnectingRevisionCommand)(stamp)
 app.command("status", cls=ConnectingCommand)(migrate_look.status)

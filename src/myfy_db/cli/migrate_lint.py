@@ -68,6 +68,14 @@ def lint(
     env_file: EnvFileOption = None,
     config: ConfigOption = None,
     metadata: MetadataOption = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="Lint without the database: the given range, or every revision (otherwise "
+            "an unreachable database is exit 4).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Judge what each revision will do on the URL's dialect: locks, rewrites, renames, drops.
@@ -89,7 +97,9 @@ def lint(
         models = None
         if loaded.settings.metadata:
             models = load_metadata(loaded.settings.metadata).metadata
-        report = await lint_revisions(project, loaded, revision_range, metadata=models)
+        report = await lint_revisions(
+            project, loaded, revision_range, metadata=models, offline=offline
+        )
         out.emit(report.to_dict(), lambda console: _render(report, console))
         failing = report.failing(threshold)
         if failing:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from alembic import command
 
-from myfy_db.engine import describe_target, open_engine, translate_errors
+from myfy_db.engine import open_engine, translate_errors
 from myfy_db.errors import ConfigError, MyfyDbError
 from myfy_db.guard import Change, ProductionGuard
 from myfy_db.migrations import driving
@@ -44,11 +44,14 @@ from myfy_db.migrations.writing import (
 )
 
 if TYPE_CHECKING:
+    from alembic.config import Config
     from alembic.script import ScriptDirectory
     from sqlalchemy import Connection
 
+    from myfy_db.migrations.driving import Driver
     from myfy_db.schema import DropPlan
     from myfy_db.settings import DatabaseSettings, LoadedSettings
+    from myfy_db.urls import DatabaseUrl
 
 __all__ = [
     "AppliedRevision",
@@ -60,6 +63,7 @@ __all__ = [
     "downgrade",
     "history",
     "read_current",
+    "redo",
     "render_sql",
     "reset",
     "stamp",
@@ -129,6 +133,49 @@ async def downgrade(
         Change.DESTRUCTIVE,
         lambda config, driver: driving.downgrade(config, revision, driver, project.script()),
         plan=lambda script, current: downgrade_plan(script, current, revision),
+        confirm=confirm,
+    )
+    return await run_writing(project, loaded, operation, options)
+
+
+async def redo(
+    project: MigrationProject,
+    loaded: LoadedSettings,
+    options: RunOptions = DEFAULT_OPTIONS,
+    *,
+    confirm: Callable[[list[RevisionInfo]], None] | None = None,
+) -> MigrationRun:
+    """Undo the database's latest revision, then apply it again (Rails' ``db:migrate:redo``).
+
+    Guarded like :func:`downgrade`: ``confirm`` sees the revision to undo first. A database
+    with several heads is refused (the revision to redo would be ambiguous); one at base has
+    nothing to redo.
+    """
+
+    def down_and_up(config: Config, driver: Driver) -> None:
+        script = project.script()
+        driving.downgrade(config, "-1", driver, script)
+        driving.upgrade(config, "+1", driver, script)
+
+    def plan(script: ScriptDirectory, current: tuple[str, ...]) -> list[RevisionInfo]:
+        if len(current) > 1:
+            raise ConfigError(
+                f"redo needs one current revision; the database is at {', '.join(current)}",
+                hint="migrate down to one of them first, or merge the heads",
+            )
+        if not current:
+            raise ConfigError(
+                "the database is at base: there is no revision to redo",
+                hint="run myfy-db migrate first",
+            )
+        return downgrade_plan(script, current, "-1")
+
+    operation = Operation(
+        "redo",
+        "migrate redo",
+        Change.DESTRUCTIVE,
+        down_and_up,
+        plan=plan,
         confirm=confirm,
     )
     return await run_writing(project, loaded, operation, options)
@@ -232,19 +279,19 @@ def render_sql(
 async def status(project: MigrationProject, loaded: LoadedSettings) -> MigrationStatus:
     """The current revision, the heads and the pending revisions (nothing is written)."""
     settings = loaded.settings
-    url = settings.database_url
+    url = settings.url
     script = project.script()
     heads = tuple(script.get_heads())
     with translate_errors(url, "migrate status"):
         async with open_engine(settings, url) as engine, engine.connect() as connection:
             current = await connection.run_sync(_current_heads)
     pending = pending_revisions(script, current, heads) if sorted(current) != sorted(heads) else []
-    return MigrationStatus(describe_target(url), list(current), list(heads), pending)
+    return MigrationStatus(url.target, list(current), list(heads), pending)
 
 
 async def read_current(loaded: LoadedSettings, action: str) -> tuple[str, ...]:
     """The database's current heads (nothing is written)."""
-    url = loaded.settings.database_url
+    url = loaded.settings.url
     with translate_errors(url, action):
         async with open_engine(loaded.settings, url) as engine, engine.connect() as connection:
             return tuple(await connection.run_sync(_current_heads))
@@ -262,7 +309,7 @@ async def current(project: MigrationProject, loaded: LoadedSettings) -> CurrentR
         if found is None:  # pragma: no cover - get_revision raises for unknown ids
             continue
         infos.append(RevisionInfo.of(found, heads=heads, current=now, applied=now))
-    return CurrentRevision(describe_target(loaded.settings.database_url), infos)
+    return CurrentRevision(loaded.settings.url.target, infos)
 
 
 async def history(
@@ -279,9 +326,9 @@ async def history(
     project.script()
     now: tuple[str, ...] | None = None
     if loaded is not None:
-        url = loaded.settings.database_url
+        url = loaded.settings.url
         if _missing_sqlite_file(url):
-            report(f"{describe_target(url)} does not exist: applied revisions not marked")
+            report(f"{url.target} does not exist: applied revisions not marked")
         else:
             try:
                 now = await read_current(loaded, "migrate history")
@@ -290,12 +337,6 @@ async def history(
     return revisions.history(project, now)
 
 
-def _missing_sqlite_file(url: str) -> bool:
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return False
-    if parsed.database == ":memory:" or parsed.database.startswith("file:"):
-        return False
-    return not Path(parsed.database).exists()
+def _missing_sqlite_file(url: DatabaseUrl) -> bool:
+    path = url.sqlite_file
+    return path is not None and not Path(path).exists()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from myfy_db.errors import CannotConnect, ConfigError
+from myfy_db.errors import ConfigError
 from myfy_db.migrations.lint.model import CapturedOp, Finding, RangeState, Rule, Severity
 from myfy_db.migrations.lint.registry import all_rules
 
@@ -91,7 +91,14 @@ def judge(ops: list[CapturedOp], models: dict[str, set[str]] | None = None) -> l
     state = RangeState(models=models)
     rules = all_rules()
     findings: list[Finding] = []
+    revision = None
     for captured in ops:
+        if captured.revision != revision:
+            # Each revision is judged on its own, as it is deployed: a table or column is
+            # new only inside the revision that created it (strong_migrations, squawk).
+            revision = captured.revision
+            state.created_tables.clear()
+            state.added_columns.clear()
         for rule in rules:
             if not rule.applies_to(captured.dialect):
                 continue
@@ -125,26 +132,6 @@ def _model_columns(metadata: MetaData) -> dict[str, set[str]]:
     }
 
 
-async def _current_heads(loaded: LoadedSettings) -> tuple[str, ...] | None:
-    """The database's current revisions, or None when it cannot be reached."""
-    from sqlalchemy.engine import make_url
-
-    from myfy_db.migrations.commands import read_current
-
-    url = loaded.settings.database_url
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:") or database.startswith("file:"):
-            return None
-        if not Path(database).exists():
-            return None  # connecting would create it
-    try:
-        return await read_current(loaded, "migrate lint")
-    except CannotConnect:
-        return None
-
-
 def _revisions_in(project: MigrationProject, revision_range: str) -> list[str]:
     from alembic.script.revision import RevisionError
     from alembic.util import CommandError
@@ -163,28 +150,28 @@ async def lint(
     revision_range: str | None = None,
     *,
     metadata: MetaData | None = None,
+    offline: bool = False,
 ) -> LintReport:
     """Lint the revisions of ``revision_range`` (``FROM:TO``) for the URL's dialect.
 
-    Without a range: the pending revisions when the database can be reached, every revision
-    otherwise. Nothing is written to the database.
+    Without a range: the pending revisions. The database is read (nothing is written): one
+    that cannot be reached is exit 4, as for every command, never a silent switch to
+    offline linting. ``offline`` lints without it: the given range, or every revision.
     """
-    from sqlalchemy.engine import make_url
-
-    from myfy_db.engine import describe_target
+    from myfy_db.migrations.commands import read_current
     from myfy_db.migrations.lint.capture import capture, dialect_family
     from myfy_db.migrations.revisions import alembic_errors
 
     settings = loaded.settings
-    url = settings.database_url
+    url = settings.url
     script = project.script()
     heads = tuple(script.get_heads())
+    current = None if offline else await read_current(loaded, "migrate lint")
     if revision_range is not None:
         spec, scope = revision_range, "given range"
     else:
-        current = await _current_heads(loaded)
         if current is None:
-            spec, scope = "base:heads", "every revision (the database cannot be reached)"
+            spec, scope = "base:heads", "every revision (--offline)"
         elif sorted(current) == sorted(heads):
             spec, scope = "", "pending revisions (none: the database is at head)"
         elif len(current) > 1:
@@ -194,15 +181,15 @@ async def lint(
             )
         else:
             spec, scope = f"{current[0] if current else 'base'}:heads", "pending revisions"
-    dialect = dialect_family(make_url(url).get_backend_name())
-    report = LintReport(describe_target(url), dialect, spec or "-", scope, [])
+    dialect = dialect_family(url.backend)
+    report = LintReport(url.target, dialect, spec or "-", scope, [])
     if not spec:
         return report
     with alembic_errors():
         report.revisions = _revisions_in(project, spec)
         start, _, end = spec.rpartition(":")
         alembic_range = end if start in ("", "base") else spec
-        ops = capture(project, settings, url, alembic_range)
+        ops = capture(project, settings, settings.database_url, alembic_range)
     models = _model_columns(metadata) if metadata is not None else None
     report.findings = judge(ops, models)
     return report

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from myfy_db.errors import MyfyDbError, OperationFailed
 from myfy_db.migrations.lint.model import CapturedOp
-from myfy_db.migrations.lint.rawsql import RawStatement, classify, split_statements
+from myfy_db.migrations.lint.rawsql import statements_of
 from myfy_db.urls import redact
 
 if TYPE_CHECKING:
@@ -138,10 +138,9 @@ def _expand_raw(captured: CapturedOp) -> list[CapturedOp]:
         return [captured]
     sqltext = captured.operation.sqltext
     text = sqltext if isinstance(sqltext, str) else str(getattr(sqltext, "text", sqltext))
-    statements = split_statements(text) or [text]
     expanded = []
-    for statement in statements:
-        raw = classify(statement) or RawStatement("unknown", statement)
+    for raw in statements_of(text, captured.dialect):
+        statement = raw.text
         expanded.append(
             CapturedOp(
                 captured.revision,

@@ -1,9 +1,13 @@
-"""Classify the SQL of ``op.execute()`` where its shape is known; the rest is "not analysed".
+"""Classify the SQL of ``op.execute()`` so the rules can judge it like the operation form.
 
-Only statement shapes the rules need are recognised: data changes and ``SET`` (no schema
-effect), ``CREATE/DROP INDEX`` (with or without ``CONCURRENTLY``), ``VALIDATE CONSTRAINT``,
-``ADD CONSTRAINT ... USING INDEX`` and MySQL's ``CONVERT TO CHARACTER SET``. Anything else is
-reported by the raw-SQL rule, by name, rather than silently passed.
+On PostgreSQL the statements are parsed with pglast (PostgreSQL's own parser, the one the
+shell's sandbox uses): a dollar-quoted function body is one statement, names are resolved
+as the server resolves them, and every shape the rules know is read from the parse tree:
+data changes (and whether an UPDATE or DELETE touches every row), ``SET``, ``CREATE/DROP
+INDEX`` (``CONCURRENTLY``, ``IF [NOT] EXISTS``), ``VALIDATE CONSTRAINT``, ``ADD CONSTRAINT
+... USING INDEX``, renames and drops of tables and columns, functions and comments. Elsewhere
+the recognised shapes are read from the text. Anything else is reported by the raw-SQL rule,
+by name, rather than silently passed.
 """
 
 from __future__ import annotations
@@ -69,6 +73,11 @@ class RawStatement:
     concurrently: bool = False
     unique: bool = False
     fulltext: bool = False
+    column: str | None = None
+    #: An UPDATE or DELETE without WHERE: every row of the table, in one transaction.
+    whole_table: bool = False
+    #: ``IF NOT EXISTS`` / ``IF EXISTS`` was given.
+    if_exists: bool = False
 
 
 def _unquote(name: str | None) -> str | None:
@@ -99,8 +108,21 @@ def split_statements(sql: str) -> list[str]:
     return [" ".join(p.split()) for p in parts if p.strip()]
 
 
+_CHANGE = re.compile(
+    rf"^(?:UPDATE\s+(?:LOW_PRIORITY\s+|IGNORE\s+)*|DELETE\s+(?:LOW_PRIORITY\s+|QUICK\s+|IGNORE\s+)*"
+    rf"FROM\s+)(?P<table>{_NAME})",
+    re.I,
+)
+
+
 def classify(statement: str) -> RawStatement | None:
     """The recognised shape of one statement, or None when it cannot be analysed."""
+    change = _CHANGE.match(statement)
+    if change is not None:  # the text's reading: no WHERE at all means every row
+        whole = re.search(r"\bWHERE\b", statement, re.I) is None
+        return RawStatement(
+            "data", statement, table=_unquote(change.group("table")), whole_table=whole
+        )
     for kind, pattern in _PATTERNS:
         match = pattern.search(statement)
         if match is None:
@@ -116,3 +138,99 @@ def classify(statement: str) -> RawStatement | None:
             fulltext=bool(groups.get("fulltext")),
         )
     return None
+
+
+def statements_of(sql: str, dialect: str) -> list[RawStatement]:
+    """Every statement of ``sql`` classified for ``dialect`` (``unknown`` where no shape
+    is known); PostgreSQL's statements come from PostgreSQL's own parser."""
+    if dialect == "postgresql":
+        parsed = _postgresql(sql)
+        if parsed is not None:
+            return parsed
+    texts = split_statements(sql) or [sql]
+    return [classify(text) or RawStatement("unknown", text) for text in texts]
+
+
+def _postgresql(sql: str) -> list[RawStatement] | None:
+    """The statements as pglast reads them; None when it cannot (then the text is read)."""
+    try:
+        from pglast import parse_sql
+    except ImportError:  # pragma: no cover - pglast is a dependency
+        return None
+    try:
+        parsed = parse_sql(sql)
+    except Exception:
+        return None
+    encoded = sql.encode()
+    found = []
+    for raw in parsed:
+        start = raw.stmt_location or 0
+        end = start + raw.stmt_len if raw.stmt_len else len(encoded)
+        text = " ".join(encoded[start:end].decode(errors="replace").split())
+        found.append(_pg_shape(raw.stmt, text))
+    return found
+
+
+def _pg_shape(node: object, text: str) -> RawStatement:
+    from pglast import ast, enums
+
+    name = type(node).__name__
+    if name in ("InsertStmt", "SelectStmt", "MergeStmt"):
+        return RawStatement("data", text)
+    if isinstance(node, (ast.UpdateStmt, ast.DeleteStmt)):
+        table = node.relation.relname if node.relation is not None else None
+        return RawStatement("data", text, table=table, whole_table=node.whereClause is None)
+    if isinstance(node, ast.VariableSetStmt):
+        return RawStatement("set", text)
+    if isinstance(node, (ast.CreateFunctionStmt, ast.CommentStmt)):
+        return RawStatement("function" if name == "CreateFunctionStmt" else "comment", text)
+    if isinstance(node, ast.IndexStmt) and node.relation is not None:
+        return RawStatement(
+            "create_index",
+            text,
+            table=node.relation.relname,
+            name=node.idxname,
+            concurrently=bool(node.concurrent),
+            unique=bool(node.unique),
+            if_exists=bool(node.if_not_exists),
+        )
+    if isinstance(node, ast.DropStmt) and node.objects:
+        last = node.objects[0]
+        parts = last if isinstance(last, tuple) else (last,)
+        object_name = str(getattr(parts[-1], "sval", "")) or None
+        if node.removeType == enums.ObjectType.OBJECT_INDEX:
+            return RawStatement(
+                "drop_index",
+                text,
+                name=object_name,
+                concurrently=bool(node.concurrent),
+                if_exists=bool(node.missing_ok),
+            )
+        if node.removeType == enums.ObjectType.OBJECT_TABLE:
+            return RawStatement("drop_table", text, table=object_name)
+    if isinstance(node, ast.RenameStmt) and node.relation is not None:
+        table = node.relation.relname
+        if node.renameType == enums.ObjectType.OBJECT_TABLE:
+            return RawStatement("rename_table", text, table=table, name=node.newname)
+        if node.renameType == enums.ObjectType.OBJECT_COLUMN:
+            return RawStatement("rename_column", text, table=table, column=node.subname)
+    if (
+        isinstance(node, ast.AlterTableStmt)
+        and node.relation is not None
+        and node.cmds
+        and len(node.cmds) == 1
+    ):
+        command = node.cmds[0]
+        table = node.relation.relname
+        if command.subtype == enums.AlterTableType.AT_ValidateConstraint:
+            return RawStatement("validate", text, table=table, name=command.name)
+        if command.subtype == enums.AlterTableType.AT_DropColumn:
+            return RawStatement("drop_column", text, table=table, column=command.name)
+        constraint = getattr(command, "def_", None)
+        if (
+            command.subtype == enums.AlterTableType.AT_AddConstraint
+            and constraint is not None
+            and getattr(constraint, "indexname", None)
+        ):
+            return RawStatement("using_index", text, table=table, name=constraint.indexname)
+    return RawStatement("unknown", text)

@@ -25,6 +25,16 @@ def _removal(captured: CapturedOp) -> tuple[str, str, str | None] | None:
         return "renames", operation.table_name, None
     if current == "AlterColumnOp" and operation.modify_name:
         return "renames", operation.table_name, operation.column_name
+    raw = captured.raw
+    if raw is not None and raw.table:
+        verbs = {
+            "rename_table": "renames",
+            "rename_column": "renames",
+            "drop_table": "drops",
+            "drop_column": "drops",
+        }
+        if raw.kind in verbs:
+            return verbs[raw.kind], raw.table, raw.column
     return None
 
 
@@ -72,6 +82,9 @@ def rename_table_or_column(captured: CapturedOp, state: RangeState) -> str | Non
         return None
     table, column = found
     operation = captured.operation
+    if captured.raw is not None:  # the new name as the parser read it (a column's: unknown)
+        to = f" to {captured.raw.name}" if captured.raw.name else ""
+        return f"renames column {table}.{column}" if column else f"renames table {table}{to}"
     if column:
         return f"renames column {table}.{column} to {operation.modify_name}"
     return f"renames table {table} to {operation.new_table_name}"
@@ -117,3 +130,24 @@ def raw_sql(captured: CapturedOp, state: RangeState) -> str | None:
         return None
     text = captured.raw.text
     return f"runs SQL it cannot analyse: {text[:120] + ('...' if len(text) > 120 else '')}"
+
+
+@rule(
+    "DB005",
+    "whole-table-backfill",
+    severity=Severity.WARNING,
+    dialects=ALL,
+    summary="an UPDATE or DELETE of every row inside the migration's transaction",
+    breaks="every row stays locked until the revision commits: writers to the table queue "
+    "behind it, and on a large table the revision runs for minutes",
+    safe="backfill in batches outside the schema change (a separate revision or a job): "
+    "UPDATE ... WHERE id BETWEEN :lo AND :hi, committing each batch",
+)
+def whole_table_backfill(captured: CapturedOp, state: RangeState) -> str | None:
+    raw = captured.raw
+    if raw is None or raw.kind != "data" or not raw.whole_table or not raw.table:
+        return None
+    if not state.existing(raw.table):
+        return None
+    verb = raw.text.split(" ", 1)[0].upper()
+    return f"{verb} of every row of {raw.table} in the migration's transaction"
