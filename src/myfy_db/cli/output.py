@@ -51,6 +51,11 @@ def _plain(console: Console | None, stream: IO[str]) -> bool:
     return console is None and not stream.isatty()
 
 
+#: The width a report is laid out for when stdout is not a terminal (a pipe, a CI log): wide
+#: enough that no cell is ever cut with an ellipsis; a table still takes only what it needs.
+PIPE_WIDTH = 100_000
+
+
 def to_json(document: Any) -> str:
     """Serialise ``document`` the way every ``--json`` output is serialised."""
     return json.dumps(document, indent=2, default=str, ensure_ascii=False)
@@ -71,7 +76,14 @@ class Output:
         if self._out is None:
             from rich.console import Console
 
-            self._out = Console(file=_RedactingStream(sys.stdout), highlight=False)  # type: ignore[arg-type]
+            # Off a terminal nothing is cut to fit: a CI step that pipes a report must
+            # see every value whole (COLUMNS and the 80-column default are for terminals).
+            width = None if sys.stdout.isatty() else PIPE_WIDTH
+            self._out = Console(
+                file=_RedactingStream(sys.stdout),  # type: ignore[arg-type]
+                highlight=False,
+                width=width,
+            )
         return self._out
 
     @property

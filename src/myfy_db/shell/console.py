@@ -188,6 +188,16 @@ class ShellConsole(code.InteractiveConsole):
         self.runner = loop
         self.namespace = namespace
 
+    def raw_input(self, prompt: str = "") -> str:
+        """A line of input. Code piped in (stdin not a terminal) is read without prompts:
+        stdout carries what the code prints, never ``>>> ``."""
+        if sys.stdin is not None and not sys.stdin.isatty():
+            line = sys.stdin.readline()
+            if not line:
+                raise EOFError
+            return line.rstrip("\n")
+        return super().raw_input(prompt)
+
     def runsource(self, source: str, filename: str = "<input>", symbol: str = "single") -> bool:
         # Each input is its own "file", kept for tracebacks: a function defined in an earlier
         # input still shows its own lines.

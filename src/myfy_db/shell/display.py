@@ -177,6 +177,23 @@ def _object_table(objects: Sequence[Any]) -> TextTable:
     return TextTable(keys, rows)
 
 
+def _entity_columns(result: Any) -> list[str] | None:
+    """For a result of one mapped entity (``select(Book)``), the entity's column names; read
+    from the result's own metadata, so an empty result still shows the table's columns."""
+    try:
+        metadata = (getattr(result, "_real_result", None) or result)._metadata
+        keys = list(metadata.keys)
+        entry = metadata._keymap.get(keys[0]) if len(keys) == 1 else None
+        extras = entry[2] if entry is not None and len(entry) > 2 else ()
+    except Exception:
+        return None
+    for extra in extras or ():
+        mapper = getattr(extra, "__mapper__", None) if isinstance(extra, type) else None
+        if mapper is not None:
+            return [attr.key for attr in mapper.column_attrs]
+    return None
+
+
 def _rows_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> TextTable:
     # One entity per row (``select(Author)``): the entity's columns, not one "Author" column.
     if rows and all(len(row) == 1 and is_mapped(row[0]) for row in rows):
@@ -210,12 +227,16 @@ def table_of(value: Any) -> tuple[TextTable, Any] | None:
 
     if isinstance(value, Result):
         columns = list(value.keys())
+        entity = _entity_columns(value)  # read before the rows: a spent result forgets it
         rows = value.all()
+        if not rows and entity:
+            columns = entity
         return _rows_table(columns, rows), rows
     if isinstance(value, ScalarResult):
+        entity = _entity_columns(value)
         items = value.all()
         if not items:
-            return TextTable(["value"], []), items
+            return TextTable(entity or ["value"], []), items
         table = _list_table(items)
         return (table, items) if table is not None else None
     if isinstance(value, MappingResult):
@@ -254,14 +275,43 @@ def affected_text(rowcount: int) -> str:
     return f"{rowcount} row{'' if rowcount == 1 else 's'} affected"
 
 
+#: Where the shell's dialect is found (its namespace's ``engine``), set by the helpers.
+_NAMESPACE: list[Any] = []
+
+
+def use_namespace(namespace: Any) -> None:
+    """Show statements in the SQL of ``namespace["engine"]``'s dialect."""
+    _NAMESPACE[:] = [namespace]
+
+
+def statement_sql(statement: Any) -> str:
+    """A statement (``select(Book)``) as the SQL the shell's database would run: its values
+    inline where they can be written so, else as parameters."""
+    dialect = None
+    if _NAMESPACE:
+        engine = _NAMESPACE[0].get("engine")
+        dialect = getattr(engine, "dialect", None)
+    try:
+        compiled = statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    except Exception:
+        compiled = statement.compile(dialect=dialect)
+    return str(compiled).strip()
+
+
 def _shell_repr(value: Any) -> tuple[str, Any]:
     if isinstance(value, _SCALARS):
         return repr(value), value
     if "sqlalchemy" in sys.modules:
         from sqlalchemy.engine import CursorResult
+        from sqlalchemy.sql import ClauseElement, Executable
 
         if isinstance(value, CursorResult) and not value.returns_rows:
             return affected_text(value.rowcount), value
+        if isinstance(value, Executable) and isinstance(value, ClauseElement):
+            try:
+                return statement_sql(value), value
+            except Exception:
+                pass
     table = table_of(value)
     if table is not None:
         return table[0].render(), table[1]

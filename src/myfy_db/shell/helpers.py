@@ -146,6 +146,9 @@ def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
 
 def make_helpers(namespace: Mapping[str, Any]) -> dict[str, Any]:
     """The helper functions over the shell ``namespace`` (its current ``session``)."""
+    from myfy_db.shell.display import use_namespace
+
+    use_namespace(namespace)  # a statement shown at the prompt reads in this database's SQL
 
     def tables() -> Any:
         """The database's tables with row counts (``~`` marks the server's estimate)."""
@@ -256,7 +259,13 @@ def _default_text(column: Mapping[str, Any]) -> str | None:
 
 def _read_description(inspector: Any, table: str, schema: str | None) -> Description:
     if not inspector.has_table(table, schema=schema):
-        raise ShellHelperError(f"no table {table!r} in the database (tables() lists them)")
+        import difflib
+
+        names = inspector.get_table_names(schema=schema)
+        close = difflib.get_close_matches(table, names, n=3, cutoff=0.6)
+        close += [n for n in names if n.lower() == table.lower() and n not in close]
+        maybe = f"did you mean {' or '.join(repr(n) for n in close)}? " if close else ""
+        raise ShellHelperError(f"no table {table!r} in the database ({maybe}tables() lists them)")
     columns = [
         (c["name"], str(c["type"]), bool(c.get("nullable", True)), _default_text(c))
         for c in inspector.get_columns(table, schema=schema)

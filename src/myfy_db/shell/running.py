@@ -22,10 +22,44 @@ _FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 #: Where a lazy load still cannot run (a task or callback of the code's own): the fix.
 LAZY_LOAD_FIX = (
     "a lazy load ran outside the shell's own code path (in a task or callback); load it "
-    "up front with .options(selectinload(Model.relation)), or use "
-    "await obj.awaitable_attrs.relation"
+    "up front with .options(selectinload({model}.{relation})){awaitable}"
 )
-_LAZY_LOAD_MESSAGE = f"MissingGreenlet: {LAZY_LOAD_FIX}"
+
+
+def lazy_load_message(exc: BaseException) -> str:
+    """The fix for a lazy load that could not run, for the model and relation that failed:
+    ``awaitable_attrs`` only where the model mixes in ``AsyncAttrs`` (it is an
+    AttributeError elsewhere)."""
+    model, relation = _lazy_load_target(exc)
+    has_async_attrs = model is not None and any(
+        klass.__name__ == "AsyncAttrs" and klass.__module__.startswith("sqlalchemy.ext.asyncio")
+        for klass in model.__mro__
+    )
+    name = model.__name__ if model is not None else "Model"
+    if has_async_attrs:
+        awaitable = f", or use await obj.awaitable_attrs.{relation}"
+    else:
+        awaitable = (
+            f"; obj.awaitable_attrs needs {name} to mix in sqlalchemy.ext.asyncio.AsyncAttrs"
+        )
+    fix = LAZY_LOAD_FIX.format(model=name, relation=relation, awaitable=awaitable)
+    return f"MissingGreenlet: {fix}"
+
+
+def _lazy_load_target(exc: BaseException) -> tuple[type | None, str]:
+    """The mapped class and relationship whose lazy load raised ``exc``, from its traceback."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        tb = seen.__traceback__
+        while tb is not None:
+            local = tb.tb_frame.f_locals
+            state: Any = local.get("state")
+            loader: Any = local.get("self")
+            if type(loader).__name__.lstrip("_") == "LazyLoader" and hasattr(state, "class_"):
+                return state.class_, str(getattr(loader, "key", "relation"))
+            tb = tb.tb_next
+        seen = seen.__cause__ or seen.__context__
+    return None, "relation"
 
 
 async def run_bridged(function: Callable[[], Any]) -> Any:
@@ -104,7 +138,7 @@ def describe_error(exc: BaseException, source: str | None = None) -> tuple[str, 
 
     report = describe(exc, source)
     rest = [*report.details, *([report.where] if report.where else [])]
-    message = _LAZY_LOAD_MESSAGE if _missing_greenlet(exc) else report.message
+    message = lazy_load_message(exc) if _missing_greenlet(exc) else report.message
     return message, "\n".join(rest) if rest else None
 
 
@@ -115,7 +149,7 @@ def format_traceback_brief(exc: BaseException, source: str | None = None) -> str
     report = describe(exc, source, place="the input")
     lines = report.lines()
     if _missing_greenlet(exc) and lines:
-        lines[0] = _LAZY_LOAD_MESSAGE
+        lines[0] = lazy_load_message(exc)
     return "".join(line + "\n" for line in lines)
 
 
