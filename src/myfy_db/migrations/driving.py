@@ -25,7 +25,8 @@ from __future__ import annotations
 import gc
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -171,7 +172,7 @@ def _run(
     **kw: Any,
 ) -> None:
     def once() -> None:
-        with _environment(config, script, driver, fn=fn, **kw):
+        with logging_kept(), _environment(config, script, driver, fn=fn, **kw):
             script.run_env()
 
     again = False
@@ -249,3 +250,40 @@ def stamp(
         destination_rev=destination,
         purge=False,
     )
+
+
+@contextmanager
+def logging_kept() -> Iterator[None]:
+    """Run a project's env.py, then put logging back as it was.
+
+    Alembic hands env.py the ini's path, and many call ``fileConfig(config.config_file_name)``
+    unguarded: that replaces the root handlers and disables existing loggers. Inside the
+    run it logs as it would under Alembic; afterwards myfy-db's own output is its own again.
+    """
+    import logging
+
+    root = logging.getLogger()
+    manager = logging.Logger.manager
+    saved_root = (root.level, list(root.handlers))
+    saved = {
+        name: (item.level, list(item.handlers), item.propagate, item.disabled)
+        for name, item in list(manager.loggerDict.items())
+        if isinstance(item, logging.Logger)
+    }
+    try:
+        yield
+    finally:
+        root.setLevel(saved_root[0])
+        root.handlers[:] = saved_root[1]
+        for name, item in list(manager.loggerDict.items()):
+            if not isinstance(item, logging.Logger):
+                continue
+            if name in saved:
+                level, handlers, propagate, disabled = saved[name]
+                item.setLevel(level)
+                item.handlers[:] = handlers
+                item.propagate, item.disabled = propagate, disabled
+            else:  # a logger env.py made: quiet again, as if it did not exist
+                item.handlers.clear()
+                item.setLevel(logging.NOTSET)
+                item.propagate = True

@@ -73,9 +73,9 @@ class MigrationProject:
         # sqlalchemy.url (Alembic's generic and async templates) reaches the same database.
         own_url = attributes[env.URL] if self._env_is_async else sync_url(attributes[env.URL])
         config.set_main_option("sqlalchemy.url", own_url.replace("%", "%%"))
-        # The ini is read (above); without its file name an env.py skips fileConfig(), so a
-        # project's logging setup does not take over myfy-db's output in this process.
-        config.config_file_name = None
+        # The ini's path stays, as Alembic has it: an env.py that calls
+        # fileConfig(config.config_file_name) unguarded (optuna's) runs as under Alembic.
+        # What that does to logging is undone when env.py returns (driving.logging_kept).
         return config
 
     def script(self) -> ScriptDirectory:
