@@ -155,7 +155,9 @@ async def new_revision(
         if connection is not None:
             _refuse_unless_at_head(connection, project)
         config = project.config(settings, url, metadata=metadata, connection=connection)
-        with alembic_errors(), _detecting() as detected:
+        from myfy_db.migrations.driving import logging_kept
+
+        with alembic_errors(), _detecting() as detected, logging_kept():
             result = command.revision(
                 config,
                 message=message,

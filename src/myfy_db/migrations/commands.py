@@ -254,7 +254,7 @@ def render_sql(
     project.script()
     config = project.config(settings, output_buffer=output or sys.stdout)
     config.attributes[env.METADATA] = None
-    with _tracking_steps() as tracker:
+    with _tracking_steps() as tracker, driving.logging_kept():
         try:
             with alembic_errors():
                 if downgrade:

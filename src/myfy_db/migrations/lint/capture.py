@@ -95,6 +95,31 @@ class _Recorder:
         found = self.failing_frame(exc)
         return "a revision" if found is None else f"revision {found[0]} (line {found[2]})"
 
+    def not_analysed(self, exc: BaseException) -> None:
+        """A revision failed offline (it reads the database): note where, and go on."""
+        import linecache
+
+        from myfy_db.migrations.lint.rawsql import RawStatement
+
+        found = self.failing_frame(exc)
+        revision, path, line = found if found is not None else ("?", "?", 0)
+        call = linecache.getline(path, line).strip() if line else ""
+        detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        reason = f"{type(exc).__name__}" + (f": {detail}" if detail else "")
+        text = f"{call} ({reason})" if call else reason
+        self.ops.append(
+            CapturedOp(
+                revision,
+                path,
+                line,
+                None,
+                self.dialect,
+                self.sink.in_transaction,
+                [],
+                RawStatement("not_analysed", text),
+            )
+        )
+
     def begin(self, operation: Any) -> CapturedOp:
         revision, path, line = self.caller()
         captured = CapturedOp(
@@ -106,6 +131,45 @@ class _Recorder:
 
 @contextmanager
 def _intercepting(recorder: _Recorder) -> Iterator[None]:
+    with _each_revision_guarded(recorder), _operations_recorded(recorder):
+        yield
+
+
+@contextmanager
+def _each_revision_guarded(recorder: _Recorder) -> Iterator[None]:
+    """A revision that fails offline (``op.get_bind()``, an inspector) is noted as not
+    analysed, and the revisions after it are still linted."""
+    import functools
+
+    from alembic.runtime.migration import RevisionStep
+
+    original_init = RevisionStep.__init__
+
+    def init(self: Any, *args: Any, **kw: Any) -> None:
+        original_init(self, *args, **kw)
+        step = self.migration_fn
+
+        @functools.wraps(step)
+        def guarded(**kwargs: Any) -> Any:
+            try:
+                return step(**kwargs)
+            except (MyfyDbError, SystemExit, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                recorder.not_analysed(exc)
+                return None
+
+        self.migration_fn = guarded
+
+    RevisionStep.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        RevisionStep.__init__ = original_init  # type: ignore[method-assign]
+
+
+@contextmanager
+def _operations_recorded(recorder: _Recorder) -> Iterator[None]:
     from alembic.operations.base import AbstractOperations
 
     original = AbstractOperations.invoke
@@ -183,7 +247,9 @@ def capture(
     recorder = _Recorder(revisions, dialect, sink)
     config = project.config(settings, url, output_buffer=sink)
     config.attributes[env.METADATA] = None
-    with _intercepting(recorder):
+    from myfy_db.migrations.driving import logging_kept
+
+    with _intercepting(recorder), logging_kept():
         try:
             command.upgrade(config, revision_range, sql=True)
         except MyfyDbError:

@@ -151,3 +151,20 @@ def whole_table_backfill(captured: CapturedOp, state: RangeState) -> str | None:
         return None
     verb = raw.text.split(" ", 1)[0].upper()
     return f"{verb} of every row of {raw.table} in the migration's transaction"
+
+
+@rule(
+    "DB006",
+    "not-analysed-offline",
+    severity=Severity.WARNING,
+    dialects=ALL,
+    summary="a revision that needs a live connection, so lint could not judge it offline",
+    breaks="nothing is known about what this revision does after the call that failed: its "
+    "locks and rewrites go unreviewed",
+    safe="lint against the database (without --offline), or guard the reading part with "
+    "`if not context.is_offline_mode():` so the operations can be judged",
+)
+def not_analysed(captured: CapturedOp, state: RangeState) -> str | None:
+    if kind(captured) != "raw:not_analysed":
+        return None
+    return f"not analysed: needs a live connection: {captured.raw.text}"
