@@ -82,13 +82,21 @@ def _relative(path: str) -> str:
         return path
 
 
-def judge(ops: list[CapturedOp], models: dict[str, set[str]] | None = None) -> list[Finding]:
-    """Every rule's findings for ``ops``, in the order the operations ran."""
+def judge(
+    ops: list[CapturedOp],
+    models: dict[str, set[str]] | None = None,
+    known_types: dict[tuple[str, str], Any] | None = None,
+) -> list[Finding]:
+    """Every rule's findings for ``ops``, in the order the operations ran.
+
+    ``known_types`` are the column types before the range (the database's, else the
+    models'): an ``alter_column`` without ``existing_type`` is judged against them.
+    """
     from myfy_db.migrations.lint.allow import allowed, clear_cache
     from myfy_db.migrations.lint.state import advance
 
     clear_cache()
-    state = RangeState(models=models)
+    state = RangeState(models=models, known_types=dict(known_types or {}))
     rules = all_rules()
     findings: list[Finding] = []
     revision = None
@@ -123,6 +131,34 @@ def judge(ops: list[CapturedOp], models: dict[str, set[str]] | None = None) -> l
             )
         advance(captured, state)
     return findings
+
+
+def _model_types(metadata: MetaData) -> dict[tuple[str, str], Any]:
+    return {
+        (table.name.lower(), column.name.lower()): column.type
+        for table in metadata.tables.values()
+        for column in table.columns
+    }
+
+
+async def _database_types(loaded: LoadedSettings) -> dict[tuple[str, str], Any]:
+    """Every column's type in the database's default schema, reflected in one bulk call."""
+    from sqlalchemy import Connection, inspect
+
+    from myfy_db.engine import open_engine, translate_errors
+
+    def reflect(connection: Connection) -> dict[tuple[str, str], Any]:
+        columns = inspect(connection).get_multi_columns()
+        return {
+            (table.lower(), str(column["name"]).lower()): column["type"]
+            for (_, table), found in columns.items()
+            for column in found
+        }
+
+    url = loaded.settings.url
+    with translate_errors(url, "migrate lint"):
+        async with open_engine(loaded.settings, url) as engine, engine.connect() as connection:
+            return await connection.run_sync(reflect)
 
 
 def _model_columns(metadata: MetaData) -> dict[str, set[str]]:
@@ -191,5 +227,10 @@ async def lint(
         alembic_range = end if start in ("", "base") else spec
         ops = capture(project, settings, settings.database_url, alembic_range)
     models = _model_columns(metadata) if metadata is not None else None
-    report.findings = judge(ops, models)
+    known = _model_types(metadata) if metadata is not None else {}
+    if not offline and revision_range is None:
+        # Pending revisions start where the database is: its types are the ones before
+        # the range (a given range may already be applied, so its types would mislead).
+        known.update(await _database_types(loaded))
+    report.findings = judge(ops, models, known)
     return report

@@ -54,6 +54,10 @@ class RangeState:
     concurrent_indexes: set[str] = field(default_factory=set)
     #: The configured models: table name -> column names (None when no models are set).
     models: dict[str, set[str]] | None = None
+    #: Column types known before an ``alter_column`` that gives no ``existing_type``:
+    #: (table, column) -> the type as the database reports it (or, failing that, the
+    #: models' type), kept current as the range changes them. Types are SQLAlchemy types.
+    known_types: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def existing(self, table: str | None) -> bool:
         return bool(table) and _norm(table) not in self.created_tables

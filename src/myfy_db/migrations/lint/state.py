@@ -19,6 +19,9 @@ def advance(captured: CapturedOp, state: RangeState) -> None:
     table = norm(table_of(captured))
     if current == "CreateTableOp":
         state.created_tables.add(table)
+        for column in getattr(operation, "columns", ()):
+            if getattr(column, "name", None) is not None and hasattr(column, "type"):
+                state.known_types[(table, norm(column.name))] = column.type
     elif current == "DropTableOp":
         state.created_tables.discard(table)
     elif current == "RenameTableOp" and table in state.created_tables:
@@ -26,6 +29,9 @@ def advance(captured: CapturedOp, state: RangeState) -> None:
         state.created_tables.add(norm(operation.new_table_name))
     elif current == "AddColumnOp":
         state.added_columns.add((table, norm(operation.column.name)))
+        state.known_types[(table, norm(operation.column.name))] = operation.column.type
+    elif current == "AlterColumnOp" and operation.modify_type is not None:
+        state.known_types[(table, norm(operation.column_name))] = operation.modify_type
     elif current == "CreateCheckConstraintOp":
         match = _IS_NOT_NULL.match(str(operation.condition))
         if match is not None and operation.constraint_name:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from myfy_db.migrations.lint.model import CapturedOp, RangeState
+from myfy_db.migrations.lint.model import CapturedOp, RangeState, norm
 
 
 def kind(captured: CapturedOp) -> str:
@@ -85,7 +85,9 @@ class TypeChange:
     new: str | None
 
     def describe(self) -> str:
-        was = self.old or "unknown (existing_type not given)"
+        was = self.old or (
+            "an unknown type (no existing_type=, and neither the database nor the models name it)"
+        )
         return f"changes {self.table}.{self.column} from {was} to {self.new}"
 
 
@@ -100,9 +102,12 @@ def existing_type_change(
     table = table_of(captured)
     if not state.existing(table) or state.new_column(table, operation.column_name):
         return None
+    old = operation.existing_type
+    if old is None:  # not given: as the database (or the models) has it
+        old = state.known_types.get((norm(table), norm(operation.column_name)))
     return TypeChange(
         table,
         operation.column_name,
-        compiled_type(operation.existing_type, dialect),
+        compiled_type(old, dialect),
         compiled_type(operation.modify_type, dialect),
     )
