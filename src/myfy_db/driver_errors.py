@@ -11,7 +11,10 @@ reads that chain the same way:
 - :func:`sqlstate`: the SQLSTATE (asyncpg's; PyMySQL reports MySQL's too);
   :func:`mysql_code`: the MySQL error number;
 - :func:`classify_connect_error`: cannot connect, authentication failed, no such database,
-  connection lost (all :class:`~myfy_db.errors.CannotConnect`, exit 4), or None;
+  refused for want of free slots, connection lost (all :class:`~myfy_db.errors.CannotConnect`,
+  exit 4), a pooler in statement mode (:class:`StatementPooling`, exit 5), or None;
+- :func:`is_refusal`: the server (or a pooler) refused a connection because its slots are
+  all taken ("too many clients");
 - :func:`server_error` / :func:`describe_server_error`: the server's own words for an error;
 - :func:`translate_errors`: the exit-code classification at the edge of a block
   (:class:`~myfy_db.errors.CannotConnect` or :class:`~myfy_db.errors.OperationFailed`).
@@ -28,18 +31,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from myfy_db.errors import CannotConnect, MyfyDbError, OperationFailed
+from myfy_db.errors import CannotConnect, ExitCode, MyfyDbError, OperationFailed
 from myfy_db.urls import DatabaseUrl, redact
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 __all__ = [
+    "STATEMENT_POOLING_REASON",
+    "StatementPooling",
     "classify_connect_error",
     "describe_server_error",
     "driver_exception",
     "first_line",
     "is_permanent",
+    "is_refusal",
+    "is_statement_pooling",
     "mysql_code",
     "own_mysql_code",
     "server_error",
@@ -149,13 +156,63 @@ _LOST_NAMES = frozenset(
 _LOST_CODES = frozenset({2013, 2006, 2055})
 
 
+#: Driver errors and SQLSTATE for "too many clients": every slot is taken (PostgreSQL 53300:
+#: ``max_connections``, the role's or the database's CONNECTION LIMIT).
+_REFUSED_NAMES = frozenset({"TooManyConnectionsError"})
+_REFUSED_STATE = "53300"
+#: MySQL: too many connections (1040), max_user_connections (1203), a user resource (1226).
+_REFUSED_CODES = frozenset({1040, 1203, 1226})
+#: PgBouncer's words when its own client limit is reached.
+_REFUSED_WORDS = ("no more connections allowed",)
+#: PgBouncer's words for a transaction block in statement pooling mode.
+_STATEMENT_POOLING_WORDS = "statement pooling mode"
+
+STATEMENT_POOLING_REASON = (
+    "a pooler (PgBouncer) in statement pooling mode is in front of the database: it refuses "
+    "transaction blocks, and SQLAlchemy runs every statement in a transaction"
+)
+
+
+class StatementPooling(CannotConnect):
+    """A pooler in statement pooling mode answered: SQLAlchemy cannot work through it.
+
+    A finding about the deployment, not an unreachable server: exit 5. It is a
+    :class:`CannotConnect` so that every path that reports a failed connection reports it;
+    it is never retried (``--wait``).
+    """
+
+    exit_code = ExitCode.CHECK_FAILED
+
+
+def is_statement_pooling(exc: BaseException) -> bool:
+    """``exc`` is PgBouncer refusing a transaction block in statement pooling mode."""
+    return any(_STATEMENT_POOLING_WORDS in str(item) for item in walk(exc))
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """The server or a pooler refused a connection because its slots are all taken."""
+    chain = list(walk(exc))
+    for item in chain:
+        if type(item).__name__ in _REFUSED_NAMES:
+            return True
+        if getattr(item, "sqlstate", None) == _REFUSED_STATE and type(item).__module__.startswith(
+            "asyncpg"
+        ):
+            return True
+        if any(words in str(item) for words in _REFUSED_WORDS):
+            return True
+    return bool(_codes(chain) & _REFUSED_CODES)
+
+
 def is_permanent(exc: BaseException) -> bool:
-    """An authentication failure or a missing database: waiting (``--wait``) does not fix it."""
+    """An authentication failure, a missing database or a pooler in statement mode: waiting
+    (``--wait``) does not fix it."""
     chain = list(walk(exc))
     names = {type(item).__name__ for item in chain}
     return bool(
         names & (_AUTH_NAMES | {"InvalidCatalogNameError"})
         or _codes(chain) & (_AUTH_CODES | _NO_DATABASE_CODES)
+        or is_statement_pooling(exc)
     )
 
 
@@ -188,6 +245,13 @@ def classify_connect_error(
     chain = list(walk(exc))
     names = {type(item).__name__ for item in chain}
     codes = _codes(chain)
+    if is_statement_pooling(exc):
+        return StatementPooling(
+            f"{STATEMENT_POOLING_REASON} ({target})",
+            hint="use pool_mode = transaction (with ?prepared_statement_cache_size=0 in the "
+            "URL) or session for this database; PgBouncer said: transaction blocks not "
+            "allowed in statement pooling mode",
+        )
     if names & _AUTH_NAMES or codes & _AUTH_CODES:
         return CannotConnect(
             f"authentication failed for user {user!r} at {target}",
@@ -204,6 +268,20 @@ def classify_connect_error(
         return CannotConnect(
             f"cannot resolve host {parsed.host!r} ({target})",
             hint="check the host name in the database URL",
+        )
+    if is_refusal(exc):
+        refusal = next(
+            (
+                first_line(item)
+                for item in chain
+                if not type(item).__module__.startswith("sqlalchemy")
+            ),
+            first_line(exc),
+        )
+        return CannotConnect(
+            f"{target} refused the connection: every slot is taken ({redact(refusal)})",
+            hint="the server's connection slots are all in use; close idle clients, lower "
+            "the pools, or raise the limit",
         )
     if any(isinstance(item, ConnectionRefusedError) for item in chain):
         return CannotConnect(
