@@ -159,6 +159,7 @@ def profile_pool(
 
         from myfy_db.pool.profile import (
             Traffic,
+            after_load,
             assess_tiers,
             failing,
             fetch_server_facts,
@@ -214,7 +215,7 @@ def profile_pool(
         if load_run:
             tasks = concurrency or settings.pool_size + settings.max_overflow
             report = await _run_load_with_progress(out, run_load, settings, tasks, duration)
-            findings += load_findings(report)
+            findings = after_load(findings + load_findings(report), report)
         short = shortfall(settings, tier) if tier is not None else []
         failed = failing(findings, fail_on)
         document = _document(
@@ -417,12 +418,23 @@ def _render(console: Console, document: dict[str, Any], report: LoadReport | Non
         console.print(
             table(
                 f"Load: {report.concurrency} task(s) for {figures['duration_ms'] / 1000:.2f} s",
-                ["queries", "per second", "timeouts", "errors", "wait p50", "p95", "p99", "max"],
+                [
+                    "queries",
+                    "per second",
+                    "timeouts",
+                    "refused",
+                    "errors",
+                    "wait p50",
+                    "p95",
+                    "p99",
+                    "max",
+                ],
                 [
                     [
                         figures["queries"],
                         f"{figures['throughput_per_s']:.1f}",
                         figures["timeouts"],
+                        figures["refusals"],
                         figures["errors"],
                         *(
                             f"{figures[k]:.3f} ms"
@@ -432,6 +444,19 @@ def _render(console: Console, document: dict[str, Any], report: LoadReport | Non
                 ],
             )
         )
+        if report.capped and report.slots is not None:
+            console.print(
+                f"Capped at {report.concurrency} task(s) of the {report.requested_concurrency} "
+                f"asked for: {report.slots.free} connection(s) free "
+                f"({report.slots.describe()}), margin {report.slots.margin}",
+                markup=False,
+            )
+        if report.refusals:
+            console.print(
+                f"The server refused {report.refusals} connection(s) during the run: "
+                + "; ".join(report.refusal_samples),
+                markup=False,
+            )
         buckets = histogram(report.waits_ms)
         if buckets:
             console.print("Checkout wait:")

@@ -110,7 +110,7 @@ class SlotBudget:
 
     ``free`` is ``max_connections`` less the reserved slots less the connections in use
     (counting the one that read them); the check opens at most ``allowed``: what is free
-    less ``margin``, plus the reading connection itself (closed before the others open).
+    less ``margin``, plus the reading connection itself (the check's first connection).
     """
 
     max_connections: int
@@ -119,6 +119,19 @@ class SlotBudget:
     free: int
     margin: int
     allowed: int
+    #: A tighter limit than the server's, when one applies: the role's or the database's
+    #: CONNECTION LIMIT (PostgreSQL, for a user that is not a superuser). ``free`` and
+    #: ``allowed`` then count against it.
+    limited_by: str | None = None
+
+    def describe(self) -> str:
+        """Where ``free`` comes from, in words."""
+        if self.limited_by is not None:
+            return self.limited_by
+        return (
+            f"max_connections {self.max_connections} less {self.reserved} reserved less "
+            f"{self.in_use} in use"
+        )
 
 
 @dataclass(frozen=True)

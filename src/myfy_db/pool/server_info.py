@@ -117,16 +117,44 @@ def pool_status(engine: AsyncEngine) -> PoolStatus:
 
 
 async def _read_slots(backend: str, driver: Any) -> SlotBudget | None:
-    """The server's free slots, read on one driver connection (counted as in use)."""
+    """The server's free slots, read on one driver connection (counted as in use).
+
+    On PostgreSQL, a role's or a database's CONNECTION LIMIT tighter than what the server
+    has free is the limit (it does not bind a superuser).
+    """
+    limited_by: str | None = None
     if backend == "postgresql":
         row = await driver.fetchrow(
             "SELECT current_setting('max_connections')::int, "
             "current_setting('superuser_reserved_connections')::int, "
             "coalesce(current_setting('reserved_connections', true)::int, 0), "
-            "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+            "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'), "
+            "r.rolsuper, r.rolconnlimit, "
+            "(SELECT count(*) FROM pg_stat_activity WHERE usesysid = r.oid "
+            " AND backend_type = 'client backend'), "
+            "d.datconnlimit, "
+            "(SELECT count(*) FROM pg_stat_activity WHERE datid = d.oid "
+            " AND backend_type = 'client backend') "
+            "FROM pg_roles r, pg_database d "
+            "WHERE r.rolname = current_user AND d.datname = current_database()"
         )
-        limit, superuser, reserved_role, in_use = (int(v) for v in row)
+        limit, superuser, reserved_role, in_use = (int(v) for v in row[:4])
         reserved = superuser + reserved_role
+        free = limit - reserved - in_use
+        usable = limit - reserved
+        if not row[4]:  # a superuser is not bound by them
+            for label, own_limit, own_in_use in (
+                ("role", row[5], row[6]),
+                ("database", row[7], row[8]),
+            ):
+                if own_limit is None or int(own_limit) < 0:
+                    continue
+                own_free = int(own_limit) - int(own_in_use)
+                if own_free < free:
+                    free, usable = own_free, int(own_limit)
+                    limited_by = (
+                        f"the {label}'s CONNECTION LIMIT {own_limit} less {own_in_use} in use"
+                    )
     elif backend == "mysql":
         mysql_limit = _as_int(await _scalar(backend, driver, "SELECT @@GLOBAL.max_connections"))
         connected = _as_int(
@@ -140,9 +168,9 @@ async def _read_slots(backend: str, driver: Any) -> SlotBudget | None:
         if mysql_limit is None or connected is None:
             return None
         limit, in_use, reserved = mysql_limit, connected, 0
+        free, usable = limit - in_use, limit
     else:
         return None
-    free = limit - reserved - in_use
-    margin = max(SLOT_MARGIN_MIN, (limit - reserved) // 5)
+    margin = max(SLOT_MARGIN_MIN, usable // 5)
     allowed = max(1, min(MAX_CONNECTIONS, free - margin + 1))
-    return SlotBudget(limit, reserved, in_use, free, margin, allowed)
+    return SlotBudget(limit, reserved, in_use, free, margin, allowed, limited_by)

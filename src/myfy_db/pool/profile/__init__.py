@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from myfy_db.pool.findings import FAIL_ON_LEVELS, SEVERITIES, Finding, Severity, failing
 from myfy_db.pool.profile.findings import Traffic, find_issues
-from myfy_db.pool.profile.load import LoadReport, histogram, load_findings, percentile, run_load
+from myfy_db.pool.profile.load import (
+    LoadReport,
+    after_load,
+    histogram,
+    load_findings,
+    percentile,
+    run_load,
+)
 from myfy_db.pool.profile.server import MYSQL_DEFAULT_WAIT_TIMEOUT, ServerFacts, fetch_server_facts
 from myfy_db.pool.profile.tiers import (
     TIER_NAMES,
@@ -45,6 +52,7 @@ __all__ = [
     "Shortfall",
     "TierAssessment",
     "Traffic",
+    "after_load",
     "assess_tiers",
     "failing",
     "fetch_server_facts",

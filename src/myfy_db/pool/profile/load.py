@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from myfy_db.errors import CannotConnect, ConfigError
 from myfy_db.pool import stats
 from myfy_db.pool.findings import Finding
 from myfy_db.pool.profile.tiers import format_number as _num
-from myfy_db.pool.report import PoolStatus
-from myfy_db.pool.server_info import pool_status
+from myfy_db.pool.report import PoolStatus, SlotBudget
+from myfy_db.pool.server_info import _read_slots, pool_status
 from myfy_db.pool.stats import Reservoir
 from myfy_db.settings import DatabaseSettings
 
@@ -48,11 +48,25 @@ class LoadReport:
     #: Every checkout made, and the longest wait (exact, beyond the sample).
     checkouts: int = -1
     wait_max_ms: float = 0.0
+    #: The concurrency asked for (``--concurrency``); ``concurrency`` is what ran, capped at
+    #: the free slots (``slots``, read before the run) less the margin. 0: as ``concurrency``.
+    requested_concurrency: int = 0
+    slots: SlotBudget | None = None
+    #: Connections the server (or a pooler) refused for want of a free slot, and what it said.
+    refusals: int = 0
+    refusal_samples: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.requested_concurrency <= 0:
+            object.__setattr__(self, "requested_concurrency", self.concurrency)
         if self.checkouts < 0:
             object.__setattr__(self, "checkouts", len(self.waits_ms))
             object.__setattr__(self, "wait_max_ms", max(self.waits_ms, default=0.0))
+
+    @property
+    def capped(self) -> bool:
+        """The run used fewer tasks than asked, to stay within the server's free slots."""
+        return self.concurrency < self.requested_concurrency
 
     @property
     def throughput(self) -> float:
@@ -65,6 +79,11 @@ class LoadReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "concurrency": self.concurrency,
+            "requested_concurrency": self.requested_concurrency,
+            "capped": self.capped,
+            "slots": None if self.slots is None else asdict(self.slots),
+            "refusals": self.refusals,
+            "refusal_samples": list(self.refusal_samples),
             "duration_ms": round(self.duration_s * 1000, 3),
             "queries": self.queries,
             "throughput_per_s": round(self.throughput, 2),
@@ -98,7 +117,11 @@ async def run_load(
     ``SELECT 1`` on the driver's connection, and return it to the pool. The queries run in
     autocommit, so no transaction is ever open and the pool skips its rollback-on-return:
     each query is one round trip, and the figures are the pool's and the server's, not the
-    ORM's. ``on_progress(elapsed_s, queries)`` is called about ten times a second. Raises
+    ORM's. On a server, the first connection reads the free slots first (as check-pool
+    does), and the run never uses more tasks, so never opens more connections, than are
+    free less the margin (:attr:`LoadReport.capped`). A connection the server refuses for
+    want of a slot ("too many clients") is a refusal, counted apart from the errors; the
+    run goes on. ``on_progress(elapsed_s, queries)`` is called about ten times a second. Raises
     :class:`CannotConnect` (exit 4) when not even the first connection can be made, and
     when the server goes away during the run (a checkout cannot connect): the run stops
     there.
@@ -109,6 +132,7 @@ async def run_load(
 
     await_: Callable[[Awaitable[Any]], Any] = getattr(sa_util, "await_", None) or sa_util.await_only
 
+    from myfy_db.driver_errors import driver_exception, is_refusal
     from myfy_db.engine import (
         classify_connect_error,
         describe_target,
@@ -123,8 +147,11 @@ async def run_load(
     url = settings.database_url
     backend = settings.backend
     waits = Reservoir(WAIT_SAMPLE)  # bounded, however long --duration is
-    counts = {"queries": 0, "timeouts": 0, "errors": 0}
+    counts = {"queries": 0, "timeouts": 0, "errors": 0, "refusals": 0}
     samples: list[str] = []
+    refused: list[str] = []
+    slots: SlotBudget | None = None
+    requested = concurrency
     clock = time.perf_counter
     select_one = _driver_select_one(backend)
 
@@ -135,14 +162,20 @@ async def run_load(
             # One checkout first: an unreachable server is exit 4, not a run of errors.
             first = await engine.raw_connection()
             try:
-                await select_one(first.driver_connection)
-            except Exception as exc:  # the driver's own error, outside SQLAlchemy's wrapping
-                lost = classify_connect_error(exc, url) or CannotConnect(
-                    f"the server ended the connection to {describe_target(url)}: {_first_line(exc)}"
-                )
-                raise lost from exc
+                try:
+                    await select_one(first.driver_connection)
+                except Exception as exc:  # the driver's own error, outside SQLAlchemy's
+                    lost = classify_connect_error(exc, url) or CannotConnect(
+                        f"the server ended the connection to {describe_target(url)}: "
+                        f"{_first_line(exc)}"
+                    )
+                    raise lost from exc
+                # The free slots, before the run opens more (counting this connection).
+                slots = await _read_slots(backend, first.driver_connection)
             finally:
                 await greenlet_spawn(first.close)
+            if slots is not None:
+                concurrency = min(concurrency, slots.allowed)
             started = clock()
             deadline = started + duration
 
@@ -161,8 +194,12 @@ async def run_load(
                         counts["timeouts"] += 1
                         continue
                     except Exception as exc:
-                        _count_error(exc, counts, samples, url, classify_connect_error)
-                        note_lost(exc)
+                        if is_refusal(exc):
+                            counts["refusals"] += 1
+                            _sample(refused, _first_line(driver_exception(exc)))
+                        else:
+                            _count_error(exc, counts, samples, url, classify_connect_error)
+                            note_lost(exc)
                         await_(asyncio.sleep(0.01))
                         continue
                     record((clock() - begin) * 1000)
@@ -220,6 +257,10 @@ async def run_load(
         wait_max_ms=0.0 if not waits.count else waits.high,
         pool_timeout_s=settings.pool_timeout,
         pool_status=status,
+        requested_concurrency=requested,
+        slots=slots,
+        refusals=counts["refusals"],
+        refusal_samples=refused,
     )
 
 
@@ -245,6 +286,11 @@ def _driver_select_one(backend: str) -> Callable[[Any], Awaitable[None]]:
             await cursor.fetchall()
 
     return mysql
+
+
+def _sample(samples: list[str], text: str) -> None:
+    if len(samples) < 3 and text not in samples:
+        samples.append(text)
 
 
 def _count_error(
@@ -303,6 +349,28 @@ def load_findings(report: LoadReport) -> list[Finding]:
                 f"({_num(report.pool_timeout_s)} s) at concurrency {report.concurrency}",
             )
         )
+    if report.capped and report.slots is not None:
+        slots = report.slots
+        findings.append(
+            Finding(
+                "load_capped",
+                "warning",
+                f"--load ran {report.concurrency} task(s), not the {report.requested_concurrency} "
+                f"asked for: the server had {slots.free} connection(s) free "
+                f"({slots.describe()}), and the run keeps a margin of {slots.margin} for "
+                "everyone else",
+            )
+        )
+    if report.refusals:
+        findings.append(
+            Finding(
+                "load_refused",
+                "error",
+                f"the server refused {report.refusals} connection(s) during the run for want "
+                f"of a free slot ({'; '.join(report.refusal_samples)}): other clients were "
+                "refused too while it ran",
+            )
+        )
     if report.errors:
         findings.append(
             Finding(
@@ -313,3 +381,15 @@ def load_findings(report: LoadReport) -> list[Finding]:
             )
         )
     return findings
+
+
+#: Findings that say the pools fit the server's (or the pooler's) limit.
+_FIT_IDS = frozenset({"max_connections", "pooler_max_client_conn"})
+
+
+def after_load(findings: Sequence[Finding], report: LoadReport) -> list[Finding]:
+    """``findings`` as the load run leaves them: a run that saw the server refuse a
+    connection never reports a fit (an ``info`` about the connection budget goes)."""
+    if not report.refusals:
+        return list(findings)
+    return [f for f in findings if not (f.id in _FIT_IDS and f.severity == "info")]
