@@ -203,9 +203,8 @@ def _render_target(console: Console, target: TargetReport) -> None:
     if target.slots is not None:
         slots = target.slots
         console.print(
-            f"free slots before the check: {slots.free} (max_connections "
-            f"{slots.max_connections} less {slots.reserved} reserved less {slots.in_use} in "
-            f"use); margin {slots.margin}",
+            f"free slots before the check: {slots.free} ({slots.describe()}); "
+            f"margin {slots.margin}",
             markup=False,
         )
     if target.pool is not None:

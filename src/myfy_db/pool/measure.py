@@ -25,10 +25,11 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from myfy_db.connections import abort as abort_connections
-from myfy_db.driver_errors import translate_errors
+from myfy_db.driver_errors import STATEMENT_POOLING_REASON, StatementPooling, translate_errors
 from myfy_db.engine import create_engine, engine_options
 from myfy_db.errors import (
     CannotConnect,
@@ -38,8 +39,11 @@ from myfy_db.errors import (
 )
 from myfy_db.pool.findings import Finding
 from myfy_db.pool.pooler import (
+    SAFE_URL_QUERY,
     PoolerInfo,
     detect_pooler,
+    direct_backend,
+    is_prepared_statement_clash,
     pooler_findings,
     safe_url,
     unsafe_settings,
@@ -109,13 +113,15 @@ def _pinger(backend: str, driver: Any) -> Callable[[], Coroutine[Any, Any, Any]]
 
 
 async def _probe(
-    settings: DatabaseSettings, url: DatabaseUrl, requested: int
+    settings: DatabaseSettings, url: DatabaseUrl
 ) -> tuple[SlotBudget | None, PoolerInfo | None]:
-    """Read the free slots and, on PostgreSQL, look for a transaction pooler.
+    """Read the free slots and, on PostgreSQL, look for a transaction pooler, on an engine of
+    its own.
 
-    Runs on a probe engine of its own, with the prepared-statement caches off (safe behind
-    any pooler, whatever the application's settings), and closes it before the check opens
-    its connections.
+    The engine has the prepared-statement caches off (safe behind any pooler, whatever the
+    application's settings) and is closed before returning. A connection that is the
+    server's own backend (:func:`direct_backend`) settles the question alone; otherwise a
+    second connection looks (:func:`detect_pooler`).
     """
     backend = url.backend
     safe = DatabaseUrl.parse(safe_url(url)) if backend == "postgresql" else url
@@ -128,19 +134,28 @@ async def _probe(
         driver = (await first.get_raw_connection()).driver_connection
         slots = await _read_slots(backend, driver)
         pooler = None
-        if backend == "postgresql" and (slots is None or slots.allowed >= 2):
-            second = engine.connect()
-            opened.append(second)
-            await second.start()
-            other = (await second.get_raw_connection()).driver_connection
-            detected, pids, held, evidence = await detect_pooler(driver, other)
-            unsafe = unsafe_settings(url, engine_options(settings, url).get("connect_args", {}))
-            pooler = PoolerInfo(detected, pids, held, evidence, unsafe if detected else [])
+        if backend == "postgresql":
+            pooler = await direct_backend(driver)
+            if pooler is None and (slots is None or slots.allowed >= 2):
+                second = engine.connect()
+                opened.append(second)
+                await second.start()
+                other = (await second.get_raw_connection()).driver_connection
+                pooler = await _detect(settings, url, driver, other)
     except BaseException:
         await asyncio.shield(_close(opened, engine, invalidate=True))
         raise
     await asyncio.shield(_close(opened, engine, invalidate=False))
     return slots, pooler
+
+
+async def _detect(
+    settings: DatabaseSettings, url: DatabaseUrl, first: Any, second: Any
+) -> PoolerInfo:
+    """:func:`detect_pooler` on two driver connections, with the engine's unsafe settings."""
+    detected, pids, held, evidence = await detect_pooler(first, second)
+    unsafe = unsafe_settings(url, engine_options(settings, url).get("connect_args", {}))
+    return PoolerInfo(detected, pids, held, evidence, unsafe if detected else [])
 
 
 def _probe_findings(
@@ -153,8 +168,7 @@ def _probe_findings(
                 "free_slots",
                 "error",
                 f"asked for {requested} connections, but the server has {slots.free} free "
-                f"(max_connections {slots.max_connections} less {slots.reserved} reserved "
-                f"less {slots.in_use} in use); opened {slots.allowed}, keeping a margin of "
+                f"({slots.describe()}); opened {slots.allowed}, keeping a margin of "
                 f"{slots.margin} for everyone else",
             )
         )
@@ -180,7 +194,7 @@ async def probe_pooler(
     if target.backend != "postgresql":
         return None
     with translate_errors(target, "looking for a transaction pooler"):
-        _, pooler = await _probe(settings, target, 1)
+        _, pooler = await _probe(settings, target)
     return pooler
 
 
@@ -213,16 +227,13 @@ async def _check_target(
         async with asyncio.timeout(timeout):
             with translate_errors(url, f"check-pool on {where}"):
                 progress.step = f"connecting to {where}"
-                slots: SlotBudget | None = None
-                pooler: PoolerInfo | None = None
-                if backend != "sqlite":
-                    slots, pooler = await _probe(settings, url, requested)
+                measured = await _measure(
+                    settings, url, backend, where, requested, samples, progress
+                )
+                slots, pooler, count = measured.slots, measured.pooler, measured.count
                 findings = _probe_findings(requested, slots, pooler)
-                count = min(requested, MAX_CONNECTIONS if slots is None else slots.allowed)
-                if url.memory:
-                    count = 1  # one shared connection (a static pool)
-                if pooler is not None and pooler.unsafe:
-                    # Connecting through the pooler with these settings is what fails.
+                if measured.figures is None:
+                    # Behind a transaction pooler with unsafe settings: measuring is what fails.
                     return TargetReport(
                         **base,
                         ok=False,
@@ -234,7 +245,7 @@ async def _check_target(
                         pooler=pooler,
                         findings=findings,
                     )
-                figures = await _measure(settings, url, backend, where, count, samples, progress)
+                figures = measured.figures
     except TimeoutError:
         return _failed(
             base,
@@ -271,6 +282,16 @@ async def _check_target(
 
 
 def _failed(base: dict[str, Any], error: MyfyDbError) -> TargetReport:
+    findings = []
+    if isinstance(error, StatementPooling):
+        findings.append(
+            Finding(
+                "statement_pooler",
+                "error",
+                f"{STATEMENT_POOLING_REASON}: use pool_mode = transaction (with "
+                f"?{SAFE_URL_QUERY} in the URL) or session for this database",
+            )
+        )
     return TargetReport(
         **base,
         ok=False,
@@ -278,7 +299,23 @@ def _failed(base: dict[str, Any], error: MyfyDbError) -> TargetReport:
         error=error.message,
         hint=error.hint,
         connections=0,
+        findings=findings,
     )
+
+
+def _safe_for_a_pooler(settings: DatabaseSettings, url: DatabaseUrl) -> bool:
+    return not unsafe_settings(url, engine_options(settings, url).get("connect_args", {}))
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What :func:`_measure` found: the figures (None when it stopped at an unsafe pooler),
+    the free slots, the pooler and the connections it opened (or would have)."""
+
+    figures: dict[str, Any] | None
+    slots: SlotBudget | None
+    pooler: PoolerInfo | None
+    count: int
 
 
 async def _measure(
@@ -286,10 +323,18 @@ async def _measure(
     url: DatabaseUrl,
     backend: str,
     where: str,
-    count: int,
+    requested: int,
     samples: int,
     progress: _Progress,
-) -> dict[str, Any]:
+) -> _Measured:
+    """Open the connections, read the slots and look for a pooler on them, and time them.
+
+    The first connection reads the free slots (so the others never take more than are free
+    less the margin) and, on PostgreSQL, tells whether it is the server's own backend
+    (:func:`direct_backend`); only when it is not does the check look for a transaction
+    pooler, on its first two connections when the engine's settings are safe for one, or on
+    a probe engine of its own (:func:`_probe`) when they are not.
+    """
     from sqlalchemy import event
 
     engine = create_engine(settings, url)
@@ -313,13 +358,50 @@ async def _measure(
             physical = (done - start) * 1000.0 if done is not None else None
             return conn, raw.driver_connection, physical
 
-        results = await asyncio.gather(*(open_one() for _ in range(count)), return_exceptions=True)
-        for result in results:
+        results: list[tuple[AsyncConnection, Any, float | None]] = []
+        slots: SlotBudget | None = None
+        pooler: PoolerInfo | None = None
+        try:
+            results.append(await open_one())
+            first = results[0][1]
+            slots = await _read_slots(backend, first)
+            count = min(requested, MAX_CONNECTIONS if slots is None else slots.allowed)
+            if url.memory:
+                count = 1  # one shared connection (a static pool)
+            if backend == "postgresql":
+                progress.step = f"looking for a transaction pooler in front of {where}"
+                pooler = await direct_backend(first)
+                if pooler is None and count >= 2 and _safe_for_a_pooler(settings, url):
+                    results.append(await open_one())
+                    pooler = await _detect(settings, url, first, results[1][1])
+        except Exception as exc:
+            if backend != "postgresql" or not is_prepared_statement_clash(exc):
+                raise
+            # The application's statement cache met a backend shared through a pooler.
+            await asyncio.shield(_close(opened, engine, invalidate=True))
+            slots, pooler = await _probe(settings, url)
+            count = min(requested, MAX_CONNECTIONS if slots is None else slots.allowed)
+            if pooler is None or not pooler.unsafe:
+                raise
+            return _Measured(None, slots, pooler, count)
+        if pooler is None and backend == "postgresql":
+            # Something sits in between, and these settings may not survive it: look on a
+            # probe engine with the caches off before measuring.
+            _, pooler = await _probe(settings, url)
+        if pooler is not None and pooler.unsafe:
+            await asyncio.shield(_close(opened, engine, invalidate=False))
+            return _Measured(None, slots, pooler, count)
+
+        progress.step = f"connecting to {where}"
+        more = await asyncio.gather(
+            *(open_one() for _ in range(count - len(results))), return_exceptions=True
+        )
+        for result in more:
             if isinstance(result, BaseException):
                 raise result
-        opened_ok = [r for r in results if not isinstance(r, BaseException)]
-        connect_ms = [p for _, _, p in opened_ok if p is not None]
-        drivers = [driver for _, driver, _ in opened_ok]
+        results += [r for r in more if not isinstance(r, BaseException)]
+        connect_ms = [p for _, _, p in results if p is not None]
+        drivers = [driver for _, driver, _ in results]
         pings = [_pinger(backend, driver) for driver in drivers]
 
         progress.step = f"pinging the connections to {where}"
@@ -358,7 +440,7 @@ async def _measure(
         await asyncio.shield(_close(opened, engine, invalidate=True))
         raise
     await asyncio.shield(_close(opened, engine, invalidate=False))
-    return {
+    figures = {
         "connect": latency_stats(connect_ms),
         "checkout": reservoir_stats(checkout),
         "round_trip": reservoir_stats(round_trip),
@@ -366,6 +448,7 @@ async def _measure(
         "server": server,
         "pool": pool,
     }
+    return _Measured(figures, slots, pooler, count)
 
 
 async def _close(opened: list[AsyncConnection], engine: AsyncEngine, *, invalidate: bool) -> None:

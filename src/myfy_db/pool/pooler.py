@@ -28,6 +28,8 @@ __all__ = [
     "SAFE_URL_QUERY",
     "PoolerInfo",
     "detect_pooler",
+    "direct_backend",
+    "is_prepared_statement_clash",
     "pooler_findings",
     "safe_url",
     "unsafe_settings",
@@ -91,6 +93,42 @@ async def detect_pooler(first: Any, second: Any) -> tuple[bool, list[int], int |
             "the connection waited for a backend while another connection held a transaction",
         )
     return False, pids, held, f"both transactions ran on backend {before}"
+
+
+async def direct_backend(driver: Any) -> PoolerInfo | None:
+    """A :class:`PoolerInfo` saying "no pooler" when the asyncpg connection ``driver`` is
+    the server's own backend, else None (something sits in between: look with
+    :func:`detect_pooler`).
+
+    The server tells each client its backend's pid at startup (BackendKeyData, asyncpg's
+    ``get_server_pid()``); a pooler hands out keys of its own (PgBouncer: random ones),
+    since the backend behind a client changes. So a startup pid equal to
+    ``pg_backend_pid()`` means the client talks to the backend itself: one round trip on a
+    connection that is open anyway, instead of a second connection and two transactions.
+    """
+    startup = driver.get_server_pid()
+    backend = int(await driver.fetchval(_PID_SQL))
+    if startup != backend:
+        return None
+    return PoolerInfo(
+        False,
+        [backend, startup],
+        None,
+        f"the connection is the server's own backend {backend} (the pid it gave at startup)",
+    )
+
+
+#: asyncpg's errors for a prepared statement that already exists or does not exist: what a
+#: statement cache meets on a backend that a transaction pooler shares between clients.
+_CLASH_NAMES = frozenset({"DuplicatePreparedStatementError", "InvalidSQLStatementNameError"})
+
+
+def is_prepared_statement_clash(exc: BaseException) -> bool:
+    """``exc`` is a prepared statement that already exists or does not exist (the mark of a
+    statement cache behind a transaction pooler)."""
+    from myfy_db.driver_errors import walk
+
+    return any(type(item).__name__ in _CLASH_NAMES for item in walk(exc))
 
 
 def safe_url(url: str | DatabaseUrl) -> str:
