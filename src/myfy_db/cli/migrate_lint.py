@@ -76,6 +76,16 @@ def lint(
             "an unreachable database is exit 4).",
         ),
     ] = False,
+    explain: Annotated[
+        str | None,
+        typer.Option(
+            "--explain",
+            metavar="RULE",
+            help="Print what rule RULE flags, what breaks and the safe form, and exit "
+            "(--explain '' lists every rule).",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Judge what each revision will do on the URL's dialect: locks, rewrites, renames, drops.
@@ -85,6 +95,16 @@ def lint(
     operation accepts its finding (still shown). Exit 5 at --fail-on (default error).
     """
     shared = _shared(ctx, url=url, env_file=env_file, config=config)
+    if explain is not None:
+
+        def explained(out: Output) -> None:
+            from myfy_db.migrations.lint.docs import explain as explain_rule
+
+            lines = explain_rule(explain)
+            out.emit_text({"explain": lines}, ["\n".join(lines)])
+
+        run(explained, json_mode=_json(ctx, json_output), read_only=True)
+        return
 
     async def action(out: Output) -> None:
         from myfy_db.metadata import load_metadata

@@ -92,12 +92,14 @@ def judge(
     ``known_types`` are the column types before the range (the database's, else the
     models'): an ``alter_column`` without ``existing_type`` is judged against them.
     """
-    from myfy_db.migrations.lint.allow import allowed, clear_cache
+    from myfy_db.migrations.lint.allow import allowed, check_comments, clear_cache
     from myfy_db.migrations.lint.state import advance
 
     clear_cache()
     state = RangeState(models=models, known_types=dict(known_types or {}))
     rules = all_rules()
+    paths = {captured.path for captured in ops if captured.path != "?"}
+    check_comments(paths, {rule.id for rule in rules}, {p: _relative(p) for p in paths})
     findings: list[Finding] = []
     revision = None
     for captured in ops:

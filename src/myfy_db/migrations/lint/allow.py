@@ -21,6 +21,8 @@ NO_REASON = "(no reason given)"
 class _File:
     comments: dict[int, dict[str, str]] = field(default_factory=dict)
     statements: list[tuple[int, int]] = field(default_factory=list)
+    #: (line, rule id as written) for every id an allow comment names.
+    named: list[tuple[int, str]] = field(default_factory=list)
 
 
 @cache
@@ -40,6 +42,7 @@ def _read(path: str) -> _File:
             reason = match.group("reason") or NO_REASON
             ids = {i.strip().upper(): reason for i in match.group("ids").split(",")}
             parsed.comments.setdefault(token.start[0], {}).update(ids)
+            parsed.named += [(token.start[0], i.strip()) for i in match.group("ids").split(",")]
         tree = ast.parse(source)
     except (SyntaxError, tokenize.TokenError):
         return parsed
@@ -70,3 +73,30 @@ def allowed(path: str, line: int, rule: str) -> str | None:
 def clear_cache() -> None:
     """Forget parsed files (revision files can change between runs in one process)."""
     _read.cache_clear()
+
+
+def check_comments(paths: set[str], known: set[str], shown: dict[str, str]) -> None:
+    """Refuse (exit 2) an allow comment that names no rule, or gives no reason.
+
+    A misspelt id (``PG0009``) would otherwise accept nothing and be silently ignored.
+    ``shown`` maps each path to the form to print it in.
+    """
+    from difflib import get_close_matches
+
+    from myfy_db.errors import ConfigError
+
+    for path in sorted(paths):
+        parsed = _read(path)
+        for line, rule in parsed.named:
+            where = f"{shown.get(path, path)}:{line}"
+            if rule.upper() not in known:
+                close = get_close_matches(rule.upper(), sorted(known), n=1)
+                hint = (
+                    f"did you mean {close[0]}?" if close else "see myfy-db migrate lint --explain"
+                )
+                raise ConfigError(f"{where}: `# myfy-db: allow {rule}` names no rule", hint=hint)
+            if parsed.comments.get(line, {}).get(rule.upper()) == NO_REASON:
+                raise ConfigError(
+                    f"{where}: `# myfy-db: allow {rule}` gives no reason",
+                    hint=f"say why after two dashes: # myfy-db: allow {rule} -- reason",
+                )

@@ -39,3 +39,29 @@ def updated_readme(readme: str) -> str:
     if not pattern.search(readme):
         raise ValueError("README.md has no lint rule markers")
     return pattern.sub(lambda _: markdown_rules(), readme, count=1)
+
+
+def explain(rule_id: str | None) -> list[str]:
+    """Lines documenting ``rule_id`` (``PG001``), or a one-line list of every rule (None)."""
+    from difflib import get_close_matches
+
+    from myfy_db.errors import ConfigError
+
+    rules = {rule.id: rule for rule in all_rules()}
+    if not rule_id:
+        return [f"{r.id} {r.name} ({r.severity.label}): {r.summary}" for r in rules.values()]
+    rule = rules.get(rule_id.strip().upper())
+    if rule is None:
+        close = get_close_matches(rule_id.strip().upper(), sorted(rules), n=1)
+        raise ConfigError(
+            f"no lint rule {rule_id!r}",
+            hint=f"did you mean {close[0]}?" if close else "--explain alone lists every rule",
+        )
+    dialects = ", ".join(rule.dialects) if rule.dialects else "every dialect"
+    return [
+        f"{rule.id} {rule.name}: {rule.summary}",
+        f"severity: {rule.severity.label}; applies to: {dialects}",
+        f"what breaks: {rule.breaks}",
+        f"the safe form: {rule.safe}",
+        f"accept on purpose: # myfy-db: allow {rule.id} -- reason",
+    ]
