@@ -56,7 +56,8 @@ CASES: list[tuple[str, tuple[str, ...], str, str]] = [
         PG,
         'op.create_index("ix_items_name", "items", ["name"])',
         AUTOCOMMIT
-        + 'op.create_index("ix_items_name", "items", ["name"], postgresql_concurrently=True)',
+        + 'op.create_index("ix_items_name", "items", ["name"], postgresql_concurrently=True,'
+        " if_not_exists=True)",
     ),
     (
         "PG002",
@@ -115,7 +116,7 @@ CASES: list[tuple[str, tuple[str, ...], str, str]] = [
         PG,
         'op.create_unique_constraint("uq_name", "items", ["name"])',
         AUTOCOMMIT + 'op.create_index("ux_name", "items", ["name"], unique=True, '
-        "postgresql_concurrently=True)\n"
+        "postgresql_concurrently=True, if_not_exists=True)\n"
         'op.execute("ALTER TABLE items ADD CONSTRAINT uq_name UNIQUE USING INDEX ux_name")',
     ),
     (
@@ -131,7 +132,7 @@ CASES: list[tuple[str, tuple[str, ...], str, str]] = [
         PG,
         'op.create_primary_key("pk_tags", "tags", ["name"])',
         AUTOCOMMIT + 'op.create_index("ux_tags", "tags", ["name"], unique=True, '
-        "postgresql_concurrently=True)\n"
+        "postgresql_concurrently=True, if_not_exists=True)\n"
         'op.execute("ALTER TABLE tags ADD CONSTRAINT pk_tags PRIMARY KEY USING INDEX ux_tags")',
     ),
     (
@@ -145,7 +146,8 @@ CASES: list[tuple[str, tuple[str, ...], str, str]] = [
         PG,
         'op.create_index("ix_items_name", "items", ["name"], postgresql_concurrently=True)',
         AUTOCOMMIT
-        + 'op.create_index("ix_items_name", "items", ["name"], postgresql_concurrently=True)',
+        + 'op.create_index("ix_items_name", "items", ["name"], postgresql_concurrently=True,'
+        " if_not_exists=True)",
     ),
     (
         "MY001",
@@ -188,6 +190,35 @@ CASES: list[tuple[str, tuple[str, ...], str, str]] = [
         'op.alter_column("items", "body", new_column_name="text", existing_type=sa.Text)',
         'op.add_column("items", sa.Column("text", sa.Text))\n'
         'op.execute("UPDATE items SET text = body WHERE id BETWEEN 1 AND 1000")',
+    ),
+    (
+        "PG011",
+        PG,
+        'op.add_column("items", sa.Column("total", sa.Numeric(10, 2), '
+        'sa.Computed("price * 2", persisted=True)))',
+        'op.add_column("items", sa.Column("total", sa.Numeric(10, 2)))',
+    ),
+    (
+        "PG012",
+        PG,
+        'op.add_column("items", sa.Column("c" * 64, sa.Integer))',
+        'op.add_column("items", sa.Column("c" * 63, sa.Integer))',
+    ),
+    (
+        "PG013",
+        PG,
+        AUTOCOMMIT
+        + 'op.create_index("ix_items_name", "items", ["name"], postgresql_concurrently=True)',
+        AUTOCOMMIT
+        + 'op.create_index("ix_items_name", "items", ["name"], postgresql_concurrently=True,'
+        " if_not_exists=True)",
+    ),
+    (
+        "MY005",
+        MY,
+        'op.create_foreign_key("fk_items_owner", "items", "owners", ["owner_id"], ["id"])',
+        'op.create_table("children", sa.Column("id", sa.Integer, primary_key=True), '
+        'sa.Column("owner_id", sa.Integer, sa.ForeignKey("owners.id")))',
     ),
     (
         "DB006",

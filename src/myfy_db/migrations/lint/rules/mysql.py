@@ -116,3 +116,21 @@ def fulltext_index(captured: CapturedOp, state: RangeState) -> str | None:
     if not state.existing(table):
         return None
     return f"adds a FULLTEXT index to {table}"
+
+
+@rule(
+    "MY005",
+    "foreign-key-copy",
+    severity=Severity.WARNING,
+    dialects=MYSQL,
+    summary="adding a foreign key to an existing table",
+    breaks="with foreign_key_checks on, MySQL and MariaDB add it with ALGORITHM=COPY: the "
+    "table is copied while writes are blocked (older servers always copy)",
+    safe="SET foreign_key_checks = 0 around the ALTER so it runs INPLACE (the existing rows "
+    "are not checked: verify them first), or use an online schema-change tool",
+)
+def foreign_key_copy(captured: CapturedOp, state: RangeState) -> str | None:
+    if kind(captured) != "CreateForeignKeyOp" or not state.existing(table_of(captured)):
+        return None
+    name = captured.operation.constraint_name or "(unnamed)"
+    return f"adds foreign key {name} on {table_of(captured)}"

@@ -245,7 +245,22 @@ def _not_valid(captured: CapturedOp) -> bool:
     "op.execute('ALTER TABLE t VALIDATE CONSTRAINT name') (which lets writes through)",
 )
 def constraint_without_not_valid(captured: CapturedOp, state: RangeState) -> str | None:
-    if kind(captured) not in ("CreateForeignKeyOp", "CreateCheckConstraintOp"):
+    current = kind(captured)
+    table = table_of(captured)
+    if current == "AddColumnOp" and state.existing(table):
+        column = captured.operation.column
+        if column.foreign_keys and "NOT VALID" not in captured.rendered.upper():
+            return f"adds column {table}.{column.name} with a foreign key validating every row"
+        return None
+    if current == "AlterColumnOp" and state.existing(table):
+        new = captured.operation.modify_type
+        if getattr(new, "create_constraint", False) and not getattr(new, "native_enum", True):
+            return (
+                f"changes {table}.{captured.operation.column_name} to a non-native enum whose "
+                "CHECK constraint validates every row"
+            )
+        return None
+    if current not in ("CreateForeignKeyOp", "CreateCheckConstraintOp"):
         return None
     table = table_of(captured)
     if not state.existing(table) or _not_valid(captured):
@@ -268,12 +283,20 @@ def constraint_without_not_valid(captured: CapturedOp, state: RangeState) -> str
     + ", then op.execute('ALTER TABLE t ADD CONSTRAINT c UNIQUE USING INDEX name')",
 )
 def unique_without_index(captured: CapturedOp, state: RangeState) -> str | None:
-    if kind(captured) not in ("CreateUniqueConstraintOp", "CreatePrimaryKeyOp"):
-        return None
+    current = kind(captured)
     table = table_of(captured)
     if not state.existing(table):
         return None
-    what = "primary key" if kind(captured) == "CreatePrimaryKeyOp" else "unique constraint"
+    if current == "AddColumnOp":
+        column = captured.operation.column
+        if column.unique or column.primary_key:
+            return f"adds column {table}.{column.name} with a unique index built under lock"
+        return None
+    if current == "CreateExcludeConstraintOp":
+        return f"adds an exclusion constraint on {table}, building its index under lock"
+    if current not in ("CreateUniqueConstraintOp", "CreatePrimaryKeyOp"):
+        return None
+    what = "primary key" if current == "CreatePrimaryKeyOp" else "unique constraint"
     return f"adds a {what} on {table}, building its index under lock"
 
 
@@ -293,3 +316,85 @@ def concurrently_in_transaction(captured: CapturedOp, state: RangeState) -> str 
     if not _concurrently(captured) or not captured.in_transaction:
         return None
     return "runs an index operation CONCURRENTLY inside the revision's transaction"
+
+
+@rule(
+    "PG011",
+    "stored-generated-column",
+    severity=Severity.ERROR,
+    dialects=POSTGRESQL,
+    summary="adding a stored generated column (sa.Computed) to an existing table",
+    breaks="PostgreSQL computes the column for every row while it rewrites the table under an "
+    "ACCESS EXCLUSIVE lock: no read or write gets through until it ends",
+    safe="add a plain nullable column, fill it in batches (and keep it current with a "
+    "trigger or the application), or compute the value in a view or the query",
+)
+def stored_generated_column(captured: CapturedOp, state: RangeState) -> str | None:
+    if kind(captured) != "AddColumnOp" or not state.existing(table_of(captured)):
+        return None
+    column = captured.operation.column
+    if column.computed is None:
+        return None
+    return f"adds stored generated column {table_of(captured)}.{column.name}"
+
+
+#: PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes.
+_MAX_IDENTIFIER_BYTES = 63
+
+
+def _names(captured: CapturedOp) -> list[str]:
+    operation = captured.operation
+    names = [
+        getattr(operation, attr, None)
+        for attr in ("index_name", "constraint_name", "table_name", "new_table_name")
+    ]
+    column = getattr(operation, "column", None)
+    names.append(getattr(column, "name", None))
+    names += [getattr(c, "name", None) for c in getattr(operation, "columns", ()) or ()]
+    names.append(getattr(operation, "modify_name", None))
+    if captured.raw is not None:
+        names += [captured.raw.name, captured.raw.table]
+    return [str(n) for n in names if isinstance(n, str) and n]
+
+
+@rule(
+    "PG012",
+    "identifier-too-long",
+    severity=Severity.ERROR,
+    dialects=POSTGRESQL,
+    summary="a name longer than 63 bytes",
+    breaks="PostgreSQL silently truncates it to 63 bytes: two long names can collide, and "
+    "code or a later revision that uses the full name does not find the object",
+    safe="name it in 63 bytes or fewer (a naming convention in the metadata keeps generated "
+    "constraint and index names short)",
+)
+def identifier_too_long(captured: CapturedOp, state: RangeState) -> str | None:
+    for name in _names(captured):
+        size = len(name.encode())
+        if size > _MAX_IDENTIFIER_BYTES:
+            return f"names {name!r}: {size} bytes, truncated by the server to 63"
+    return None
+
+
+@rule(
+    "PG013",
+    "concurrent-index-not-idempotent",
+    severity=Severity.WARNING,
+    dialects=POSTGRESQL,
+    summary="CREATE INDEX CONCURRENTLY without IF NOT EXISTS",
+    breaks="a concurrent build that fails (a deadlock, a duplicate) leaves an INVALID index "
+    "behind; the revision's re-run then fails on the name that already exists",
+    safe="op.create_index(..., postgresql_concurrently=True, if_not_exists=True), and drop an "
+    "INVALID index left by a failed build before retrying",
+)
+def concurrent_index_not_idempotent(captured: CapturedOp, state: RangeState) -> str | None:
+    current = kind(captured)
+    if current == "raw:create_index":
+        if captured.raw.concurrently and not captured.raw.if_exists:
+            return f"builds {captured.raw.name or 'an index'} CONCURRENTLY without IF NOT EXISTS"
+        return None
+    if current != "CreateIndexOp" or not _concurrently(captured):
+        return None
+    if getattr(captured.operation, "if_not_exists", None):
+        return None
+    return f"builds {captured.operation.index_name} CONCURRENTLY without if_not_exists=True"
