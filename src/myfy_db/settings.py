@@ -31,10 +31,12 @@ from myfy_db.urls import (
     SUPPORTED_SCHEMES,
     DatabaseUrl,
     async_url_for,
+    mask_text,
     mask_url,
     redact,
     register_url_secret,
     split_url,
+    split_url_list,
     url_problem,
 )
 
@@ -63,6 +65,8 @@ def _check_url(url: str) -> str:
     parts = split_url(url)
     example = f"expected a URL such as {DEFAULT_URL}"
     if parts is None:
+        if url[:1] in ("'", '"') and url[-1:] == url[:1]:
+            example = "remove the quotes around the URL"
         raise ValueError(f"not a database URL; {example}")
     if parts.scheme in SUPPORTED_SCHEMES:
         problem = url_problem(url)
@@ -147,7 +151,8 @@ class DatabaseSettings(BaseSettings):
     @field_validator("replica_urls", mode="before")
     @classmethod
     def _validate_replicas(cls, value: Any) -> Any:
-        value = _split_list(value)
+        if isinstance(value, str):  # a comma inside a password does not split the list
+            value = split_url_list(value)
         if isinstance(value, list):
             return [_check_url(item) if isinstance(item, str) else item for item in value]
         return value
@@ -342,12 +347,27 @@ def _unknown_names(env_file: Path) -> tuple[UnknownName, ...]:
 
 
 def _display_value(field: str, value: Any) -> str | None:
+    """``value`` of an invalid setting as it may be shown: a URL-valued setting's value is
+    never echoed, only masked (each URL of a list on its own; text that is no URL by its
+    credentials, :func:`~myfy_db.urls.mask_text`)."""
     if value is None:
         return None
-    text = value if isinstance(value, str) else repr(value)
     if field in _URL_FIELDS:
-        text = mask_url(text)
+        if isinstance(value, str):
+            urls = split_url_list(value) if field == "replica_urls" else [value.strip()]
+            return repr(", ".join(_masked(url) for url in urls))
+        if isinstance(value, list | tuple):
+            return repr([_masked(item) if isinstance(item, str) else "***" for item in value])
+        return "***"
+    text = value if isinstance(value, str) else repr(value)
     return repr(redact(text)) if isinstance(value, str) else redact(text)
+
+
+def _masked(url: str) -> str:
+    try:
+        return mask_url(url)
+    except Exception:  # whatever the text, it is shown masked by its text alone
+        return mask_text(url)
 
 
 def _collect_sources(
@@ -369,8 +389,8 @@ def _collect_sources(
                 raw[field] = value
     for field in ("database_url", "replica_urls"):
         if isinstance(raw.get(field), str):
-            for url in str(raw[field]).split(","):
-                register_url_secret(url.strip())
+            for url in split_url_list(str(raw[field])):
+                register_url_secret(url)
     return found, raw
 
 

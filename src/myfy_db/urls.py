@@ -92,12 +92,15 @@ def _parsed(url: str) -> Any:
 def mask_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***``; safe on malformed input.
 
-    The password is the one SQLAlchemy's parser finds (and connects with); a URL it cannot
-    parse has its whole user information masked.
+    The password is the one SQLAlchemy's parser finds (and connects with), when it is the
+    whole field between the user name and the last ``@``. A URL SQLAlchemy cannot parse, or
+    one it reads another way (a raw ``@`` in the password, which SQLAlchemy ends at the
+    first ``@``), is masked by its text (:func:`mask_text`): the whole user information up
+    to the last ``@``, whatever its length.
     """
     register_url_secret(url)
     parsed = _parsed(url)
-    if parsed is not None:
+    if parsed is not None and _agrees(parsed, url):
         if parsed.password is not None:
             parsed = parsed.set(password=MASK)
         query = {
@@ -108,11 +111,86 @@ def mask_url(url: str) -> str:
             parsed = parsed.set(query=query)
         text = str(parsed.render_as_string(hide_password=False))
         return redact(text.replace(_quoted_in_url(MASK), MASK))
-    masked = _AUTHORITY.sub(
-        lambda m: f"{m['scheme']}{m['userinfo'].split(':', 1)[0]}:{MASK}@", url, count=1
-    )
+    return mask_text(url)
+
+
+#: What a URL's scheme looks like at the start of a text, also when it is mistyped:
+#: quoted, bracketed, with a space before ``:`` or without it (``postgresql+asyncpg//``).
+_SCHEMEISH = re.compile(r"^[\s\"'\[(]*[A-Za-z][A-Za-z0-9+.\-]*\s*:?\s*/+")
+
+
+def _text_password(text: str) -> str | None:
+    """The password field of ``text`` by the text rule of :func:`mask_text` (raw, as
+    written), or None when the text has none."""
+    at = text.rfind("@")
+    scheme = _SCHEMEISH.match(text)
+    if scheme is None or scheme.end() > at:
+        return None
+    _user, colon, password = text[scheme.end() : at].partition(":")
+    return password if colon else None
+
+
+def _agrees(parsed: Any, url: str) -> bool:
+    """True when SQLAlchemy's password is the whole password field of ``url``'s text."""
+    if "@" in (parsed.host or ""):
+        return False
+    written = _text_password(url.strip())
+    if written is None:
+        return parsed.password is None
+    return parsed.password is not None and unquote(written) == unquote(str(parsed.password))
+
+
+def mask_text(text: str) -> str:
+    """``text`` that may hold a URL (parseable or not) with its credentials masked.
+
+    Everything between the scheme (or what looks like one: ``scheme//``, ``scheme ://``, a
+    quoted URL) and the last ``@`` is the user information: the user name before its first
+    ``:`` stays, the rest becomes ``***``, as one field, never substrings. Text with an ``@``
+    but nothing scheme-like before it has everything before its last ``@`` masked. Password
+    parameters in a query are masked too. No part of the text is parsed as a URL.
+    """
+    at = text.rfind("@")
+    masked = text
+    if at >= 0:
+        scheme = _SCHEMEISH.match(text)
+        if scheme is not None and scheme.end() <= at:
+            start = scheme.end()
+            user, colon, _ = text[start:at].partition(":")
+            userinfo = f"{user}:{MASK}" if colon else MASK
+            masked = f"{text[:start]}{userinfo}{text[at:]}"
+        else:
+            masked = f"{MASK}{text[at:]}"
     masked = _QUERY_SECRET.sub(lambda m: f"{m.group(1)}{MASK}", masked)
     return redact(masked)
+
+
+_URL_START = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def split_url_list(value: str) -> list[str]:
+    """The URLs of a list setting (``MYFY_DATA_REPLICA_URLS``): comma-separated, or a JSON
+    array of strings (the form pydantic-settings reads a list in).
+
+    A comma belongs to a password when what follows it does not start a URL and holds the
+    ``@`` that ends the user information (or the text before it has no ``@`` yet), so
+    ``u:pa,ss@h/db`` stays one URL.
+    """
+    import json
+
+    text = value.strip()
+    if text.startswith("["):
+        with suppress(ValueError):
+            items = json.loads(text)
+            if isinstance(items, list) and all(isinstance(item, str) for item in items):
+                return [item.strip() for item in items if item.strip()]
+        return [text]
+    pieces: list[str] = []
+    for piece in text.split(","):
+        if pieces and not _URL_START.match(piece) and ("@" in piece or "@" not in pieces[-1]):
+            pieces[-1] = f"{pieces[-1]},{piece}"
+        else:
+            pieces.append(piece)
+    return [piece.strip() for piece in pieces if piece.strip()]
 
 
 def _quoted_in_url(secret: str) -> str:
@@ -168,6 +246,9 @@ def register_url_secret(url: str) -> None:
     parsed = _parsed(text)
     if parsed is not None:
         register_secret(parsed.password)
+        if parsed.host and not _agrees(parsed, text):
+            # A raw "@" in the password: SQLAlchemy takes part of it for the host name.
+            register_secret(parsed.host)
         for key, value in parsed.query.items():
             if key.lower() in _SECRET_KEYS:
                 values = value if isinstance(value, tuple) else (value,)
@@ -185,6 +266,12 @@ def register_url_secret(url: str) -> None:
     parts = split_url(text)
     if parts is not None:
         register_secret(parts.password)
+    # A URL SQLAlchemy cannot read (quoted, ``scheme//``, ``scheme ://``) or reads another
+    # way: its password is what :func:`mask_text` masks.
+    written = _text_password(text)
+    if written is not None and (parsed is None or not _agrees(parsed, text)):
+        register_secret(written)
+        register_secret(unquote(written))
 
 
 def redact(text: str) -> str:
@@ -309,6 +396,11 @@ def _parse(url: str) -> DatabaseUrl:
     else:
         port = f":{parsed.port}" if parsed.port else ""
         target = f"{parsed.host or 'localhost'}{port}/{parsed.database or ''}"
+        if not _agrees(parsed, url):
+            # SQLAlchemy's host holds part of the password (a raw "@" in it): the target is
+            # what follows the password field, masked as a whole.
+            masked_text = mask_text(url)
+            target = f"{MASK}{masked_text[masked_text.rfind('@') :]}"
     return DatabaseUrl(
         sqlalchemy_url=parsed,
         backend=_FAMILIES.get(dialect, dialect),
@@ -397,8 +489,24 @@ def url_problem(url: str) -> str | None:
     """What is structurally wrong with ``url`` (port, host, NUL byte, query), or None.
 
     Pure string checks on a URL whose scheme is already known to be supported, so a mistake
-    is reported before any driver sees it (and fails in its own way).
+    is reported before any driver sees it (and fails in its own way). When SQLAlchemy reads
+    part of the password field as the host, port or query (a raw ``@`` in it), the problem
+    is said without echoing any part of the URL.
     """
+    problem = _structural_problem(url)
+    if problem is None or problem == _NOT_A_URL:
+        return problem
+    match = _URL_SHAPE.match(url)
+    written = _text_password(url)
+    if written is not None and (match is None or match["password"] != written):
+        return (
+            "the password holds a raw '@' (or '?', '/'), so part of it is read as the host, "
+            "port or query; write the password URL-encoded (%40 for @)"
+        )
+    return problem
+
+
+def _structural_problem(url: str) -> str | None:
     if "\x00" in url or "%00" in url:
         return "a NUL character (%00) in the URL"
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in url):
@@ -418,7 +526,10 @@ def url_problem(url: str) -> str | None:
                 "or sqlite+aiosqlite:////absolute/path.db"
             )
     elif match["port"] is not None:
-        problem = _port_problem(match["port"])
+        # Without an "@" the "port" may be a password (u:secret); with a raw "@" in the
+        # password it holds part of one: then the port is not echoed.
+        echo = "@" in url and "@" not in match["port"]
+        problem = _port_problem(match["port"], echo=echo)
         if problem is not None:
             return problem
     if match["query"] is not None:
@@ -426,11 +537,14 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def _port_problem(port: str) -> str | None:
+def _port_problem(port: str, *, echo: bool = True) -> str | None:
     if not port.isascii() or not port.isdigit():
+        if not echo:
+            return "the port is not a number (a raw '@' or ',' in a password? write it %40, %2C)"
         return f"port {port!r} is not a number"
     if not 1 <= int(port) <= 65535:
-        return f"port {int(port)} is out of range (1-65535)"
+        shown = str(int(port)) if echo else "number"
+        return f"port {shown} is out of range (1-65535)"
     return None
 
 

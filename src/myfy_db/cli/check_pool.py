@@ -119,7 +119,7 @@ def check_pool(
 
         if count is not None and watch is None:
             raise ConfigError("--count needs --watch SECONDS")
-        settings = load(url, env_file).settings
+        settings = load(url, env_file, replicas=replica).settings
         check: dict[str, Any] = {
             "connections": connections,
             "samples": samples,

@@ -22,11 +22,15 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-_state = {"traceback": False, "warned_url_password": False}
+_state = {"traceback": False, "warned_url_password": False, "warned_replica_password": False}
 
 URL_PASSWORD_WARNING = (
     "warning: a password in --url is visible to every local user in the process list; "
     "use MYFY_DATA_DATABASE_URL or --env-file instead"
+)
+REPLICA_PASSWORD_WARNING = (
+    "warning: a password in --replica is visible to every local user in the process list; "
+    "use MYFY_DATA_REPLICA_URLS or --env-file instead"
 )
 _invoked: dict[str, str | None] = {"command": None}
 
@@ -35,6 +39,7 @@ def set_traceback(enabled: bool) -> None:
     """Record the top-level ``--traceback`` flag for this invocation (which starts here)."""
     _state["traceback"] = enabled
     _state["warned_url_password"] = False
+    _state["warned_replica_password"] = False
 
 
 def wants_traceback() -> bool:
@@ -52,12 +57,15 @@ def load(
     env_file: Path | None = None,
     *,
     warn_unknown: bool = True,
+    replicas: list[str] | None = None,
     **flags: Any,
 ) -> LoadedSettings:
     """Effective settings: command-line flags over environment, ``.env`` and pyproject.
 
     A ``MYFY_DATA_*`` name that is no setting (a typo) is warned about on stderr, once per
-    process (``config`` reports them as errors instead: ``warn_unknown=False``).
+    process (``config`` reports them as errors instead: ``warn_unknown=False``). A password
+    in ``--url`` or in a ``--replica`` (``replicas``, given for this warning only) is warned
+    about once: the command line is visible to every local user.
 
     Loading them ends the start-up of a ``myfy-db`` process (see :mod:`myfy_db.cli.process`):
     a command imports what it needs first, and what runs after this (the user's modules, the
@@ -73,6 +81,12 @@ def load(
         if url_has_password(url):
             _state["warned_url_password"] = True
             print(URL_PASSWORD_WARNING, file=sys.stderr, flush=True)
+    if replicas and not _state["warned_replica_password"]:
+        from myfy_db.urls import url_has_password
+
+        if any(url_has_password(replica) for replica in replicas):
+            _state["warned_replica_password"] = True
+            print(REPLICA_PASSWORD_WARNING, file=sys.stderr, flush=True)
 
     overrides: Mapping[str, Any] = {"database_url": url, **flags}
     try:
