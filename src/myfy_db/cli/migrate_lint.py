@@ -38,26 +38,38 @@ FailOnOption = Annotated[
 
 
 def _render(report: LintReport, console: Console) -> None:
+    """One line per finding (``file:line RULE severity detail``), each rule's recipe once,
+    then a per-rule summary."""
     count = len(report.revisions)
-    console.print(
-        f"{report.database}: {count} revision(s) linted for {report.dialect} ({report.scope})",
-        soft_wrap=True,
-    )
+    lines = [f"{report.database}: {count} revision(s) linted for {report.dialect} ({report.scope})"]
+    recipes: dict[str, tuple[str, str, str]] = {}
+    tally: dict[str, list[int]] = {}
     for finding in report.findings:
         mark = f"accepted {finding.severity.label}" if finding.accepted else finding.severity.label
-        console.print(
-            f"{mark} {finding.rule} {finding.name}: revision {finding.revision} at "
-            f"{finding.path}:{finding.line}",
-            soft_wrap=True,
-            markup=False,
+        line = (
+            f"{finding.path}:{finding.line} {finding.rule} {mark} {finding.detail} "
+            f"(revision {finding.revision})"
         )
-        console.print(f"  {finding.detail}", soft_wrap=True, markup=False)
-        console.print(f"  breaks: {finding.breaks}", soft_wrap=True, markup=False)
-        console.print(f"  safe:   {finding.safe}", soft_wrap=True, markup=False)
         if finding.accepted:
-            console.print(f"  accepted: {finding.reason}", soft_wrap=True, markup=False)
-    if not report.findings:
-        console.print("no findings")
+            line += f"; accepted: {finding.reason}"
+        lines.append(line)
+        recipes.setdefault(finding.rule, (finding.name, finding.breaks, finding.safe))
+        counts = tally.setdefault(finding.rule, [0, 0])
+        counts[0] += 1
+        counts[1] += int(finding.accepted)
+    if recipes:
+        lines.append("")
+        for rule, (name, breaks, safe) in recipes.items():
+            lines.append(f"{rule} {name}: {breaks}")
+            lines.append(f"  safe form: {safe}")
+        summary = ", ".join(
+            f"{rule} x{n}" + (f" ({accepted} accepted)" if accepted else "")
+            for rule, (n, accepted) in tally.items()
+        )
+        lines.append(f"{len(report.findings)} finding(s): {summary}")
+    else:
+        lines.append("no findings")
+    console.print("\n".join(lines), soft_wrap=True, markup=False, highlight=False)
 
 
 def lint(
