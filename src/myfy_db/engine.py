@@ -33,7 +33,8 @@ from myfy_db.driver_errors import (
 from myfy_db.errors import CannotConnect, ConfigError
 from myfy_db.invocation import WaitBudget, command_name, current_command, current_wait, reads_only
 from myfy_db.settings import DatabaseSettings
-from myfy_db.urls import DatabaseUrl, describe_target, mask_url, redact, url_problem
+from myfy_db.url_checks import url_problem
+from myfy_db.urls import DatabaseUrl, describe_target, mask_url, redact
 
 __all__ = [
     "SessionFactory",

@@ -9,6 +9,7 @@ Sources, highest first: values passed in (the command line's flags), environment
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from pydantic_settings import (
 )
 
 from myfy_db.errors import ConfigError
+from myfy_db.url_checks import url_problem
 from myfy_db.urls import (
     ASYNC_DRIVERS,
     SUPPORTED_SCHEMES,
@@ -37,7 +39,6 @@ from myfy_db.urls import (
     register_url_secret,
     split_url,
     split_url_list,
-    url_problem,
 )
 
 ENV_PREFIX = "MYFY_DATA_"
@@ -353,21 +354,42 @@ def _display_value(field: str, value: Any) -> str | None:
     if value is None:
         return None
     if field in _URL_FIELDS:
-        if isinstance(value, str):
-            urls = split_url_list(value) if field == "replica_urls" else [value.strip()]
-            return repr(", ".join(_masked(url) for url in urls))
-        if isinstance(value, list | tuple):
-            return repr([_masked(item) if isinstance(item, str) else "***" for item in value])
-        return "***"
+        # Never echoed: an invalid URL is exactly the one whose password cannot be told
+        # apart from its other parts. The error names the setting, its source and the fault.
+        return None
     text = value if isinstance(value, str) else repr(value)
     return repr(redact(text)) if isinstance(value, str) else redact(text)
 
 
+def _unechoed(message: str, field: str, value: Any) -> str:
+    """A URL-valued setting's error, without any quoted piece of the URL's credentials
+    (a "port" of an unparseable URL may be part of its password)."""
+    if field not in _URL_FIELDS or value is None:
+        return message
+    text = value if isinstance(value, str) else repr(value)
+    # What may hold a password: between the scheme and the last "@" (before the host).
+    userinfo = text.split("://", 1)[-1].rpartition("@")[0]
+
+    def hide(match: re.Match[str]) -> str:
+        piece = match.group(1)
+        return "'***'" if piece and piece in userinfo else match.group(0)
+
+    return re.sub(r"'([^']*)'", hide, message)
+
+
 def _masked(url: str) -> str:
+    """An invalid URL as an error may show it: masked; and where it is too broken for the
+    password to be told apart (``scheme://u:secret`` reads as a host and a port), only its
+    scheme."""
+    from myfy_db.url_checks import url_problem
+
     try:
-        return mask_url(url)
+        shown = mask_url(url)
     except Exception:  # whatever the text, it is shown masked by its text alone
-        return mask_text(url)
+        shown = mask_text(url)
+    if shown == url.strip() and url_problem(url) is not None and "://" in url:
+        return url.strip()[: url.strip().index("://") + 3] + "…"
+    return shown
 
 
 def _collect_sources(
@@ -428,7 +450,9 @@ def load_settings(
                     field=field,
                     source=sources.get(field, "default"),
                     value=_display_value(field, raw.get(field, err.get("input"))),
-                    message=redact(_explain(message, field)),
+                    message=_unechoed(
+                        redact(_explain(message, field)), field, raw.get(field, err.get("input"))
+                    ),
                 )
             )
         raise InvalidSettings(errors, unknown) from None
