@@ -11,6 +11,8 @@ A session-level lock held on a dedicated connection for the whole run:
 
 Waiting is bounded by ``timeout`` seconds and reported through ``report``; running out of
 time raises :class:`LockTimeout` (exit 1) naming the holder where the server can tell.
+``timeout`` 0 means "do not wait": one non-blocking try (``pg_try_advisory_lock``,
+``GET_LOCK(name, 0)``, a non-blocking ``flock``), and a taken lock fails at once.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ PG_LOCK_OBJECT = zlib.crc32(b"myfy-db migrate") & 0x7FFFFFFF
 APPLICATION_NAME = "myfy-db migrate"
 POLL_SECONDS = 0.1
 REPORT_EVERY_SECONDS = 10.0
+#: How long a try (or a look for the holder) still in flight at the deadline may take to be
+#: answered when the deadline leaves it less: with ``timeout`` 0 the one try and the look
+#: for the holder need an answer, but a server that stops answering is cut by then.
+ANSWER_SECONDS = 1.0
 
 Reporter = Callable[[str], None]
 
@@ -96,7 +102,9 @@ async def _wait_for(
     cancelled, since a cancelled query would still wait for the server to acknowledge it.
     """
     start = time.monotonic()
-    deadline = start + timeout
+    # The tries stop at ``timeout``; an answer in flight then may come up to ANSWER_SECONDS
+    # after the start (``timeout`` 0: the one try and the look for the holder).
+    deadline = start + max(timeout, ANSWER_SECONDS)
     next_report = 0.0
     known: str | None = None
 
@@ -133,8 +141,20 @@ async def _wait_for(
                 next_report = elapsed + REPORT_EVERY_SECONDS
             await asyncio.sleep(min(POLL_SECONDS, max(0.0, timeout - elapsed)))
     except _OutOfTime:
-        pass  # the server did not answer before the deadline; its connection is gone
+        # The server did not answer before the deadline; its connection is gone.
+        if timeout <= 0:
+            raise LockTimeout(
+                f"{target} did not answer within {ANSWER_SECONDS:g} s when asked for the "
+                "migration lock (--lock-timeout 0)",
+                hint="check that the database server is running and answering",
+            ) from None
     by = f", held by {known}" if known else ""
+    if timeout <= 0:
+        raise LockTimeout(
+            f"the migration lock on {target} is taken{by}; not waiting (--lock-timeout 0)",
+            hint="another migration is running: let it finish, or give --lock-timeout "
+            "the seconds to wait for it",
+        )
     raise LockTimeout(
         f"timed out after {timeout:g} s waiting for the migration lock on {target}{by}",
         hint="another migration is running: let it finish, or raise --lock-timeout",
