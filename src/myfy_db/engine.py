@@ -177,7 +177,7 @@ def create_engine(
         ) from None
     track_connections(engine)  # an interrupt can cut them all at once (myfy_db.connections)
     if wait is not None and backend != "mysql":
-        _wait_on_connect(engine, target, wait)
+        _wait_on_connect(engine, target, wait, settings.connect_timeout)
     return engine
 
 
@@ -211,8 +211,14 @@ def _attempt_failed(wait: WaitBudget, exc: BaseException, url: DatabaseUrl) -> f
     return delay
 
 
-def _wait_on_connect(engine: AsyncEngine, url: DatabaseUrl, wait: WaitBudget) -> None:
-    """Retry ``engine``'s connects under ``wait`` until the database first accepts one."""
+def _wait_on_connect(
+    engine: AsyncEngine, url: DatabaseUrl, wait: WaitBudget, connect_timeout: float
+) -> None:
+    """Retry ``engine``'s connects under ``wait`` until the database first accepts one.
+
+    Each attempt's connect timeout (asyncpg's ``timeout``, which bounds the whole connect,
+    handshake included) is cut to what is left of the wait.
+    """
     from sqlalchemy import event
     from sqlalchemy import util as sa_util
 
@@ -226,8 +232,10 @@ def _wait_on_connect(engine: AsyncEngine, url: DatabaseUrl, wait: WaitBudget) ->
             return None  # the default connect
         while True:
             wait.begin()
+            params = dict(cparams)
+            params["timeout"] = wait.attempt_timeout(float(params.get("timeout", connect_timeout)))
             try:
-                connection = dialect.connect(*cargs, **cparams)
+                connection = dialect.connect(*cargs, **params)
             except Exception as exc:
                 delay = _attempt_failed(wait, exc, url)
                 if delay is None:
@@ -289,7 +297,8 @@ def _bounded_mysql_connect(
 
     aiomysql's own ``connect_timeout`` covers only the TCP connect; a server that accepts and
     never answers the handshake would hang it, so the whole connect is bounded here. Under
-    ``wait`` (``--wait``) it retries until the server first accepts a connection.
+    ``wait`` (``--wait``) it retries until the server first accepts a connection, each
+    attempt bounded by what is left of the wait as well.
     """
     parsed = url.sqlalchemy_url
     args, kwargs = parsed.get_dialect()().create_connect_args(parsed)
@@ -299,18 +308,18 @@ def _bounded_mysql_connect(
 
     target = url.target
 
-    async def connect_once() -> Any:
+    async def connect_once(limit: float) -> Any:
         import aiomysql
 
-        return await asyncio.wait_for(aiomysql.connect(*args, **kwargs), timeout)
+        return await asyncio.wait_for(aiomysql.connect(*args, **kwargs), limit)
 
     async def connect() -> Any:
         if wait is None or target in wait.ready:
-            return await connect_once()
+            return await connect_once(timeout)
         while True:
             wait.begin()
             try:
-                connection = await connect_once()
+                connection = await connect_once(wait.attempt_timeout(timeout))
             except Exception as exc:
                 delay = _attempt_failed(wait, exc, url)
                 if delay is None:

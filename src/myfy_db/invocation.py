@@ -10,7 +10,8 @@ engine factory (:mod:`myfy_db.engine`) reads them when it builds an engine:
   creates anything, so the engine refuses a SQLite file that does not exist (exit 4) instead
   of letting SQLite create an empty one;
 - **``--wait SECONDS``**: each engine's first connect is retried with backoff until the
-  database accepts connections or the time is up, one line per failed attempt.
+  database accepts connections or the time is up, one line per failed attempt; each
+  attempt's connect timeout is cut to what is left, so the whole wait ends with the time.
   Authentication failures and missing databases are not retried.
 
 This module imports nothing heavy: the CLI loads it on every start.
@@ -81,6 +82,10 @@ def reads_only() -> bool:
 #: The first pause between attempts, doubled after each up to :data:`MAX_DELAY`.
 FIRST_DELAY = 0.1
 MAX_DELAY = 2.0
+#: The least time a connect attempt is given, even one made at the deadline.
+MIN_ATTEMPT = 0.1
+#: Less than this left of the budget counts as none (timers fire a little early or late).
+_NONE_LEFT = 0.01
 
 
 @dataclass
@@ -105,10 +110,20 @@ class WaitBudget:
         assert self.deadline is not None
         return max(0.0, self.deadline - time.monotonic())
 
+    def attempt_timeout(self, connect_timeout: float) -> float:
+        """How long the next connect attempt may take: ``connect_timeout`` cut to what is
+        left of the budget (at least :data:`MIN_ATTEMPT`), so that the whole wait, every
+        attempt included, ends with the budget."""
+        return min(connect_timeout, max(MIN_ATTEMPT, self.remaining()))
+
     def next_delay(self) -> float:
-        """The pause before the next attempt: backoff, never past the deadline."""
+        """The pause before the next attempt: backoff, never past the deadline; 0 when the
+        budget is spent (give up)."""
+        left = self.remaining()
+        if left < _NONE_LEFT:
+            return 0.0
         delay = min(MAX_DELAY, FIRST_DELAY * 2.0 ** max(0, self.attempts - 1))
-        return min(delay, self.remaining())
+        return min(delay, left)
 
 
 _WAIT: ContextVar[WaitBudget | None] = ContextVar("myfy_db_wait", default=None)
