@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from myfy_db.driver_errors import mysql_code, sqlstate
+from myfy_db.errors import ConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from myfy_db.settings import DatabaseSettings
 
 
 Reporter = Callable[[str], None]
@@ -36,6 +39,14 @@ POLL_SECONDS = 0.1
 WATCH_AFTER_SECONDS = 1.0
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 30.0
+#: The largest lock timeout each server accepts, in its own unit: PostgreSQL's
+#: ``lock_timeout`` is an int of milliseconds, MySQL/MariaDB's ``lock_wait_timeout`` whole
+#: seconds up to a year.
+PG_MAX_MILLISECONDS = 2147483647
+MYSQL_MAX_SECONDS = 31536000
+#: How far below a whole unit a value may be and still count as it (float noise:
+#: 2147483.647 * 1000 is 2147483647.0000002).
+_NOISE = 1e-6
 
 _PG_BLOCKERS = """
 SELECT COALESCE(w.relation::regclass::text, w.locktype), b.pid, b.application_name,
@@ -123,9 +134,58 @@ class DdlLock:
     waiting: Waiting | None = None
     _pid: int | None = None
 
+    @classmethod
+    def for_run(
+        cls, settings: DatabaseSettings, retries: int = 0, report: Reporter = lambda _: None
+    ) -> DdlLock:
+        """The policy for a run against ``settings``, checked against its server (:meth:`check`)."""
+        policy = cls(float(settings.ddl_lock_timeout), retries, report)
+        policy.check(settings.url.backend)
+        return policy
+
     @property
     def enabled(self) -> bool:
+        """False for 0: no limit (the server's own setting stays)."""
         return self.seconds > 0
+
+    def _in_unit(self, backend: str) -> int | None:
+        """The timeout in ``backend``'s unit, a positive value rounded up (never to 0, which
+        the server reads as "no limit"); None where no timeout is set."""
+        if not self.enabled:
+            return None
+        if backend == "postgresql":
+            return max(1, math.ceil(self.seconds * 1000 - _NOISE))
+        if backend in ("mysql", "mariadb"):
+            return max(1, math.ceil(self.seconds - _NOISE))
+        return None
+
+    def check(self, backend: str) -> None:
+        """:class:`ConfigError` (exit 2) when the server of ``backend`` (``settings.url
+        .backend``) cannot take this timeout: called when the run starts, before anything."""
+        value = self._in_unit(backend)
+        if value is None:
+            return
+        if backend == "postgresql":
+            top, most = PG_MAX_MILLISECONDS, f"{PG_MAX_MILLISECONDS / 1000:.3f} s"
+            what = "PostgreSQL's lock_timeout"
+        else:
+            top, most = MYSQL_MAX_SECONDS, f"{MYSQL_MAX_SECONDS} s (a year)"
+            what = "MySQL/MariaDB's lock_wait_timeout"
+        if value > top:
+            raise ConfigError(
+                f"--ddl-lock-timeout (MYFY_DATA_DDL_LOCK_TIMEOUT) {self.seconds:g} s is more "
+                f"than {what} accepts: at most {most}",
+                hint="give a smaller number of seconds, or 0 for no limit",
+            )
+
+    def statement(self, dialect: str) -> str | None:
+        """The statement that sets the session's lock timeout on ``dialect``; None: none."""
+        value = self._in_unit(dialect)
+        if value is None:
+            return None
+        if dialect == "postgresql":
+            return f"SET lock_timeout = {value}"
+        return f"SET SESSION lock_wait_timeout = {value}"
 
     def apply(self, connection: Connection) -> None:
         """Set the session's lock timeout (committed, so a rolled-back revision keeps it).
@@ -133,17 +193,11 @@ class DdlLock:
         A connection already inside a transaction keeps it open: the setting then lasts from
         that transaction's commit on.
         """
-        if not self.enabled:
+        statement = self.statement(connection.dialect.name)
+        if statement is None:
             return
-        name = connection.dialect.name
         was_open = connection.in_transaction()
-        if name == "postgresql":
-            connection.exec_driver_sql(f"SET lock_timeout = {int(self.seconds * 1000)}")
-        elif name in ("mysql", "mariadb"):
-            seconds = max(1, math.ceil(self.seconds))
-            connection.exec_driver_sql(f"SET SESSION lock_wait_timeout = {seconds}")
-        else:
-            return
+        connection.exec_driver_sql(statement)
         if not was_open:
             connection.commit()
 

@@ -48,7 +48,7 @@ class RunOptions:
 
     def ddl_lock(self, settings: DatabaseSettings) -> DdlLock:
         """The DDL lock-timeout policy for a run against ``settings``."""
-        return DdlLock(float(settings.ddl_lock_timeout), self.retries, self.report)
+        return DdlLock.for_run(settings, self.retries, self.report)
 
 
 #: The options of a run given none: the defaults above.
