@@ -392,3 +392,20 @@ def test_leaving_with_uncommitted_writes_says_what_was_rolled_back(db_url: str) 
     assert result.returncode == 0, result.stderr
     assert "rolled back 1 uncommitted row change(s) on leaving" in result.stderr
     assert _count(url) == 0
+
+
+def test_a_failed_commit_inside_the_sandbox_still_closes_it_cleanly(db_url: str) -> None:
+    url = _with_table(db_url)
+    code = (
+        f"{INSERT}\n"
+        "for step in (lambda: session.execute(text('SELECT 1/0')), session.commit):\n"
+        "    try:\n"
+        "        await step()\n"
+        "    except Exception as exc:\n"
+        "        print('failed', type(exc).__name__)\n"
+    )
+    result = run_process("shell", "--sandbox", "--url", url, "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert "nothing this shell did was kept" in result.stderr
+    assert "SANDBOX BROKEN" not in result.stderr
+    assert _count(url) == 0

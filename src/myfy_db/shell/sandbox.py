@@ -240,6 +240,9 @@ async def end_sandbox(
         except sa_exc.DBAPIError as exc:
             intact = False
             detail = "the server had already ended the sandbox's transaction: " + _first(exc)
+        except sa_exc.InvalidRequestError as exc:  # an inner transaction left invalid
+            intact = False
+            detail = "the sandbox's savepoint could not be checked: " + _first(exc)
         warnings: list[str] = []
         try:
             if mysql and intact:

@@ -295,6 +295,10 @@ class ShellContext:
                     await self.session.close()
                 else:  # a savepoint lost here is what end_sandbox reports
                     with contextlib.suppress(sa_exc.SQLAlchemyError):
+                        # A failed commit leaves the session's savepoint invalid: roll it
+                        # back first, so the sandbox's own rollback can run.
+                        await self.session.rollback()
+                    with contextlib.suppress(sa_exc.SQLAlchemyError):
                         await self.session.close()
             if self.connection is not None and self.sandbox:
                 outcome = await end_sandbox(
