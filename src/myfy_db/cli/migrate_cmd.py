@@ -29,6 +29,7 @@ from myfy_db.cli.migrate_options import (
     RevisionArgument,
     RevisionCommand,
     SqlOption,
+    StatementTimeoutOption,
     _json,
     _project,
     _shared,
@@ -136,7 +137,13 @@ def _write(ctx: typer.Context, kind: str, revision: str) -> None:
         )
         project = _project(shared["config"], out)
         if given.get("sql"):
-            commands.render_sql(project, loaded.settings, revision, downgrade=kind == "down")
+            commands.render_sql(
+                project,
+                loaded.settings,
+                revision,
+                downgrade=kind == "down",
+                statement_timeout=given.get("statement_timeout"),
+            )
             return
         options = _run_options(ctx, out)
         if kind == "up":
@@ -208,6 +215,7 @@ def migrate(
     ddl_lock_timeout: DdlLockTimeoutOption = None,
     retries: RetriesOption = 0,
     sql: SqlOption = False,
+    statement_timeout: StatementTimeoutOption = None,
     atomic: AtomicOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -234,6 +242,7 @@ def up(
     ddl_lock_timeout: DdlLockTimeoutOption = None,
     retries: RetriesOption = 0,
     sql: SqlOption = False,
+    statement_timeout: StatementTimeoutOption = None,
     atomic: AtomicOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -251,6 +260,7 @@ def down(
     ddl_lock_timeout: DdlLockTimeoutOption = None,
     retries: RetriesOption = 0,
     sql: SqlOption = False,
+    statement_timeout: StatementTimeoutOption = None,
     atomic: AtomicOption = False,
     dry_run: DryRunOption = False,
     yes: YesOption = False,

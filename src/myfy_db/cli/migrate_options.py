@@ -39,6 +39,17 @@ SqlOption = Annotated[
     bool,
     typer.Option("--sql", help="Write the SQL to stdout instead of running it (offline)."),
 ]
+StatementTimeoutOption = Annotated[
+    FiniteFloat | None,
+    typer.Option(
+        "--statement-timeout",
+        min=0,
+        metavar="SECONDS",
+        show_default=False,
+        help="With --sql: the script sets this statement timeout at its top (PostgreSQL "
+        "statement_timeout, MariaDB max_statement_time), beside the DDL lock timeout.",
+    ),
+]
 RevisionArgument = Annotated[
     str,
     typer.Argument(

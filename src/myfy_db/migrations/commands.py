@@ -246,13 +246,23 @@ def render_sql(
     *,
     downgrade: bool = False,
     output: TextIO | None = None,
+    statement_timeout: float | None = None,
 ) -> None:
     """Write the SQL of an upgrade (or downgrade) to ``output``; no database is touched.
 
     ``revision`` may be a range ``FROM:TO``; a downgrade needs one (e.g. ``head:base``).
+    The script opens with the session's timeouts, as a live run would set them: the
+    ``ddl_lock_timeout`` setting (PostgreSQL ``lock_timeout``, MySQL/MariaDB
+    ``lock_wait_timeout``) and ``statement_timeout`` (PostgreSQL ``statement_timeout``,
+    MariaDB ``max_statement_time``), so a DBA who applies the file gets the same bounds.
     """
     project.script()
-    config = project.config(settings, output_buffer=output or sys.stdout)
+    sink = output or sys.stdout
+    for line in timeout_preamble(
+        settings.url.dialect, float(settings.ddl_lock_timeout), statement_timeout
+    ):
+        sink.write(line + "\n")
+    config = project.config(settings, output_buffer=sink)
     config.attributes[env.METADATA] = None
     with _tracking_steps() as tracker, driving.logging_kept():
         try:
@@ -340,3 +350,26 @@ async def history(
 def _missing_sqlite_file(url: DatabaseUrl) -> bool:
     path = url.sqlite_file
     return path is not None and not Path(path).exists()
+
+
+def timeout_preamble(
+    dialect: str, lock_seconds: float, statement_seconds: float | None
+) -> list[str]:
+    """The ``SET`` statements that bound a script's lock waits and statements (0: none)."""
+    import math
+
+    lines: list[str] = []
+    if dialect == "postgresql":
+        if lock_seconds > 0:
+            lines.append(f"SET lock_timeout = '{max(1, math.ceil(lock_seconds * 1000))}ms';")
+        if statement_seconds:
+            ms = max(1, math.ceil(statement_seconds * 1000))
+            lines.append(f"SET statement_timeout = '{ms}ms';")
+    elif dialect in ("mysql", "mariadb"):
+        if lock_seconds > 0:
+            lines.append(f"SET SESSION lock_wait_timeout = {max(1, math.ceil(lock_seconds))};")
+        if statement_seconds:
+            lines.append(f"SET SESSION max_statement_time = {statement_seconds:g};")
+    if lines:
+        lines.append("")
+    return lines
