@@ -38,7 +38,10 @@ def merge(
 
         loaded = load()
         revision, path = revisions.merge(
-            _project(shared["config"], out), loaded.settings, revisions_, message
+            _project(shared["config"], out, loaded.settings.database_url),
+            loaded.settings,
+            revisions_,
+            message,
         )
 
         def human(console: Console) -> None:
@@ -83,7 +86,7 @@ def new(
         from myfy_db.migrations import autogenerate as auto
 
         loaded = load(shared["url"], shared["env_file"], metadata=metadata)
-        project = _project(shared["config"], out)
+        project = _project(shared["config"], out, loaded.settings.database_url)
         models = None
         if autogenerate or loaded.settings.metadata:
             models = load_metadata(loaded.settings.metadata).metadata

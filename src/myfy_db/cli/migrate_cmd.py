@@ -135,7 +135,7 @@ def _write(ctx: typer.Context, kind: str, revision: str) -> None:
         loaded = load(
             shared["url"], shared["env_file"], ddl_lock_timeout=given.get("ddl_lock_timeout")
         )
-        project = _project(shared["config"], out)
+        project = _project(shared["config"], out, loaded.settings.database_url)
         if given.get("sql"):
             commands.render_sql(
                 project,

@@ -125,7 +125,7 @@ def lint(
 
         threshold = parse_fail_on(fail_on)
         loaded = load(shared["url"], shared["env_file"], metadata=metadata)
-        project = _project(shared["config"], out)
+        project = _project(shared["config"], out, loaded.settings.database_url)
         models = None
         if loaded.settings.metadata:
             models = load_metadata(loaded.settings.metadata).metadata

@@ -35,7 +35,9 @@ def status(
         from myfy_db.migrations.revisions import SEVERAL_HEADS_HINT, several_heads
 
         loaded = load(shared["url"], shared["env_file"])
-        result = await commands.status(_project(shared["config"], out), loaded)
+        result = await commands.status(
+            _project(shared["config"], out, loaded.settings.database_url), loaded
+        )
 
         def human(console: Console) -> None:
             label = "heads:   " if len(result.heads) > 1 else "head:    "
@@ -79,7 +81,9 @@ def history(
         from myfy_db.migrations import commands
 
         loaded = load(shared["url"], shared["env_file"])
-        revisions = await commands.history(_project(shared["config"], out), loaded, out.warn)
+        revisions = await commands.history(
+            _project(shared["config"], out, loaded.settings.database_url), loaded, out.warn
+        )
         marked = any(r.applied is not None for r in revisions)
 
         def human(console: Console) -> None:
@@ -120,7 +124,9 @@ def current(
         from myfy_db.migrations import commands
 
         loaded = load(shared["url"], shared["env_file"])
-        result = await commands.current(_project(shared["config"], out), loaded)
+        result = await commands.current(
+            _project(shared["config"], out, loaded.settings.database_url), loaded
+        )
 
         def human(console: Console) -> None:
             if not result.current:

@@ -119,11 +119,13 @@ def _json(ctx: typer.Context, json_output: bool) -> bool:
     return json_output or bool(parent.get("json"))
 
 
-def _project(config: Path | None, out: Output) -> MigrationProject:
+def _project(config: Path | None, out: Output, url: str | None = None) -> MigrationProject:
+    """The project of ``--config``; says once when its ini names another database than
+    ``url`` (the one in use; packaged chains ship a ``sqlalchemy.url`` line)."""
     from myfy_db.migrations.project import find_project
 
     project = find_project(config)
-    if project.ignores_ini_url:
+    if project.ini_url_differs(url):
         out.warn(
             f"{project.ini_path} sets sqlalchemy.url; myfy-db ignores it "
             "(the URL comes from MYFY_DATA_DATABASE_URL or --url): remove it"

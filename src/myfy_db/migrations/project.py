@@ -35,8 +35,29 @@ class MigrationProject:
     """An Alembic project on disk, found by its ``alembic.ini``."""
 
     ini_path: Path
-    #: Set when ``alembic.ini`` holds a ``sqlalchemy.url``, which myfy-db ignores.
-    ignores_ini_url: bool = False
+    #: ``alembic.ini``'s own ``sqlalchemy.url``, which myfy-db ignores (None: it has none).
+    ini_url: str | None = None
+
+    @property
+    def ignores_ini_url(self) -> bool:
+        return self.ini_url is not None
+
+    def ini_url_differs(self, url: str | None) -> bool:
+        """True when the ini names a database other than ``url`` (the one in use), read
+        driver-blind: a packaged chain's ``sqlite:///app.db`` is the same database as
+        ``sqlite+aiosqlite:///app.db``."""
+        if self.ini_url is None or url is None:
+            return False  # nothing set, or no database in use to tell apart
+        from sqlalchemy.engine import make_url
+
+        def plain(text: str) -> str:
+            parsed = make_url(text)
+            return parsed.set(drivername=parsed.get_backend_name()).render_as_string(False)
+
+        try:
+            return plain(self.ini_url) != plain(url)
+        except Exception:  # an ini URL SQLAlchemy cannot read names no database in use
+            return True
 
     def config(
         self,
@@ -235,4 +256,9 @@ def find_project(config_path: Path | None = None) -> MigrationProject:
             f"the Alembic project has no env.py: {location / 'env.py'} not found",
             hint="restore it, or scaffold a project with `myfy-db migrate init`",
         )
-    return MigrationProject(path.resolve(), parser.has_option("alembic", "sqlalchemy.url"))
+    ini_url = (
+        parser.get("alembic", "sqlalchemy.url", raw=True)
+        if parser.has_option("alembic", "sqlalchemy.url")
+        else None
+    )
+    return MigrationProject(path.resolve(), ini_url)
