@@ -50,3 +50,13 @@ def test_lint_runs_an_unguarded_file_config(project: Path, sqlite_url: str) -> N
     result = invoke("migrate", "lint", "--offline", "--url", sqlite_url, "--json")
     assert result.exit_code == 0, result.output
     assert "TypeError" not in result.output
+
+
+def test_a_failure_inside_env_py_names_env_py_and_its_line(project: Path, sqlite_url: str) -> None:
+    env_py = project.parent / "migrations" / "env.py"
+    env_py.write_text("from alembic import context\n\nraise KeyError('formatters')\n")
+    result = invoke("migrate", "lint", "--offline", "--url", sqlite_url)
+    assert result.exit_code == 1
+    assert "cannot lint: env.py (" in result.stderr
+    assert "env.py line 3) failed" in result.stderr
+    assert "op.get_bind()" not in result.stderr

@@ -91,9 +91,20 @@ class _Recorder:
         return found
 
     def failing_revision(self, exc: BaseException) -> str:
-        """``revision r2 (line 14)``: the deepest revision frame of ``exc``."""
+        """``revision r2 (line 14)``: the deepest revision frame of ``exc``; else the
+        project's ``env.py`` and its line, when it failed there."""
         found = self.failing_frame(exc)
-        return "a revision" if found is None else f"revision {found[0]} (line {found[2]})"
+        if found is not None:
+            return f"revision {found[0]} (line {found[2]})"
+        where = None
+        tb = exc.__traceback__
+        while tb is not None:
+            if Path(tb.tb_frame.f_code.co_filename).name == "env.py":
+                where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+            tb = tb.tb_next
+        if where is not None:
+            return f"env.py ({_shown_path(where[0])} line {where[1]})"
+        return "a revision"
 
     def not_analysed(self, exc: BaseException) -> None:
         """A revision failed offline (it reads the database): note where, and go on."""
@@ -271,10 +282,16 @@ def capture(
         except Exception as exc:
             where = recorder.failing_revision(exc)
             detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            hint = (
+                "env.py fails before any revision runs: run it with plain `alembic upgrade "
+                "--sql` to see why (a fileConfig() needs the ini's [loggers] sections)"
+                if where.startswith("env.py")
+                else "a revision that reads the database (op.get_bind()) cannot be judged "
+                "offline; guard that part with `if not context.is_offline_mode():`"
+            )
             raise OperationFailed(
                 f"cannot lint: {where} failed when run offline for {dialect}: "
                 f"{type(exc).__name__}" + (f": {detail}" if detail else ""),
-                hint="a revision that reads the database (op.get_bind()) cannot be judged "
-                "offline; guard that part with `if not context.is_offline_mode():`",
+                hint=hint,
             ) from None
     return [item for captured in recorder.ops for item in _expand_raw(captured)]
