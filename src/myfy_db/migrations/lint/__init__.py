@@ -196,7 +196,6 @@ async def lint(
     that cannot be reached is exit 4, as for every command, never a silent switch to
     offline linting. ``offline`` lints without it: the given range, or every revision.
     """
-    from myfy_db.migrations.commands import read_current
     from myfy_db.migrations.lint.capture import capture, dialect_family
     from myfy_db.migrations.revisions import alembic_errors
 
@@ -204,7 +203,11 @@ async def lint(
     url = settings.url
     script = project.script()
     heads = tuple(script.get_heads())
-    current = None if offline else await read_current(loaded, "migrate lint")
+    current = None
+    if not offline:  # loaded only here: offline lint needs no engine, guard or lock
+        from myfy_db.migrations.commands import read_current
+
+        current = await read_current(loaded, "migrate lint")
     if revision_range is not None:
         spec, scope = revision_range, "given range"
     else:
