@@ -18,10 +18,12 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+import xdist_groups
 from fault_proxy import FaultProxy
 from helpers import REQUIRE_SERVERS, Server, close_admin_connections, server_for
 from migrate_project import write_project
@@ -60,7 +62,7 @@ LONG_MODULES = frozenset({"test_benchmarks_quick.py"})
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Put the wall-clock tests in one xdist group, ``serial``: they run one after another on
     one worker, never two at once. The PgBouncer tests share a group too, so that one worker
     starts each PgBouncer configuration once. The long tests go first."""
@@ -70,6 +72,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("serial"))
         elif "pgbouncer" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("pgbouncer"))
+    xdist_groups.write_groups(config, items)
+
+
+# pytest-xdist 3.8's loadgroup ignores the groups under pytest 9.2 (see xdist_groups.py).
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    xdist_groups.give_directory(node)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return xdist_groups.scheduler(config, log) if config.getvalue("dist") == "loadgroup" else None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    xdist_groups.remove_directory(config)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
