@@ -79,15 +79,14 @@ def database_name(url: str) -> str:
     """
     from pathlib import PurePath
 
-    from sqlalchemy.engine import make_url
-
     from myfy_db.guard import reported_database_name
+    from myfy_db.urls import DatabaseUrl
 
     reported = reported_database_name.get()
     if reported is not None:
         return reported
-    parsed = make_url(url)
+    parsed = DatabaseUrl.of(url)
     database = parsed.database or ""
-    if parsed.get_backend_name() == "sqlite":
+    if parsed.backend == "sqlite":
         return PurePath(database).name if database else ":memory:"
     return database

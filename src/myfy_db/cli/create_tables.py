@@ -94,12 +94,11 @@ def create_tables(
 
 
 def _print_sql(out: Output, metadata: Any, url: str) -> None:
-    from sqlalchemy.engine import make_url
-
     from myfy_db.schema import create_tables_sql
+    from myfy_db.urls import DatabaseUrl
 
     statements = create_tables_sql(metadata, url)
-    dialect = make_url(url).get_backend_name()
+    dialect = DatabaseUrl.of(url).dialect
 
     def render(console: Console) -> None:
         for statement in statements:

@@ -48,13 +48,12 @@ def drop_confirmation(
 
     On a terminal it lists the tables first; ``--yes`` skips it; no terminal refuses.
     """
-    from sqlalchemy.engine import make_url
-
     from myfy_db.cli.confirm import confirm_by_name
-    from myfy_db.engine import describe_target
+    from myfy_db.urls import DatabaseUrl
 
-    target = describe_target(url)
-    backend = make_url(url).get_backend_name()
+    parsed = DatabaseUrl.of(url)
+    target = parsed.target
+    backend = parsed.dialect
 
     def confirm(plan: DropPlan) -> None:
         if not yes and sys.stdin.isatty():

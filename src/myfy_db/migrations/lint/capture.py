@@ -247,13 +247,13 @@ def capture(
     """
     from alembic import command
     from alembic.util import CommandError
-    from sqlalchemy.engine import make_url
 
     from myfy_db.migrations import environment as env
+    from myfy_db.urls import DatabaseUrl
 
     script = project.script()
     revisions = {str(Path(s.path).resolve()): s.revision for s in script.walk_revisions() if s.path}
-    dialect = dialect_family(make_url(url).get_backend_name())
+    dialect = DatabaseUrl.of(url).backend  # MariaDB counts as mysql, as the rules do
     sink = _Sink()
     recorder = _Recorder(revisions, dialect, sink)
     config = project.config(settings, url, output_buffer=sink)
