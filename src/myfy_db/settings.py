@@ -61,7 +61,7 @@ def _split_list(value: Any) -> Any:
 
 
 def _check_url(url: str) -> str:
-    url = url.strip()
+    url = _lower_scheme(url.strip())
     register_url_secret(url)
     parts = split_url(url)
     example = f"expected a URL such as {DEFAULT_URL}"
@@ -81,6 +81,15 @@ def _check_url(url: str) -> str:
         )
     supported = ", ".join(sorted(SUPPORTED_SCHEMES))
     raise ValueError(f"unknown database driver {parts.scheme!r}; supported: {supported}")
+
+
+def _lower_scheme(url: str) -> str:
+    """URL schemes are case-insensitive (RFC 3986): ``POSTGRESQL+ASYNCPG://`` is read as
+    ``postgresql+asyncpg://`` by every command alike."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme and all(c.isalnum() or c in "+.-" for c in scheme):
+        return scheme.lower() + sep + rest
+    return url
 
 
 class DatabaseSettings(BaseSettings):
@@ -344,7 +353,27 @@ def _unknown_names(env_file: Path) -> tuple[UnknownName, ...]:
         if upper.startswith(ENV_PREFIX) and upper not in known:
             close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.6)
             found.append(UnknownName(name, source, close[0] if close else None))
+    for key in _pyproject_keys():  # [tool.myfy-db] keys are setting names as they are
+        if key not in FIELDS:
+            close = difflib.get_close_matches(key, sorted(FIELDS), n=1, cutoff=0.6)
+            found.append(
+                UnknownName(key, "pyproject.toml [tool.myfy-db]", close[0] if close else None)
+            )
     return tuple(found)
+
+
+def _pyproject_keys() -> list[str]:
+    """The keys of ``[tool.myfy-db]`` in ./pyproject.toml (none when there is no such table)."""
+    import tomllib
+
+    path = Path("pyproject.toml")
+    if not path.is_file():
+        return []
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("myfy-db", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []  # reading the settings reports a broken file
+    return [str(key) for key in table] if isinstance(table, dict) else []
 
 
 def _display_value(field: str, value: Any) -> str | None:

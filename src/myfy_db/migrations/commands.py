@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from alembic import command
 
@@ -90,6 +90,7 @@ async def upgrade(
         "migrate",
         Change.SCHEMA,
         lambda config, driver: driving.upgrade(config, revision, driver, project.script()),
+        scripts=lambda script, current: _scripts(script._upgrade_revs(revision, _heads(current))),
     )
     return await run_writing(project, loaded, operation, options)
 
@@ -134,6 +135,7 @@ async def downgrade(
         lambda config, driver: driving.downgrade(config, revision, driver, project.script()),
         plan=lambda script, current: downgrade_plan(script, current, revision),
         confirm=confirm,
+        scripts=lambda script, current: _scripts(script._downgrade_revs(revision, _heads(current))),
     )
     return await run_writing(project, loaded, operation, options)
 
@@ -231,6 +233,17 @@ async def stamp(
         lambda config, driver: driving.stamp(config, revision, driver, project.script()),
     )
     return await run_writing(project, loaded, operation, options)
+
+
+def _heads(current: tuple[str, ...]) -> Any:
+    """The current heads as Alembic's step planners take them (as its context passes them)."""
+    return current
+
+
+def _scripts(steps: list[Any]) -> list[Any]:
+    """The revision scripts of Alembic's migration steps."""
+    with alembic_errors():
+        return [step.revision for step in steps]
 
 
 def _one_head(project: MigrationProject) -> None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from myfy_db.engine import (
@@ -63,6 +64,9 @@ class Operation:
     before_alembic: Callable[[Connection], list[str]] | None = None
     #: Asks the user before anything changes (``reset`` lists the tables); raises to decline.
     ask: Callable[[Connection], None] | None = None
+    #: The revision scripts the run will execute from the current heads (``--atomic``
+    #: reads them before anything runs).
+    scripts: Callable[[ScriptDirectory, tuple[str, ...]], list[Any]] | None = None
 
 
 def _heads_text(heads: tuple[str, ...] | list[str]) -> str | None:
@@ -198,6 +202,8 @@ async def run_writing(
             connection.rollback()  # what it read; nothing was changed
         if plan is not None or operation.ask is not None:
             started = time.perf_counter()  # the summary's time leaves out the answer's
+        if atomic and operation.scripts is not None:
+            _refuse_autocommit_blocks(operation.scripts(script, before))
         # The record, committed on its own: after the confirmation, before the first change.
         guard.prepare(connection, guard_command, change)
 
@@ -377,3 +383,26 @@ def refuse_atomic_on(url: str | DatabaseUrl) -> None:
             "there, so a run cannot be rolled back as a whole",
             hint="run without --atomic: each revision then commits on its own",
         )
+
+
+def _refuse_autocommit_blocks(scripts: list[Any]) -> None:
+    """``--atomic`` and a revision that steps out of the transaction cannot go together:
+    ``autocommit_block()`` commits what the run did so far. Refused before anything runs."""
+    import ast
+
+    for found in scripts:
+        path = getattr(found, "path", None)
+        if not path:
+            continue
+        try:
+            tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "autocommit_block":
+                raise ConfigError(
+                    f"--atomic cannot run revision {found.revision} ({path} line "
+                    f"{node.lineno}): it uses autocommit_block(), which commits outside the "
+                    "run's one transaction",
+                    hint="run without --atomic: each revision then commits on its own",
+                )
