@@ -355,7 +355,8 @@ def _render(console: Console, document: dict[str, Any], report: LoadReport | Non
             verdict = entry["tiers"][tier]
             cell = f"{verdict['required']} {_MARK[verdict['meets']]}"
             if verdict["short_by"]:
-                cell += f" ({verdict['short_by']})"
+                # the setting's own value is what falls short, never the tier's
+                cell += f" (yours: {verdict['short_by']})"
             cells.append(cell)
         rows.append(cells)
     console.print(
@@ -415,33 +416,24 @@ def _render(console: Console, document: dict[str, Any], report: LoadReport | Non
         console.print("No findings.")
     if report is not None:
         figures = document["load"]
+        # One figure a row: it fits an 80-column terminal with every name whole.
+        waits = ("wait_p50_ms", "wait_p95_ms", "wait_p99_ms", "wait_max_ms")
+        rows = [
+            ["queries", str(figures["queries"])],
+            ["per second", f"{figures['throughput_per_s']:.1f}"],
+            ["timeouts", str(figures["timeouts"])],
+            ["refused by the server", str(figures["refusals"])],
+            ["errors", str(figures["errors"])],
+            [
+                "checkout wait p50 / p95 / p99 / max",
+                " / ".join(f"{figures[k]:.3f}" for k in waits) + " ms",
+            ],
+        ]
         console.print(
             table(
                 f"Load: {report.concurrency} task(s) for {figures['duration_ms'] / 1000:.2f} s",
-                [
-                    "queries",
-                    "per second",
-                    "timeouts",
-                    "refused",
-                    "errors",
-                    "wait p50",
-                    "p95",
-                    "p99",
-                    "max",
-                ],
-                [
-                    [
-                        figures["queries"],
-                        f"{figures['throughput_per_s']:.1f}",
-                        figures["timeouts"],
-                        figures["refusals"],
-                        figures["errors"],
-                        *(
-                            f"{figures[k]:.3f} ms"
-                            for k in ("wait_p50_ms", "wait_p95_ms", "wait_p99_ms", "wait_max_ms")
-                        ),
-                    ]
-                ],
+                ["figure", "value"],
+                rows,
             )
         )
         if report.capped and report.slots is not None:
