@@ -106,6 +106,9 @@ class PgBouncer:
             f"pool_mode = {self.mode}\n"
             f"max_client_conn = {self.max_client_conn}\n"
             f"default_pool_size = {self.pool_size}\n"
+            # A bouncer lives for the whole session: idle server connections go back to
+            # PostgreSQL within a second, so they never crowd the slots other tests read.
+            "server_idle_timeout = 1\n"
             "ignore_startup_parameters = extra_float_digits\n"
             f"logfile = {self.directory / 'pgbouncer.log'}\n"
         )
