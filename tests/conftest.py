@@ -25,7 +25,13 @@ from typer.testing import CliRunner
 
 import xdist_groups
 from fault_proxy import FaultProxy
-from helpers import REQUIRE_SERVERS, Server, close_admin_connections, server_for
+from helpers import (
+    REQUIRE_SERVERS,
+    Server,
+    close_admin_connections,
+    server_for,
+    server_slots,
+)
 from migrate_project import write_project
 from pgbouncer import PgBouncer, Through
 from pgbouncer import available as pgbouncer_available
@@ -105,6 +111,16 @@ def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def shared_server_slots(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked ``all_server_slots`` opens nearly every free connection of a shared
+    server, which would leave none to a test running beside it: it runs while no other test
+    does (in any worker). Every other test shares the slots, which costs nothing."""
+    exclusive = request.node.get_closest_marker("all_server_slots") is not None
+    with server_slots(exclusive):
+        yield
 
 
 @pytest.fixture

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -213,6 +216,51 @@ _SERVERS = {"postgresql": Server("postgresql", POSTGRES_URL), "mysql": Server("m
 
 def server_for(backend: str) -> Server:
     return _SERVERS[backend]
+
+
+#: The shared servers' connection slots, guarded across processes (every xdist worker, and
+#: any other run of this suite on the machine against the same servers): a gate and a
+#: readers-writer lock, files in the temporary directory.
+_SLOTS = Path(tempfile.gettempdir()) / (
+    "myfy-db-tests-slots-" + hashlib.sha256(f"{POSTGRES_URL} {MYSQL_URL}".encode()).hexdigest()[:12]
+)
+#: How long a test waits for the slots before it fails saying so.
+SLOTS_WITHIN = 600.0
+
+
+def _flock(fd: int, operation: int, deadline: float) -> None:
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"waited {SLOTS_WITHIN:.0f} s for the servers' connection slots")
+            time.sleep(0.02)
+
+
+@contextmanager
+def server_slots(exclusive: bool) -> Iterator[None]:
+    """Hold the servers' connection slots: shared (any number of tests at once), or exclusive
+    (no other test runs meanwhile), for a test that opens nearly every free slot.
+
+    A test waiting for exclusive use holds the gate, so that no new test starts meanwhile;
+    the tests running finish, and it goes.
+    """
+    deadline = time.monotonic() + SLOTS_WITHIN
+    gate = os.open(f"{_SLOTS}.gate", os.O_RDWR | os.O_CREAT, 0o666)
+    slots = os.open(f"{_SLOTS}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        _flock(gate, fcntl.LOCK_EX, deadline)
+        try:
+            _flock(slots, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, deadline)
+        finally:
+            if not exclusive:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(slots)  # closing releases the locks
+        os.close(gate)
 
 
 def free_port() -> int:

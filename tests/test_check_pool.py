@@ -459,6 +459,7 @@ def _max_connections(backend: str) -> int:
     return int(server_for(backend).admin(sql)[0][0][0])
 
 
+@pytest.mark.all_server_slots
 def test_asking_for_more_than_the_free_slots_is_a_finding(server_url: str) -> None:
     limit = _max_connections(backend_of(server_url))
     env = {"MYFY_DATA_POOL_SIZE": str(limit + 5)}
@@ -512,6 +513,7 @@ def _run_measured(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
 
 
 @pytest.mark.wall_clock
+@pytest.mark.all_server_slots
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
 def test_a_million_pool_size_stays_bounded(backend: str, sqlite_url: str) -> None:
     if backend == "sqlite":
