@@ -66,18 +66,31 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
 #: them is still running alone at the end.
 LONG_MODULES = frozenset({"test_benchmarks_quick.py"})
 
+#: Modules whose tests open many connections at once (check-pool's 15 by default, load
+#: runs) and read the servers' free slots: they run one after another on one worker, with
+#: the PgBouncer tests, so that parallel workers never crowd the slots they read.
+POOL_MODULES = frozenset(
+    {
+        "test_check_pool.py",
+        "test_profile_pool.py",
+        "test_poolers_and_busy_servers.py",
+        "test_benchmarks_quick.py",
+    }
+)
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Put the wall-clock tests in one xdist group, ``serial``: they run one after another on
-    one worker, never two at once. The PgBouncer tests share a group too, so that one worker
-    starts each PgBouncer configuration once. The long tests go first."""
+    one worker, never two at once. The connection-heavy pool tests and the PgBouncer tests
+    share a group too, ``pool`` (one worker starts each PgBouncer configuration once, and no
+    two of them crowd the servers' slots). The long tests go first."""
     items.sort(key=lambda item: item.path.name not in LONG_MODULES)
     for item in items:
         if item.path.name in WALL_CLOCK_MODULES or item.get_closest_marker("wall_clock"):
             item.add_marker(pytest.mark.xdist_group("serial"))
-        elif "pgbouncer" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("pgbouncer"))
+        elif item.path.name in POOL_MODULES or "pgbouncer" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("pool"))
     xdist_groups.write_groups(config, items)
 
 
