@@ -79,13 +79,20 @@ POOL_MODULES = frozenset(
 )
 
 
+def _first_the_exclusive_then_the_long(item: pytest.Item) -> tuple[bool, bool]:
+    """The tests that need the servers' slots to themselves (``all_server_slots``) go first,
+    each at the head of its worker's queue: they then wait only for the first short tests of
+    the other workers, never for a long one. The long tests follow."""
+    return item.get_closest_marker("all_server_slots") is None, item.path.name not in LONG_MODULES
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Put the wall-clock tests in one xdist group, ``serial``: they run one after another on
     one worker, never two at once. The connection-heavy pool tests and the PgBouncer tests
     share a group too, ``pool`` (one worker starts each PgBouncer configuration once, and no
     two of them crowd the servers' slots). The long tests go first."""
-    items.sort(key=lambda item: item.path.name not in LONG_MODULES)
+    items.sort(key=_first_the_exclusive_then_the_long)
     for item in items:
         if item.path.name in WALL_CLOCK_MODULES or item.get_closest_marker("wall_clock"):
             item.add_marker(pytest.mark.xdist_group("serial"))
