@@ -137,9 +137,14 @@ def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def shared_server_slots(request: pytest.FixtureRequest) -> Iterator[None]:
     """A test marked ``all_server_slots`` opens nearly every free connection of a shared
     server, which would leave none to a test running beside it: it runs while no other test
-    does (in any worker). Every other test shares the slots, which costs nothing."""
+    of this run does (in any worker). Every other test shares the slots, which costs nothing.
+    """
+    directory = xdist_groups.shared_directory(request.config)
+    if directory is None:  # no xdist workers: one test at a time anyway
+        yield
+        return
     exclusive = request.node.get_closest_marker("all_server_slots") is not None
-    with server_slots(exclusive):
+    with server_slots(exclusive, directory):
         yield
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import hashlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -218,13 +216,7 @@ def server_for(backend: str) -> Server:
     return _SERVERS[backend]
 
 
-#: The shared servers' connection slots, guarded across processes (every xdist worker, and
-#: any other run of this suite on the machine against the same servers): a gate and a
-#: readers-writer lock, files in the temporary directory.
-_SLOTS = Path(tempfile.gettempdir()) / (
-    "myfy-db-tests-slots-" + hashlib.sha256(f"{POSTGRES_URL} {MYSQL_URL}".encode()).hexdigest()[:12]
-)
-#: How long a test waits for the slots before it fails saying so.
+#: How long a test waits for the servers' connection slots before it fails saying so.
 SLOTS_WITHIN = 600.0
 
 
@@ -240,16 +232,18 @@ def _flock(fd: int, operation: int, deadline: float) -> None:
 
 
 @contextmanager
-def server_slots(exclusive: bool) -> Iterator[None]:
-    """Hold the servers' connection slots: shared (any number of tests at once), or exclusive
+def server_slots(exclusive: bool, directory: Path) -> Iterator[None]:
+    """Hold the servers' connection slots, among the processes of one test run (its xdist
+    workers) that share ``directory``: shared (any number of tests at once), or exclusive
     (no other test runs meanwhile), for a test that opens nearly every free slot.
 
-    A test waiting for exclusive use holds the gate, so that no new test starts meanwhile;
-    the tests running finish, and it goes.
+    Two files there make a gate and a readers-writer lock: a test waiting for exclusive use
+    holds the gate, so that no new test starts meanwhile; the tests running finish, and it
+    goes.
     """
     deadline = time.monotonic() + SLOTS_WITHIN
-    gate = os.open(f"{_SLOTS}.gate", os.O_RDWR | os.O_CREAT, 0o666)
-    slots = os.open(f"{_SLOTS}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    gate = os.open(directory / "slots.gate", os.O_RDWR | os.O_CREAT, 0o600)
+    slots = os.open(directory / "slots.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         _flock(gate, fcntl.LOCK_EX, deadline)
         try:

@@ -5,12 +5,15 @@ id in the worker, and pytest 9.2's structured node ids no longer take that edit:
 are silently ignored and every test goes wherever a worker is free (pytest-xdist#1386).
 Here each worker writes the groups it collected (node id to group name) into a directory
 the controller gave it, before it reports its collection; the scheduler reads them before
-it hands out the first test and schedules each group as one unit, as loadgroup does.
+it hands out the first test and schedules each group as one unit, as loadgroup does. The
+same directory, shared by the run's workers and removed at its end, holds the servers'
+slots lock (helpers.server_slots).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,13 +42,22 @@ def give_directory(node: Any) -> None:
     node.workerinput[_WORKER_KEY] = str(config.stash[_DIRECTORY])
 
 
-def write_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Worker, once its items are marked: write ``{node id: group}`` for the controller."""
+def shared_directory(config: pytest.Config) -> Path | None:
+    """Worker: the directory the controller gave every worker of this run (None without
+    xdist workers). The servers' slots lock lives there too (conftest.shared_server_slots)."""
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None or _WORKER_KEY not in workerinput:
+        return None
+    return Path(workerinput[_WORKER_KEY])
+
+
+def write_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Worker, once its items are marked: write ``{node id: group}`` for the controller."""
+    directory = shared_directory(config)
+    if directory is None:
         return
     groups = {item.nodeid: name for item in items if (name := group_of(item)) is not None}
-    path = Path(workerinput[_WORKER_KEY]) / f"{workerinput['workerid']}.json"
+    path = directory / f"{os.environ['PYTEST_XDIST_WORKER']}.json"
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(groups))
     temporary.replace(path)
