@@ -62,8 +62,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     return 2 * (cores or 1)
 
 
-#: Modules of tests that take half a minute or more (the quick benchmarks, in the pool
-#: group): they go last in their worker's queue (see _exclusive_first_long_last).
+#: Modules of single tests that take a minute or more: they start first, so that none of
+#: them is still running alone at the end.
 LONG_MODULES = frozenset({"test_benchmarks_quick.py"})
 
 #: Modules whose tests open many connections at once (check-pool's 15 by default, load
@@ -79,13 +79,11 @@ POOL_MODULES = frozenset(
 )
 
 
-def _exclusive_first_long_last(item: pytest.Item) -> tuple[bool, bool]:
+def _first_the_exclusive_then_the_long(item: pytest.Item) -> tuple[bool, bool]:
     """The tests that need the servers' slots to themselves (``all_server_slots``) go first,
-    each at the head of its worker's queue, and the long tests last: an exclusive test waits
-    for the tests running on the other workers (every worker held behind it meanwhile), which
-    are then the short first ones, never a long one (a benchmark run just after the exclusive
-    tests of its own worker had held them all for 30 s)."""
-    return item.get_closest_marker("all_server_slots") is None, item.path.name in LONG_MODULES
+    each at the head of its worker's queue: they then wait only for the first short tests of
+    the other workers, never for a long one. The long tests follow."""
+    return item.get_closest_marker("all_server_slots") is None, item.path.name not in LONG_MODULES
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -93,8 +91,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Put the wall-clock tests in one xdist group, ``serial``: they run one after another on
     one worker, never two at once. The connection-heavy pool tests and the PgBouncer tests
     share a group too, ``pool`` (one worker starts each PgBouncer configuration once, and no
-    two of them crowd the servers' slots). The exclusive tests go first, the long ones last."""
-    items.sort(key=_exclusive_first_long_last)
+    two of them crowd the servers' slots). The long tests go first."""
+    items.sort(key=_first_the_exclusive_then_the_long)
     for item in items:
         if item.path.name in WALL_CLOCK_MODULES or item.get_closest_marker("wall_clock"):
             item.add_marker(pytest.mark.xdist_group("serial"))
