@@ -45,6 +45,7 @@ AUTOCOMMIT = "with op.get_context().autocommit_block():\n    "
 
 PG = ("postgresql",)
 MY = ("mysql",)
+SQ = ("sqlite",)
 EVERY = ("sqlite", "postgresql", "mysql")
 
 # rule id, backends, the revision that triggers it, its safe rewrite
@@ -219,6 +220,25 @@ CASES: list[tuple[str, tuple[str, ...], str, str]] = [
         'op.create_foreign_key("fk_items_owner", "items", "owners", ["owner_id"], ["id"])',
         'op.create_table("children", sa.Column("id", sa.Integer, primary_key=True), '
         'sa.Column("owner_id", sa.Integer, sa.ForeignKey("owners.id")))',
+    ),
+    (
+        "SQ001",
+        SQ,
+        'op.add_column("items", sa.Column("pages", sa.Integer(), nullable=False))',
+        'op.add_column("items", sa.Column("pages", sa.Integer(), nullable=False, '
+        'server_default="0"))',
+    ),
+    (
+        "SQ002",
+        SQ,
+        'op.alter_column("items", "note", type_=sa.String(100), existing_type=sa.String(50))',
+        # copy_from: batch mode offline cannot reflect the table, so it is given
+        'items = sa.Table("items", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),'
+        ' sa.Column("name", sa.String(50), nullable=False), sa.Column("note", sa.String(50)),'
+        ' sa.Column("price", sa.Numeric(10, 2)), sa.Column("body", sa.Text),'
+        ' sa.Column("owner_id", sa.Integer))\n'
+        'with op.batch_alter_table("items", copy_from=items) as batch:\n'
+        '    batch.alter_column("note", type_=sa.String(100), existing_type=sa.String(50))',
     ),
     (
         "DB006",

@@ -181,7 +181,7 @@ def _each_revision_guarded(recorder: _Recorder) -> Iterator[None]:
 
 @contextmanager
 def _operations_recorded(recorder: _Recorder) -> Iterator[None]:
-    from alembic.operations.base import AbstractOperations
+    from alembic.operations.base import AbstractOperations, BatchOperations
 
     original = AbstractOperations.invoke
 
@@ -189,11 +189,19 @@ def _operations_recorded(recorder: _Recorder) -> Iterator[None]:
         if recorder.depth:
             return original(self, operation)
         captured = recorder.begin(operation)
+        captured.batch = isinstance(self, BatchOperations)
         previous = recorder.sink.current
         recorder.sink.current = captured
         recorder.depth += 1
         try:
             return original(self, operation)
+        except NotImplementedError as exc:
+            if recorder.dialect != "sqlite":
+                raise
+            # Alembic's SQLite dialect cannot ALTER constraints: the SQLite rules report
+            # the operation (SQ002) and the rest of the revision is still judged.
+            captured.unsupported = str(exc).split(".")[0]
+            return None
         finally:
             recorder.depth -= 1
             recorder.sink.current = previous

@@ -36,6 +36,10 @@ class CapturedOp:
     in_transaction: bool
     sql: list[str] = field(default_factory=list)
     raw: Any = None
+    #: Run inside ``op.batch_alter_table()`` (SQLite recreates the table).
+    batch: bool = False
+    #: Why the dialect could not run it at all (Alembic's ``NotImplementedError``).
+    unsupported: str | None = None
 
     @property
     def rendered(self) -> str:
@@ -112,6 +116,8 @@ class Finding:
     safe: str
     accepted: bool = False
     reason: str | None = None
+    #: ``migrate --safe`` runs this operation in its safe form (``lint --safe`` marks it).
+    made_safe: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,4 +132,5 @@ class Finding:
             "safe": self.safe,
             "accepted": self.accepted,
             "reason": self.reason,
+            "made_safe": self.made_safe,
         }
