@@ -37,3 +37,38 @@ def test_raw_sql_meets_the_rules_of_its_operation_form(
     _, report = _lint(ini, url, "r1:r2", "--offline", "--fail-on", "never")
     found = [f["rule"] for f in report["findings"] if f["revision"] == "r2"]
     assert found == rules, report["findings"]
+
+
+PROCEDURE = (
+    'op.execute("""CREATE PROCEDURE touch_all()\n'
+    'BEGIN\n  UPDATE items SET name = lower(name) WHERE id < 10;\n  SELECT 1;\nEND""")'
+)
+MYSQL_CASES = [
+    ("procedure", PROCEDURE, []),
+    ("rename", 'op.execute("ALTER TABLE items RENAME TO things")', ["DB002"]),
+    ("rename table", 'op.execute("RENAME TABLE items TO things")', ["DB002"]),
+    ("rename column", 'op.execute("ALTER TABLE items RENAME COLUMN name TO title")', ["DB002"]),
+    ("drop column", 'op.execute("ALTER TABLE `items` DROP COLUMN `note`")', ["DB001"]),
+    ("backfill", "op.execute(\"UPDATE items SET name = 'x'\")", ["DB005"]),
+    ("batched", "op.execute(\"UPDATE items SET name = 'x' WHERE id < 1000\")", []),
+    ("delete all", 'op.execute("DELETE FROM items")', ["DB005"]),
+    ("two statements", 'op.execute("SET foreign_key_checks = 0; DROP TABLE items")', ["DB001"]),
+    ("fulltext", 'op.execute("CREATE FULLTEXT INDEX ft_items ON items (name)")', ["MY004"]),
+    ("charset", 'op.execute("ALTER TABLE items CONVERT TO CHARACTER SET utf8mb4")', ["MY003"]),
+    # The server runs what an executable comment holds: never read it as a comment.
+    ("executable comment", 'op.execute("/*!50001 DROP TABLE items */")', ["DB004"]),
+    ("mariadb comment", 'op.execute("SELECT 1; /*M!100100 DROP TABLE items */")', ["DB004"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "upgrade", "rules"), MYSQL_CASES, ids=[c[0] for c in MYSQL_CASES]
+)
+def test_mysql_raw_sql_is_read_with_its_grammar(
+    label: str, upgrade: str, rules: list[str], tmp_path: Path
+) -> None:
+    url = f"mysql+aiomysql://root@127.0.0.1:{free_port()}/nowhere"
+    ini = _project(tmp_path / "p", upgrade)
+    _, report = _lint(ini, url, "r1:r2", "--offline", "--fail-on", "never")
+    found = [f["rule"] for f in report["findings"] if f["revision"] == "r2"]
+    assert found == rules, report["findings"]

@@ -6,8 +6,10 @@ as the server resolves them, and every shape the rules know is read from the par
 data changes (and whether an UPDATE or DELETE touches every row), ``SET``, ``CREATE/DROP
 INDEX`` (``CONCURRENTLY``, ``IF [NOT] EXISTS``), ``VALIDATE CONSTRAINT``, ``ADD CONSTRAINT
 ... USING INDEX``, renames and drops of tables and columns, functions and comments. Elsewhere
-the recognised shapes are read from the text. Anything else is reported by the raw-SQL rule,
-by name, rather than silently passed.
+On MySQL and MariaDB they are parsed with sqlglot's MySQL grammar where it covers the
+statement; what sqlglot only passes through as an opaque command (``RENAME TABLE``, a
+``FULLTEXT`` index, ``CONVERT TO CHARACTER SET``) is read from the text. Anything else is
+reported by the raw-SQL rule, by name, rather than silently passed.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             rf"(?:UNIQUE|PRIMARY\s+KEY)\s+USING\s+INDEX\s+(?P<name>{_NAME})\s*$",
             re.I,
         ),
+    ),
+    (
+        "rename_table",
+        re.compile(rf"^RENAME\s+TABLE\s+(?P<table>{_NAME})\s+TO\s+(?P<name>{_NAME})", re.I),
     ),
     (
         "charset",
@@ -147,6 +153,10 @@ def statements_of(sql: str, dialect: str) -> list[RawStatement]:
         parsed = _postgresql(sql)
         if parsed is not None:
             return parsed
+    if dialect in ("mysql", "mariadb"):
+        parsed = _mysql(sql)
+        if parsed is not None:
+            return parsed
     texts = split_statements(sql) or [sql]
     return [classify(text) or RawStatement("unknown", text) for text in texts]
 
@@ -233,4 +243,101 @@ def _pg_shape(node: object, text: str) -> RawStatement:
             and getattr(constraint, "indexname", None)
         ):
             return RawStatement("using_index", text, table=table, name=constraint.indexname)
+    return RawStatement("unknown", text)
+
+
+_EXECUTABLE_COMMENT = re.compile(r"/\*M?!", re.I)
+
+
+def _mysql(sql: str) -> list[RawStatement] | None:
+    """The statements as sqlglot's MySQL grammar reads them; None when it cannot parse
+    them (then the text is read)."""
+    import logging
+
+    try:
+        import sqlglot
+    except ImportError:  # pragma: no cover - sqlglot is a dependency
+        return None
+    if _EXECUTABLE_COMMENT.search(sql):
+        # /*! ... */ and /*M! ... */ run on the server: a parser that reads them as
+        # comments would hide what they do, so the whole text cannot be analysed.
+        return [RawStatement("unknown", " ".join(sql.split()))]
+    quiet = logging.getLogger("sqlglot")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "falling back to parsing as a Command" is expected
+    try:
+        parsed = sqlglot.parse(sql, read="mysql")
+    except Exception:
+        return None
+    finally:
+        quiet.setLevel(level)
+    found = []
+    for node in parsed:
+        if node is None:
+            continue
+        found.append(_mysql_shape(node))
+    return found
+
+
+def _name(node: object) -> str | None:
+    name = getattr(node, "name", None)
+    return str(name) if name else None
+
+
+def _mysql_shape(node: object) -> RawStatement:
+    from sqlglot import exp
+
+    assert isinstance(node, exp.Expression)
+    text = " ".join(node.sql(dialect="mysql").split())
+    if isinstance(node, exp.Command):  # sqlglot passes it through: read the text
+        return classify(text) or RawStatement("unknown", text)
+    if isinstance(node, (exp.Update, exp.Delete)):
+        table = _name(node.this)
+        return RawStatement("data", text, table=table, whole_table=node.args.get("where") is None)
+    if isinstance(node, (exp.Insert, exp.Select, exp.Union)):
+        return RawStatement("data", text)
+    if isinstance(node, exp.Set):
+        return RawStatement("set", text)
+    if isinstance(node, exp.Create):
+        kind = str(node.args.get("kind") or "").upper()
+        index = node.this
+        if kind == "INDEX" and isinstance(index, exp.Index):
+            return RawStatement(
+                "create_index",
+                text,
+                table=_name(index.args.get("table")),
+                name=_name(index),
+                unique=bool(node.args.get("unique")),
+                if_exists=bool(node.args.get("exists")),
+            )
+        if kind in ("FUNCTION", "PROCEDURE", "TRIGGER", "VIEW"):
+            return RawStatement("function", text)
+    if isinstance(node, exp.Drop):
+        kind = str(node.args.get("kind") or "").upper()
+        tables = node.args.get("tables") or [node.this]
+        name = _name(tables[0]) if tables else None
+        if kind == "INDEX":
+            return RawStatement(
+                "drop_index", text, name=name, if_exists=bool(node.args.get("exists"))
+            )
+        if kind == "TABLE":
+            return RawStatement("drop_table", text, table=name)
+    if isinstance(node, exp.Alter) and len(node.args.get("actions") or []) == 1:
+        return _mysql_alter(node, text)
+    return RawStatement("unknown", text)
+
+
+def _mysql_alter(node: object, text: str) -> RawStatement:
+    from sqlglot import exp
+
+    assert isinstance(node, exp.Alter)
+    table = _name(node.this)
+    action = node.args["actions"][0]
+    if isinstance(action, exp.AlterRename):
+        return RawStatement("rename_table", text, table=table, name=_name(action.this))
+    if isinstance(action, exp.RenameColumn):
+        return RawStatement("rename_column", text, table=table, column=_name(action.this))
+    if isinstance(action, exp.Drop) and str(action.args.get("kind") or "").upper() == "COLUMN":
+        columns = action.args.get("tables") or [action.this]
+        return RawStatement("drop_column", text, table=table, column=_name(columns[0]))
     return RawStatement("unknown", text)
