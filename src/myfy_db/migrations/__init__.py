@@ -15,6 +15,8 @@
 - :mod:`.ddl_lock`: ``--ddl-lock-timeout`` and ``--retries``: each revision's lock wait.
 - :mod:`.scaffold`: ``migrate init`` (and :mod:`.template`, the files it writes).
 - :mod:`.lint`: ``migrate lint``, a registry of rules judging each revision.
+- :mod:`.scratch`: a scratch database on a dev server (created empty, always dropped), and
+  replaying the chain on it (``migrate lint --dev-url``, ``diff``).
 """
 
 from __future__ import annotations
