@@ -8,14 +8,14 @@ _myfy_db() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
-        case "${COMP_WORDS[i-1]}" in --config|--env-file|--command|--concurrency|--connections|--count|--ddl-lock-timeout|--duration|--explain|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--statement-timeout|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) continue ;; esac
+        case "${COMP_WORDS[i-1]}" in --config|--env-file|--chunk-time|--command|--concurrency|--connections|--count|--critical-load|--ddl-lock-timeout|--duration|--explain|--fail-on|--lock-timeout|--max-connections|--max-lag|--max-latency-ms|--max-overflow|--message|--metadata|--online-ddl|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--statement-timeout|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) continue ;; esac
         case "||migrate|" in
             *"|$path|"*) path="${path:+$path }$word" ;;
         esac
     done
     case "$prev" in
         --config|--env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --command|--concurrency|--connections|--count|--ddl-lock-timeout|--duration|--explain|--fail-on|--lock-timeout|--max-connections|--max-latency-ms|--max-overflow|--message|--metadata|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--statement-timeout|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) COMPREPLY=(); return ;;
+        --chunk-time|--command|--concurrency|--connections|--count|--critical-load|--ddl-lock-timeout|--duration|--explain|--fail-on|--lock-timeout|--max-connections|--max-lag|--max-latency-ms|--max-overflow|--message|--metadata|--online-ddl|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--statement-timeout|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) COMPREPLY=(); return ;;
     esac
     case "$path" in
         "") words="check-pool config create-database create-tables dbshell drop-tables migrate profile-pool set-environment shell --version --traceback --help -h" ;;
@@ -25,7 +25,7 @@ _myfy_db() {
         "create-tables") words="--url --env-file --metadata --sql --json --wait --help -h" ;;
         "dbshell") words="--url --env-file --yes -y --wait --help -h" ;;
         "drop-tables") words="--url --env-file --metadata --all --dry-run --yes -y --json --wait --help -h" ;;
-        "migrate") words="branches check current down downgrade heads history init lint merge new redo reset show stamp status up upgrade --url --env-file --config --lock-timeout --ddl-lock-timeout --retries --sql --statement-timeout --atomic --json --wait --help -h" ;;
+        "migrate") words="branches check current down downgrade heads history init lint merge new redo reset show stamp status up upgrade --url --env-file --config --lock-timeout --ddl-lock-timeout --retries --sql --statement-timeout --atomic --safe --no-safe --online-ddl --max-lag --chunk-time --critical-load --json --wait --help -h" ;;
         "migrate branches") words="--config --json --help -h" ;;
         "migrate check") words="--url --env-file --metadata --json --wait --help -h" ;;
         "migrate current") words="--url --env-file --config --json --wait --help -h" ;;
@@ -42,8 +42,8 @@ _myfy_db() {
         "migrate show") words="--config --json --help -h" ;;
         "migrate stamp") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --json --wait --help -h" ;;
         "migrate status") words="--url --env-file --config --json --wait --help -h" ;;
-        "migrate up") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --retries --sql --statement-timeout --atomic --json --wait --help -h" ;;
-        "migrate upgrade") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --retries --sql --statement-timeout --atomic --json --wait --help -h" ;;
+        "migrate up") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --retries --sql --statement-timeout --atomic --safe --no-safe --online-ddl --max-lag --chunk-time --critical-load --json --wait --help -h" ;;
+        "migrate upgrade") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --retries --sql --statement-timeout --atomic --safe --no-safe --online-ddl --max-lag --chunk-time --critical-load --json --wait --help -h" ;;
         "profile-pool") words="--url --env-file --json --tier --workers --rps --query-ms --pooler-max-client-conn --max-connections --fail-on --offline --load --concurrency --duration --pool-size --max-overflow --pool-timeout --pool-recycle --pre-ping --no-pre-ping --lifo --no-lifo --wait --help -h" ;;
         "set-environment") words="--url --env-file --yes -y --json --wait --help -h" ;;
         "shell") words="-c --command --sandbox --no-sandbox --read-only --ipython --ptpython --url --env-file --metadata --yes -y --wait --help -h" ;;

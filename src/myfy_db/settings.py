@@ -124,6 +124,10 @@ class DatabaseSettings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds a migration waits for a table lock (0: no limit)",
     )
+    safe_migrations: bool = Field(
+        False,
+        description="migrate runs operations in their non-blocking forms (as --safe does)",
+    )
     echo: bool = Field(False, description="Log every SQL statement")
     environment: str = Field("development", description="Deployment environment")
     metadata: str | None = Field(

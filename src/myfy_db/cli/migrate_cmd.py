@@ -20,14 +20,19 @@ import typer
 from myfy_db.cli import migrate_author, migrate_lint, migrate_look
 from myfy_db.cli.migrate_options import (
     AtomicOption,
+    ChunkTimeOption,
     ConfigOption,
     ConnectingRevisionCommand,
+    CriticalLoadOption,
     DdlLockTimeoutOption,
     DryRunOption,
     LockTimeoutOption,
+    MaxLagOption,
+    OnlineDdlOption,
     RetriesOption,
     RevisionArgument,
     RevisionCommand,
+    SafeOption,
     SqlOption,
     StatementTimeoutOption,
     _json,
@@ -109,9 +114,10 @@ def _run_summary(run_result: MigrationRun) -> list[Any]:
 
 def _run_options(ctx: typer.Context, out: Output) -> RunOptions:
     """The run's options, from the flags this command was given (or ``migrate`` before it)."""
-    from myfy_db.migrations.options import DEFAULT_LOCK_TIMEOUT, RunOptions
+    from myfy_db.migrations.options import DEFAULT_LOCK_TIMEOUT, PtOscOptions, RunOptions
 
     given = ctx.params
+    online_ddl = given.get("online_ddl")
     return RunOptions(
         lock_timeout=given.get("lock_timeout", DEFAULT_LOCK_TIMEOUT),
         atomic=given.get("atomic", False),
@@ -119,6 +125,15 @@ def _run_options(ctx: typer.Context, out: Output) -> RunOptions:
         dry_run=given.get("dry_run", False),
         progress=_progress(out),
         report=out.info,
+        safe=given.get("safe"),
+        online_ddl=None
+        if online_ddl is None or online_ddl.strip().lower() == "none"
+        else online_ddl,
+        pt_osc=PtOscOptions(
+            max_lag=given.get("max_lag"),
+            chunk_time=given.get("chunk_time"),
+            critical_load=given.get("critical_load"),
+        ),
     )
 
 
@@ -136,6 +151,7 @@ def _write(ctx: typer.Context, kind: str, revision: str) -> None:
             shared["url"], shared["env_file"], ddl_lock_timeout=given.get("ddl_lock_timeout")
         )
         project = _project(shared["config"], out, loaded.settings.database_url)
+        options = _run_options(ctx, out)
         if given.get("sql"):
             commands.render_sql(
                 project,
@@ -143,9 +159,9 @@ def _write(ctx: typer.Context, kind: str, revision: str) -> None:
                 revision,
                 downgrade=kind == "down",
                 statement_timeout=given.get("statement_timeout"),
+                options=options,
             )
             return
-        options = _run_options(ctx, out)
         if kind == "up":
             result = await commands.upgrade(project, loaded, revision, options)
         elif kind == "reset":
@@ -217,6 +233,11 @@ def migrate(
     sql: SqlOption = False,
     statement_timeout: StatementTimeoutOption = None,
     atomic: AtomicOption = False,
+    safe: SafeOption = None,
+    online_ddl: OnlineDdlOption = None,
+    max_lag: MaxLagOption = None,
+    chunk_time: ChunkTimeOption = None,
+    critical_load: CriticalLoadOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Upgrade the database to head under the migration lock (--sql: print the SQL instead).
@@ -244,6 +265,11 @@ def up(
     sql: SqlOption = False,
     statement_timeout: StatementTimeoutOption = None,
     atomic: AtomicOption = False,
+    safe: SafeOption = None,
+    online_ddl: OnlineDdlOption = None,
+    max_lag: MaxLagOption = None,
+    chunk_time: ChunkTimeOption = None,
+    critical_load: CriticalLoadOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Upgrade to REV under the migration lock (--sql: print the SQL; REV may be FROM:TO)."""

@@ -85,6 +85,57 @@ RetriesOption = Annotated[
         help="Retry a revision that failed only on --ddl-lock-timeout, up to N times, backing off.",
     ),
 ]
+SafeOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--safe/--no-safe",
+        show_default=False,
+        help="Run the revisions' operations in their non-blocking forms (PostgreSQL: indexes "
+        "CONCURRENTLY, constraints NOT VALID then VALIDATE; MySQL/MariaDB: online DDL), one "
+        "line each; refuse what cannot be made safe before anything runs (default: "
+        "MYFY_DATA_SAFE_MIGRATIONS). Not with --atomic.",
+    ),
+]
+OnlineDdlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--online-ddl",
+        metavar="[none|pt-osc]",
+        show_default=False,
+        help="MySQL/MariaDB: run the ALTERs that need a table copy through "
+        "pt-online-schema-change (pt-osc; the Debian package percona-toolkit), or not (none).",
+    ),
+]
+MaxLagOption = Annotated[
+    FiniteFloat | None,
+    typer.Option(
+        "--max-lag",
+        min=0,
+        metavar="SECONDS",
+        show_default=False,
+        help="With --online-ddl pt-osc: pause the copy while a replica lags more than this.",
+    ),
+]
+ChunkTimeOption = Annotated[
+    FiniteFloat | None,
+    typer.Option(
+        "--chunk-time",
+        min=0,
+        metavar="SECONDS",
+        show_default=False,
+        help="With --online-ddl pt-osc: the time each chunk of the copy aims for.",
+    ),
+]
+CriticalLoadOption = Annotated[
+    str | None,
+    typer.Option(
+        "--critical-load",
+        metavar="VAR=N",
+        show_default=False,
+        help="With --online-ddl pt-osc: abort the copy when a status variable passes this "
+        "(e.g. Threads_running=50).",
+    ),
+]
 DryRunOption = Annotated[
     bool,
     typer.Option(

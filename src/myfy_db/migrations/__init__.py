@@ -15,6 +15,9 @@
 - :mod:`.ddl_lock`: ``--ddl-lock-timeout`` and ``--retries``: each revision's lock wait.
 - :mod:`.scaffold`: ``migrate init`` (and :mod:`.template`, the files it writes).
 - :mod:`.lint`: ``migrate lint``, a registry of rules judging each revision.
+- :mod:`.safe`: ``migrate --safe``: the revisions' operations rewritten into their
+  non-blocking forms as they run (PostgreSQL, MySQL/MariaDB), and refused before anything
+  runs where that is impossible.
 - :mod:`.scratch`: a scratch database on a dev server (created empty, always dropped), and
   replaying the chain on it (``migrate lint --dev-url``, ``diff``).
 """

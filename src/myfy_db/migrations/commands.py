@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -260,6 +261,7 @@ def render_sql(
     downgrade: bool = False,
     output: TextIO | None = None,
     statement_timeout: float | None = None,
+    options: RunOptions = DEFAULT_OPTIONS,
 ) -> None:
     """Write the SQL of an upgrade (or downgrade) to ``output``; no database is touched.
 
@@ -268,8 +270,16 @@ def render_sql(
     ``ddl_lock_timeout`` setting (PostgreSQL ``lock_timeout``, MySQL/MariaDB
     ``lock_wait_timeout``) and ``statement_timeout`` (PostgreSQL ``statement_timeout``,
     MariaDB ``max_statement_time``), so a DBA who applies the file gets the same bounds.
+
+    ``options.safe`` (``--sql --safe``) renders the upgrade's operations in their safe forms,
+    after refusing what ``--safe`` cannot make safe, as a live run would.
     """
+    from myfy_db.migrations.safe import check_options, refuse_unsafe, safe_execution
+
     project.script()
+    safe = not downgrade and check_options(options, settings, atomic=False)
+    if safe:
+        refuse_unsafe(project, settings, revision)
     sink = output or sys.stdout
     for line in timeout_preamble(
         settings.url.dialect, float(settings.ddl_lock_timeout), statement_timeout
@@ -277,7 +287,8 @@ def render_sql(
         sink.write(line + "\n")
     config = project.config(settings, output_buffer=sink)
     config.attributes[env.METADATA] = None
-    with _tracking_steps() as tracker, driving.logging_kept():
+    rewrites = safe_execution(options, settings, None, options.report)
+    with _tracking_steps() as tracker, driving.logging_kept(), rewrites if safe else nullcontext():
         try:
             with alembic_errors():
                 if downgrade:

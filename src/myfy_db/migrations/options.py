@@ -5,7 +5,7 @@ the settings at the edge, and passed down unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from myfy_db.migrations.ddl_lock import DdlLock
@@ -14,7 +14,15 @@ if TYPE_CHECKING:
     from myfy_db.migrations.results import AppliedRevision
     from myfy_db.settings import DatabaseSettings
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT", "DEFAULT_OPTIONS", "Progress", "Reporter", "RunOptions"]
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
+    "DEFAULT_OPTIONS",
+    "ONLINE_DDL_TOOLS",
+    "Progress",
+    "PtOscOptions",
+    "Reporter",
+    "RunOptions",
+]
 
 Progress = Callable[["AppliedRevision"], None]
 Reporter = Callable[[str], None]
@@ -22,13 +30,36 @@ Reporter = Callable[[str], None]
 DEFAULT_LOCK_TIMEOUT = 60.0
 
 
+#: ``--online-ddl`` values that name a tool (``none`` is carried as None).
+ONLINE_DDL_TOOLS = ("pt-osc",)
+
+
 def _quiet(_: str) -> None:
     return None
 
 
 @dataclass(frozen=True)
+class PtOscOptions:
+    """What ``--online-ddl pt-osc`` passes through to pt-online-schema-change (None: its
+    own default)."""
+
+    #: ``--max-lag`` seconds: pause the copy while a replica lags more.
+    max_lag: float | None = None
+    #: ``--chunk-time`` seconds each chunk of the copy aims for.
+    chunk_time: float | None = None
+    #: ``--critical-load``, e.g. ``Threads_running=50``: abort above it.
+    critical_load: str | None = None
+
+    @property
+    def given(self) -> bool:
+        """True when any of the three was given."""
+        return any(v is not None for v in (self.max_lag, self.chunk_time, self.critical_load))
+
+
+@dataclass(frozen=True)
 class RunOptions:
-    """``--lock-timeout``, ``--atomic``, ``--retries``, ``--dry-run`` and where progress goes.
+    """``--lock-timeout``, ``--atomic``, ``--retries``, ``--dry-run``, ``--safe``,
+    ``--online-ddl`` and where progress goes.
 
     The DDL lock timeout is a setting (``ddl_lock_timeout``; the ``--ddl-lock-timeout`` flag
     sets it), so every writing path, the library's included, applies it:
@@ -45,6 +76,18 @@ class RunOptions:
     progress: Progress | None = None
     #: One line of what the run is doing (waiting for a lock, retrying).
     report: Reporter = _quiet
+    #: ``--safe``: run the revisions' operations in their non-blocking forms
+    #: (:mod:`myfy_db.migrations.safe`). None: the ``safe_migrations`` setting decides.
+    safe: bool | None = None
+    #: ``--online-ddl``: ``"pt-osc"`` runs the ALTERs that need a table copy through
+    #: pt-online-schema-change (MySQL/MariaDB); None: the server's own online DDL.
+    online_ddl: str | None = None
+    #: ``--max-lag``, ``--chunk-time``, ``--critical-load`` for ``--online-ddl pt-osc``.
+    pt_osc: PtOscOptions = field(default_factory=PtOscOptions)
+
+    def is_safe(self, settings: DatabaseSettings) -> bool:
+        """``--safe`` as given, else the ``safe_migrations`` setting."""
+        return self.safe if self.safe is not None else bool(settings.safe_migrations)
 
     def ddl_lock(self, settings: DatabaseSettings) -> DdlLock:
         """The DDL lock-timeout policy for a run against ``settings``."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from myfy_db.migrations.options import RunOptions
 from myfy_db.migrations.project import MigrationProject
 from myfy_db.migrations.results import AppliedRevision, MigrationRun
 from myfy_db.migrations.revisions import RevisionInfo, alembic_errors
+from myfy_db.migrations.safe import SAFE_COMMANDS, check_options, refuse_unsafe, safe_execution
 from myfy_db.urls import DatabaseUrl, redact
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ async def run_writing(
     guard.check_local(guard_command)
     if atomic:
         refuse_atomic_on(url)
+    safe_run = command in SAFE_COMMANDS and check_options(options, settings, atomic=atomic)
     script = project.script()  # a broken project fails before anything connects
     started = time.perf_counter()
     run = MigrationRun(command, url.target, None, None, dry_run=dry_run, atomic=atomic)
@@ -204,6 +206,12 @@ async def run_writing(
             started = time.perf_counter()  # the summary's time leaves out the answer's
         if atomic and operation.scripts is not None:
             _refuse_autocommit_blocks(operation.scripts(script, before))
+        if safe_run and operation.scripts is not None:
+            # --safe refuses what it cannot make safe before anything runs.
+            pending_ids = {s.revision for s in operation.scripts(script, before)}
+            if pending_ids:
+                start = f"{before[0]}:heads" if len(before) == 1 else "heads"
+                refuse_unsafe(project, settings, start, pending_ids, connection)
         # The record, committed on its own: after the confirmation, before the first change.
         guard.prepare(connection, guard_command, change)
 
@@ -223,8 +231,9 @@ async def run_writing(
                 run.applied.append(done)
                 if progress is not None:
                     progress(done)
+            if pending:  # not a commit inside a revision (--safe's non-blocking steps)
+                tracker.started = now
             pending.clear()
-            tracker.started = now
 
         config = project.config(
             settings,
@@ -237,8 +246,9 @@ async def run_writing(
         ddl.apply(connection)  # --ddl-lock-timeout for every revision's statements
         event.listen(connection, "commit", on_commit)
         driver = Driver(connection, on_version_apply, on_commit, atomic=atomic, prepare=ddl.apply)
+        rewrites = safe_execution(options, settings, connection, options.report)
         try:
-            with _tracking_steps() as tracker:
+            with _tracking_steps() as tracker, rewrites if safe_run else nullcontext():
                 attempt = 0
                 while True:
                     try:
@@ -263,7 +273,7 @@ async def run_writing(
                         pause = ddl.should_retry(exc, attempt)
                         if pause is None:
                             raise _revision_failed(
-                                connection, tracker, exc, atomic=atomic, ddl=ddl
+                                connection, tracker, exc, atomic=atomic, ddl=ddl, safe=safe_run
                             ) from exc
                         ddl.retrying(_revision_text(tracker), attempt, pause)
         finally:
@@ -345,6 +355,7 @@ def _revision_failed(
     *,
     atomic: bool = False,
     ddl: DdlLock | None = None,
+    safe: bool = False,
 ) -> MyfyDbError:
     what = _revision_text(tracker)
     try:
@@ -354,6 +365,11 @@ def _revision_failed(
         now = "unknown (could not read it back)"
     if atomic:
         hint = f"--atomic: the whole run was rolled back; the database stays at revision {now}"
+    elif safe and connection.dialect.name == "postgresql":
+        hint = (
+            f"the database stays at revision {now}; --safe committed the failing revision's "
+            "steps up to its last non-blocking one (each safe to run again): run it again"
+        )
     elif connection.dialect.name in ("postgresql", "sqlite"):  # DDL inside the transaction
         hint = f"the database stays at revision {now}; nothing of the failing revision was kept"
     else:

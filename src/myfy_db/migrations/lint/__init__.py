@@ -9,6 +9,7 @@ invoke is captured with its file and line, and each registered rule (:mod:`.regi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,9 @@ class LintReport:
         """Findings at or above ``fail_on`` that no comment accepted."""
         if fail_on is None:
             return []
-        return [f for f in self.findings if not f.accepted and f.severity >= fail_on]
+        return [
+            f for f in self.findings if not (f.accepted or f.made_safe) and f.severity >= fail_on
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,8 +89,12 @@ def judge(
     ops: list[CapturedOp],
     models: dict[str, set[str]] | None = None,
     known_types: dict[tuple[str, str], Any] | None = None,
+    made_safe: Callable[[str, CapturedOp], bool] | None = None,
 ) -> list[Finding]:
     """Every rule's findings for ``ops``, in the order the operations ran.
+
+    ``made_safe(rule, op)`` (``--safe``: :func:`myfy_db.migrations.safe.fixes_for`) marks the
+    findings that ``migrate --safe`` runs in their safe form.
 
     ``known_types`` are the column types before the range (the database's, else the
     models'): an ``alter_column`` without ``existing_type`` is judged against them.
@@ -129,6 +136,7 @@ def judge(
                     rule.safe,
                     accepted=reason is not None,
                     reason=reason,
+                    made_safe=made_safe is not None and made_safe(rule.id, captured),
                 )
             )
         advance(captured, state)
