@@ -32,6 +32,8 @@ def _read(path: str) -> _File:
         source = Path(path).read_text(encoding="utf-8")
     except OSError:
         return parsed
+    if "myfy-db" not in source:  # no allow comment: nothing to tokenize or parse
+        return parsed
     try:
         for token in tokenize.generate_tokens(io.StringIO(source).readline):
             if token.type != tokenize.COMMENT:

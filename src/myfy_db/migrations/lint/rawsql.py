@@ -310,7 +310,7 @@ def _mysql_shape(node: object) -> RawStatement:
                 unique=bool(node.args.get("unique")),
                 if_exists=bool(node.args.get("exists")),
             )
-        if kind in ("FUNCTION", "PROCEDURE", "TRIGGER", "VIEW"):
+        if kind in ("FUNCTION", "PROCEDURE", "TRIGGER"):
             return RawStatement("function", text)
     if isinstance(node, exp.Drop):
         kind = str(node.args.get("kind") or "").upper()
