@@ -8,22 +8,23 @@ _myfy_db() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
-        case "${COMP_WORDS[i-1]}" in --config|--env-file|--chunk-time|--command|--concurrency|--connections|--count|--critical-load|--ddl-lock-timeout|--duration|--explain|--fail-on|--lock-timeout|--max-connections|--max-lag|--max-latency-ms|--max-overflow|--message|--metadata|--online-ddl|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--statement-timeout|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) continue ;; esac
+        case "${COMP_WORDS[i-1]}" in --config|--env-file|--chunk-time|--command|--concurrency|--connections|--count|--critical-load|--ddl-lock-timeout|--duration|--explain|--fail-on|--lock-timeout|--max-connections|--max-lag|--max-latency-ms|--max-overflow|--message|--metadata|--online-ddl|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--schema|--statement-timeout|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) continue ;; esac
         case "||migrate|" in
             *"|$path|"*) path="${path:+$path }$word" ;;
         esac
     done
     case "$prev" in
         --config|--env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --chunk-time|--command|--concurrency|--connections|--count|--critical-load|--ddl-lock-timeout|--duration|--explain|--fail-on|--lock-timeout|--max-connections|--max-lag|--max-latency-ms|--max-overflow|--message|--metadata|--online-ddl|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--statement-timeout|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) COMPREPLY=(); return ;;
+        --chunk-time|--command|--concurrency|--connections|--count|--critical-load|--ddl-lock-timeout|--duration|--explain|--fail-on|--lock-timeout|--max-connections|--max-lag|--max-latency-ms|--max-overflow|--message|--metadata|--online-ddl|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--schema|--statement-timeout|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) COMPREPLY=(); return ;;
     esac
     case "$path" in
-        "") words="check-pool config create-database create-tables dbshell drop-tables migrate profile-pool set-environment shell --version --traceback --help -h" ;;
+        "") words="check-pool config create-database create-tables dbshell diff drop-tables migrate profile-pool set-environment shell --version --traceback --help -h" ;;
         "check-pool") words="--url --env-file --connections --samples --max-latency-ms --timeout --replica --primary-only --watch --count --json --wait --help -h" ;;
         "config") words="--url --env-file --metadata --json --help -h" ;;
         "create-database") words="--url --env-file --json --wait --help -h" ;;
         "create-tables") words="--url --env-file --metadata --sql --json --wait --help -h" ;;
         "dbshell") words="--url --env-file --yes -y --wait --help -h" ;;
+        "diff") words="--schema --sql --revision --message -m --config --env-file --metadata --json --wait --help -h" ;;
         "drop-tables") words="--url --env-file --metadata --all --dry-run --yes -y --json --wait --help -h" ;;
         "migrate") words="branches check current down downgrade heads history init lint merge new redo reset show stamp status up upgrade --url --env-file --config --lock-timeout --ddl-lock-timeout --retries --sql --statement-timeout --atomic --safe --no-safe --online-ddl --max-lag --chunk-time --critical-load --json --wait --help -h" ;;
         "migrate branches") words="--config --json --help -h" ;;

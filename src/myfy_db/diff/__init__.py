@@ -1,0 +1,96 @@
+"""``myfy-db diff FROM TO``: what differs between two schemas, and what makes TO equal FROM.
+
+- :mod:`~myfy_db.diff.sides`: what a side spec names, and reading a database read-only;
+- :mod:`~myfy_db.diff.reflect`: a side's :class:`~myfy_db.diff.reflect.Snapshot` (bulk
+  reflection, views, enums, sequences);
+- :mod:`~myfy_db.diff.compare` and :mod:`~myfy_db.diff.constraints`: the differences, with
+  Alembic's own equality decisions, and the Alembic operations that remove them;
+- :mod:`~myfy_db.diff.render`: those operations as SQL (Alembic offline) or a revision;
+- :mod:`~myfy_db.diff.report`: the human report and the JSON document;
+- :mod:`~myfy_db.diff.kinds`: the stable ``kind`` of each difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from myfy_db.diff.kinds import KINDS, Difference, Plan
+from myfy_db.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
+
+    from myfy_db.diff.sides import Side
+    from myfy_db.settings import DatabaseSettings
+
+
+@dataclass
+class Outcome:
+    """A finished comparison: the plan, the sides' labels, TO's dialect (to render in)."""
+
+    plan: Plan
+    from_label: str
+    to_label: str
+    dialect: Dialect
+    to_is_database: bool
+
+
+async def diff(
+    settings: DatabaseSettings,
+    from_side: Side,
+    to_side: Side,
+    *,
+    schemas: Sequence[str] = (),
+    metadata: str | None = None,
+) -> Outcome:
+    """Compare FROM with TO, reading each database once, read-only."""
+    from myfy_db.diff.compare import compare
+    from myfy_db.diff.reflect import dialect_for, reflect_database, snapshot_of_models
+    from myfy_db.diff.sides import alembic_impl, read_database, schemas_of
+
+    wanted = schemas_of(schemas)
+    for side in (from_side, to_side):
+        if side.kind == "revision":
+            raise ConfigError(
+                f"side {side.label!r}: replaying a revision needs a scratch database, "
+                "which this version of diff does not create",
+                hint="migrate a database of your own to that revision and diff its URL",
+            )
+
+    def models_snapshot(dialect: Any) -> Any:
+        from myfy_db.metadata import load_metadata
+
+        loaded = load_metadata(metadata)
+        return snapshot_of_models(loaded.metadata, dialect, f"models {loaded.spec}")
+
+    if to_side.url is not None:
+        if from_side.url is not None:
+            from_snap = await read_database(
+                settings,
+                from_side.url,
+                lambda c: reflect_database(c, wanted, from_side.label),
+            )
+        else:
+            from_snap = models_snapshot(dialect_for(to_side.url.sqlalchemy_url))
+
+        def against_to(connection: Any) -> tuple[Plan, Any]:
+            to_snap = reflect_database(connection, wanted, to_side.label)
+            return compare(from_snap, to_snap, alembic_impl(connection)), connection.dialect
+
+        plan, dialect = await read_database(settings, to_side.url, against_to)
+        return Outcome(plan, from_snap.label, to_side.label, dialect, True)
+    assert from_side.url is not None  # both models is refused before
+
+    def against_from(connection: Any) -> tuple[Plan, Any, str]:
+        from_snap = reflect_database(connection, wanted, from_side.label)
+        to_snap = models_snapshot(connection.dialect)
+        plan = compare(from_snap, to_snap, alembic_impl(connection))
+        return plan, connection.dialect, to_snap.label
+
+    plan, dialect, to_label = await read_database(settings, from_side.url, against_from)
+    return Outcome(plan, from_side.label, to_label, dialect, False)
+
+
+__all__ = ["KINDS", "Difference", "Outcome", "Plan", "diff"]
