@@ -72,3 +72,42 @@ def test_mysql_raw_sql_is_read_with_its_grammar(
     _, report = _lint(ini, url, "r1:r2", "--offline", "--fail-on", "never")
     found = [f["rule"] for f in report["findings"] if f["revision"] == "r2"]
     assert found == rules, report["findings"]
+
+
+LONG = "ix_flow_run__scheduler_deployment_id_auto_scheduled_next_scheduled_start_time"
+
+
+@pytest.mark.parametrize(
+    ("label", "sql", "flagged"),
+    [
+        # prefect 54c1876c68ae: pglast, like the server, truncates the name it parses
+        ("raw index name", f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {LONG} ON items (name)", True),
+        ("quoted multibyte", 'CREATE TABLE "' + "é" * 32 + '" (a int)', True),
+        ("63 bytes", 'CREATE TABLE "' + "é" * 31 + 'x" (a int)', False),
+        ("long string", "UPDATE items SET name = '" + "x" * 90 + "' WHERE id = 1", False),
+    ],
+)
+def test_a_raw_identifier_longer_than_postgresql_keeps_is_pg012(
+    label: str, sql: str, flagged: bool, tmp_path: Path
+) -> None:
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"
+    upgrade = f"with op.get_context().autocommit_block():\n    op.execute({sql!r})"
+    ini = _project(tmp_path / "p", upgrade)
+    _, report = _lint(ini, url, "r1:r2", "--offline", "--fail-on", "never")
+    found = [f for f in report["findings"] if f["rule"] == "PG012"]
+    assert bool(found) == flagged, report["findings"]
+
+
+def test_statement_texts_are_cut_where_postgresql_cut_them_with_multibyte_text() -> None:
+    from myfy_db.migrations.lint.rawsql import statements_of
+
+    sql = "SELECT 'ééé'; DROP TABLE «x»; DROP TABLE items; ALTER TABLE é RENAME TO ü"
+    sql = sql.replace("DROP TABLE «x»; ", "")
+    shapes = statements_of(sql, "postgresql")
+    assert [s.text for s in shapes] == [
+        "SELECT 'ééé'",
+        "DROP TABLE items",
+        "ALTER TABLE é RENAME TO ü",
+    ]
+    assert [s.kind for s in shapes] == ["data", "drop_table", "rename_table"]
+    assert shapes[2].table == "é"

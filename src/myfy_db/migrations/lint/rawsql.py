@@ -15,7 +15,7 @@ reported by the raw-SQL rule, by name, rather than silently passed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 _NAME = r'(?:"[^"]+"|`[^`]+`|[\w$]+)(?:\.(?:"[^"]+"|`[^`]+`|[\w$]+))?'
 
@@ -84,6 +84,9 @@ class RawStatement:
     whole_table: bool = False
     #: ``IF NOT EXISTS`` / ``IF EXISTS`` was given.
     if_exists: bool = False
+    #: Identifiers as written that are longer than the server keeps (PostgreSQL: 63
+    #: bytes); the parser itself truncates them, as the server does.
+    long_names: tuple[str, ...] = ()
 
 
 def _unquote(name: str | None) -> str | None:
@@ -171,13 +174,44 @@ def _postgresql(sql: str) -> list[RawStatement] | None:
         parsed = parse_sql(sql)
     except Exception:
         return None
-    encoded = sql.encode()
+    long_names = _long_identifiers(sql)
     found = []
     for raw in parsed:
+        # pglast gives the statements' places in characters (the server's are in bytes)
         start = raw.stmt_location or 0
-        end = start + raw.stmt_len if raw.stmt_len else len(encoded)
-        text = " ".join(encoded[start:end].decode(errors="replace").split())
-        found.append(_pg_shape(raw.stmt, text))
+        end = start + raw.stmt_len if raw.stmt_len else len(sql)
+        text = " ".join(sql[start:end].split())
+        shape = _pg_shape(raw.stmt, text)
+        mine = tuple(name for at, name in long_names if start <= at < end)
+        if mine:
+            shape = replace(shape, long_names=mine)
+        found.append(shape)
+    return found
+
+
+#: PostgreSQL keeps NAMEDATALEN - 1 bytes of an identifier and drops the rest.
+_MAX_IDENTIFIER_BYTES = 63
+
+
+def _long_identifiers(sql: str) -> list[tuple[int, str]]:
+    """(byte offset, name) of every identifier in ``sql`` longer than PostgreSQL keeps,
+    read with PostgreSQL's own scanner (a quoted name unquoted; strings never count)."""
+    from pglast.parser import scan
+
+    found = []
+    try:
+        tokens = scan(sql)
+    except Exception:
+        return []
+    for token in tokens:
+        if token.name not in ("IDENT", "UIDENT"):
+            continue
+        written = sql[token.start : token.end + 1]  # the scanner counts characters
+        name = written
+        if written.startswith('"') and written.endswith('"'):
+            name = written[1:-1].replace('""', '"')
+        if len(name.encode()) > _MAX_IDENTIFIER_BYTES:
+            found.append((token.start, name))
     return found
 
 

@@ -353,7 +353,7 @@ def _names(captured: CapturedOp) -> list[str]:
     names += [getattr(c, "name", None) for c in getattr(operation, "columns", ()) or ()]
     names.append(getattr(operation, "modify_name", None))
     if captured.raw is not None:
-        names += [captured.raw.name, captured.raw.table]
+        names += [captured.raw.name, captured.raw.table, *captured.raw.long_names]
     return [str(n) for n in names if isinstance(n, str) and n]
 
 
