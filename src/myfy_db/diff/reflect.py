@@ -110,10 +110,10 @@ def view_definition(connection: Connection, key: str, database: str | None) -> s
         return None
     definition = str(found)
     definition = definition.strip().rstrip(";")
-    if connection.dialect.name == "sqlite":
-        match = re.match(r"(?is)^create\s+(?:temp\w*\s+)?view\s+.+?\s+as\s+(.*)$", definition)
-        definition = match.group(1) if match else definition
-    elif connection.dialect.name in ("mysql", "mariadb") and database:
+    # SQLite and MySQL give the whole CREATE VIEW statement: keep its SELECT.
+    match = re.match(r"(?is)^create\s+.*?\bview\s+\S+\s+as\s+(.*)$", definition)
+    definition = match.group(1) if match else definition
+    if connection.dialect.name in ("mysql", "mariadb") and database:
         definition = definition.replace(f"`{database}`.", "")
     return definition
 

@@ -43,7 +43,13 @@ def render_sql(plan: Plan, dialect: Dialect) -> str:
         if postgresql and step.safe == "index":
             step.op.kw["postgresql_concurrently"] = True
         start = buffer.tell()
-        operations.invoke(step.op)
+        try:
+            operations.invoke(step.op)
+        except NotImplementedError as exc:  # SQLite: no ALTER for it outside batch mode
+            buffer.seek(start)
+            buffer.truncate()
+            chunks.append(f"-- manual: {_what(step.op)}: {exc} (--revision writes a batch one)")
+            continue
         sql = buffer.getvalue()[start:].strip()
         if postgresql and step.safe == "constraint":
             sql = _not_valid(sql, step, dialect)
@@ -51,6 +57,13 @@ def render_sql(plan: Plan, dialect: Dialect) -> str:
             chunks.append(f"-- destructive: {step.destructive}")
         chunks.append(sql)
     return "\n\n".join(chunks) + ("\n" if chunks else "")
+
+
+def _what(op: Any) -> str:
+    """An operation in a few words (for a step no SQL can take)."""
+    name = type(op).__name__.removesuffix("Op")
+    table = getattr(op, "table_name", None) or getattr(op, "source_table", None)
+    return f"{name} on {table}" if table else name
 
 
 def _not_valid(sql: str, step: Step, dialect: Dialect) -> str:
