@@ -8,14 +8,14 @@ _myfy_db() {
     for ((i = 1; i < COMP_CWORD; i++)); do
         word="${COMP_WORDS[i]}"
         case "$word" in -*) continue ;; esac
-        case "${COMP_WORDS[i-1]}" in --config|--env-file|--chunk-time|--command|--concurrency|--connections|--count|--critical-load|--ddl-lock-timeout|--duration|--explain|--fail-on|--lock-timeout|--max-connections|--max-lag|--max-latency-ms|--max-overflow|--message|--metadata|--online-ddl|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--schema|--statement-timeout|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) continue ;; esac
+        case "${COMP_WORDS[i-1]}" in --config|--env-file|--chunk-time|--command|--concurrency|--connections|--count|--critical-load|--ddl-lock-timeout|--dev-url|--duration|--explain|--fail-on|--lock-timeout|--max-connections|--max-lag|--max-latency-ms|--max-overflow|--message|--metadata|--online-ddl|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--schema|--statement-timeout|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) continue ;; esac
         case "||migrate|" in
             *"|$path|"*) path="${path:+$path }$word" ;;
         esac
     done
     case "$prev" in
         --config|--env-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-        --chunk-time|--command|--concurrency|--connections|--count|--critical-load|--ddl-lock-timeout|--duration|--explain|--fail-on|--lock-timeout|--max-connections|--max-lag|--max-latency-ms|--max-overflow|--message|--metadata|--online-ddl|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--schema|--statement-timeout|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) COMPREPLY=(); return ;;
+        --chunk-time|--command|--concurrency|--connections|--count|--critical-load|--ddl-lock-timeout|--dev-url|--duration|--explain|--fail-on|--lock-timeout|--max-connections|--max-lag|--max-latency-ms|--max-overflow|--message|--metadata|--online-ddl|--pool-recycle|--pool-size|--pool-timeout|--pooler-max-client-conn|--query-ms|--replica|--retries|--rps|--samples|--schema|--statement-timeout|--tier|--timeout|--url|--wait|--watch|--workers|-c|-m) COMPREPLY=(); return ;;
     esac
     case "$path" in
         "") words="check-pool config create-database create-tables dbshell diff drop-tables migrate profile-pool set-environment shell --version --traceback --help -h" ;;
@@ -35,7 +35,7 @@ _myfy_db() {
         "migrate heads") words="--config --json --help -h" ;;
         "migrate history") words="--url --env-file --config --json --help -h" ;;
         "migrate init") words="--config --json --help -h" ;;
-        "migrate lint") words="--fail-on --url --env-file --config --metadata --offline --explain --json --help -h" ;;
+        "migrate lint") words="--fail-on --url --env-file --config --metadata --offline --dev-url --explain --json --help -h" ;;
         "migrate merge") words="--message -m --config --json --help -h" ;;
         "migrate new") words="--message -m --autogenerate --empty --url --env-file --config --metadata --json --wait --help -h" ;;
         "migrate redo") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --retries --yes -y --json --wait --help -h" ;;

@@ -164,6 +164,7 @@ complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_sub
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from lint' -l config -r -F -d 'The project\'s alembic.ini (default: ./alembic.ini).'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from lint' -l metadata -r -d 'module:attr naming a DeclarativeBase or MetaData (overrides MYFY_DATA_METADATA).'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from lint' -l offline -d 'Lint without the database: the given range, or every revision (otherwise an unreachable database is exit 4).'
+complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from lint' -l dev-url -r -d 'Replay the chain on a scratch database created (and dropped) on this server, so revisions that read the database are judged too; never the database itself.'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from lint' -l explain -r -d 'Print what rule RULE flags, what breaks and the safe form, and exit (--explain \'\' lists every rule).'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from lint' -l json -d 'Write one JSON document to stdout; prose goes to stderr.'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from lint' -l help -s h -d 'Show the help and exit.'

@@ -88,6 +88,17 @@ def lint(
             "an unreachable database is exit 4).",
         ),
     ] = False,
+    dev_url: Annotated[
+        str | None,
+        typer.Option(
+            "--dev-url",
+            metavar="URL",
+            help="Replay the chain on a scratch database created (and dropped) on this "
+            "server, so revisions that read the database are judged too; never the database "
+            "itself.",
+            show_default=False,
+        ),
+    ] = None,
     explain: Annotated[
         str | None,
         typer.Option(
@@ -122,15 +133,17 @@ def lint(
         from myfy_db.metadata import load_metadata
         from myfy_db.migrations.lint import lint as lint_revisions
         from myfy_db.migrations.lint import parse_fail_on
+        from myfy_db.urls import DatabaseUrl
 
         threshold = parse_fail_on(fail_on)
+        dev = DatabaseUrl.parse(dev_url) if dev_url is not None else None
         loaded = load(shared["url"], shared["env_file"], metadata=metadata)
         project = _project(shared["config"], out, loaded.settings.database_url)
         models = None
         if loaded.settings.metadata:
             models = load_metadata(loaded.settings.metadata).metadata
         report = await lint_revisions(
-            project, loaded, revision_range, metadata=models, offline=offline
+            project, loaded, revision_range, metadata=models, offline=offline, dev_url=dev
         )
         out.emit(report.to_dict(), lambda console: _render(report, console))
         failing = report.failing(threshold)

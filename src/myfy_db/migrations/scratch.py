@@ -338,11 +338,34 @@ def _upgrade_on(
             except Exception as exc:
                 connection.rollback()
                 failed = _revision_failed(connection, tracker, exc)
+                message = failed.message
+                where = _failing_revision(project, exc)
+                if where is not None and message.startswith("migration failed"):
+                    # env.py's fileConfig() silenced Alembic's "Running ..." record.
+                    message = f"{where} failed" + message.removeprefix("migration failed")
                 raise type(failed)(
-                    f"on the scratch database ({url.target}): {failed.message}",
+                    f"on the scratch database ({url.target}): {message}",
                     hint="the revision fails on an empty database built from the chain "
                     "alone; fix it, or lint it without --dev-url",
                 ) from exc
         connection.commit()
     finally:
         driver.release()
+
+
+def _failing_revision(project: MigrationProject, exc: BaseException) -> str | None:
+    """``revision a2 (path line 17)``: the deepest revision frame of ``exc``'s traceback."""
+    revisions = {
+        str(Path(s.path).resolve()): s.revision for s in project.script().walk_revisions() if s.path
+    }
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        path = str(Path(tb.tb_frame.f_code.co_filename).resolve())
+        if path in revisions:
+            shown = path
+            with suppress(ValueError):
+                shown = str(Path(path).relative_to(Path.cwd()))
+            found = f"revision {revisions[path]} ({shown} line {tb.tb_lineno})"
+        tb = tb.tb_next
+    return found

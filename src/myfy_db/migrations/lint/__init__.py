@@ -4,7 +4,8 @@ The revisions run offline for the URL's dialect (:mod:`.capture`), every operati
 invoke is captured with its file and line, and each registered rule (:mod:`.registry`,
 :mod:`.rules`) judges it against what the range did before it (:mod:`.state`). A
 ``# myfy-db: allow RULE-ID -- reason`` comment beside the operation accepts a finding
-(:mod:`.allow`); it is still reported, marked accepted.
+(:mod:`.allow`); it is still reported, marked accepted. With ``--dev-url`` the revisions
+run online instead, on a scratch database, captured the same way (:mod:`.online`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
     from myfy_db.migrations.project import MigrationProject
     from myfy_db.settings import LoadedSettings
+    from myfy_db.urls import DatabaseUrl
 
 __all__ = [
     "Finding",
@@ -90,6 +92,7 @@ def judge(
     models: dict[str, set[str]] | None = None,
     known_types: dict[tuple[str, str], Any] | None = None,
     made_safe: Callable[[str, CapturedOp], bool] | None = None,
+    revision_types: dict[str, dict[tuple[str, str], Any]] | None = None,
 ) -> list[Finding]:
     """Every rule's findings for ``ops``, in the order the operations ran.
 
@@ -98,6 +101,8 @@ def judge(
 
     ``known_types`` are the column types before the range (the database's, else the
     models'): an ``alter_column`` without ``existing_type`` is judged against them.
+    ``revision_types`` are the types a dev database showed before each revision's
+    ``alter_column`` (``--dev-url``); they win over ``known_types`` from that revision on.
     """
     from myfy_db.migrations.lint.allow import allowed, check_comments, clear_cache
     from myfy_db.migrations.lint.state import advance
@@ -116,6 +121,7 @@ def judge(
             revision = captured.revision
             state.created_tables.clear()
             state.added_columns.clear()
+            state.known_types.update((revision_types or {}).get(revision, {}))
         for rule in rules:
             if not rule.applies_to(captured.dialect):
                 continue
@@ -197,18 +203,23 @@ async def lint(
     *,
     metadata: MetaData | None = None,
     offline: bool = False,
+    dev_url: DatabaseUrl | None = None,
 ) -> LintReport:
     """Lint the revisions of ``revision_range`` (``FROM:TO``) for the URL's dialect.
 
     Without a range: the pending revisions. The database is read (nothing is written): one
     that cannot be reached is exit 4, as for every command, never a silent switch to
     offline linting. ``offline`` lints without it: the given range, or every revision.
+    ``dev_url`` replays the chain on a scratch database on that server (:mod:`.online`), so
+    that revisions which read the database are judged too; it is never the target.
     """
     from myfy_db.migrations.lint.capture import capture, dialect_family
     from myfy_db.migrations.revisions import alembic_errors
 
     settings = loaded.settings
     url = settings.url
+    if dev_url is not None:  # refused before anything connects
+        _check_dev_url(dev_url, loaded)
     script = project.script()
     heads = tuple(script.get_heads())
     current = None
@@ -231,19 +242,60 @@ async def lint(
         else:
             spec, scope = f"{current[0] if current else 'base'}:heads", "pending revisions"
     dialect = dialect_family(url.backend)
+    if dev_url is not None and spec:
+        server = (
+            "a scratch SQLite file"
+            if dev_url.backend == "sqlite"
+            else f"a scratch database on {dev_url.target.rsplit('/', 1)[0]}"
+        )
+        scope += f"; replayed on {server}"
     report = LintReport(url.target, dialect, spec or "-", scope, [])
     if not spec:
         return report
+    revision_types = None
     with alembic_errors():
         report.revisions = _revisions_in(project, spec)
         start, _, end = spec.rpartition(":")
         alembic_range = end if start in ("", "base") else spec
-        ops = capture(project, settings, settings.database_url, alembic_range)
+        if dev_url is None:
+            ops = capture(project, settings, settings.database_url, alembic_range)
+        else:
+            from myfy_db.migrations.lint.online import capture_online
+
+            online = await capture_online(
+                project,
+                settings,
+                dev_url,
+                protect=[url, *settings.replicas],
+                start=start or None,
+                end=end or "heads",
+                dialect=url.backend,
+            )
+            ops, revision_types = online.ops, online.types
     models = _model_columns(metadata) if metadata is not None else None
     known = _model_types(metadata) if metadata is not None else {}
-    if not offline and revision_range is None:
+    if not offline and revision_range is None and dev_url is None:
         # Pending revisions start where the database is: its types are the ones before
         # the range (a given range may already be applied, so its types would mislead).
         known.update(await _database_types(loaded))
-    report.findings = judge(ops, models, known)
+    report.findings = judge(ops, models, known, revision_types=revision_types)
     return report
+
+
+def _check_dev_url(dev_url: DatabaseUrl, loaded: LoadedSettings) -> None:
+    """The dev database must speak the target's dialect: lint judges on the target's."""
+    from myfy_db.migrations.scratch import same_database
+
+    target = loaded.settings.url
+    if dev_url.backend != target.backend:
+        raise ConfigError(
+            f"--dev-url is a {dev_url.dialect} server but the database is {target.dialect}: "
+            "the revisions are judged on the database's own dialect",
+            hint=f"give --dev-url a {target.dialect} server",
+        )
+    if same_database(dev_url, target):
+        raise ConfigError(
+            f"--dev-url names the database itself ({target.target}): lint creates and drops "
+            "a scratch database there, and the dev URL must never be the target",
+            hint="point --dev-url at another database on a server you may create databases on",
+        )

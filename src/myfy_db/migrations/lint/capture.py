@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,12 +33,15 @@ def dialect_family(backend: str) -> str:
 
 
 class _Sink(io.StringIO):
-    """Alembic's offline output: each write is one statement, attributed to the running op."""
+    """Alembic's offline output: each write is one statement, attributed to the running op,
+    or (SQL a revision ran through ``op.get_bind()``, Alembic's mock connection, which
+    writes here too) handed to ``loose``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.in_transaction = False
         self.current: CapturedOp | None = None
+        self.loose: Callable[[str], None] | None = None
 
     def write(self, text: str) -> int:
         statement = text.strip()
@@ -49,6 +52,8 @@ class _Sink(io.StringIO):
             self.in_transaction = False
         elif statement and self.current is not None:
             self.current.sql.append(statement)
+        elif statement and self.loose is not None:
+            self.loose(statement)
         return len(text)
 
 
@@ -59,7 +64,10 @@ class _Recorder:
         self.sink = sink
         self.ops: list[CapturedOp] = []
         self.depth = 0
+        #: Inside a revision's ``upgrade()`` (not Alembic's own version-table statements).
+        self.in_revision = 0
         self._paths: dict[str, str | None] = {}
+        sink.loose = self.bind_sql
 
     def _revision_of(self, filename: str) -> str | None:
         if filename not in self._paths:
@@ -131,19 +139,54 @@ class _Recorder:
             )
         )
 
-    def begin(self, operation: Any) -> CapturedOp:
+    def begin(self, operation: Any, in_transaction: bool | None = None) -> CapturedOp:
         revision, path, line = self.caller()
-        captured = CapturedOp(
-            revision, path, line, operation, self.dialect, self.sink.in_transaction
-        )
+        if in_transaction is None:
+            in_transaction = self.sink.in_transaction
+        captured = CapturedOp(revision, path, line, operation, self.dialect, in_transaction)
         self.ops.append(captured)
         return captured
+
+    def bind_sql(self, statement: str, in_transaction: bool | None = None) -> None:
+        """SQL a revision ran itself (``op.get_bind().execute(...)``), outside any Alembic
+        operation: captured as if given to ``op.execute()``, so the raw-SQL rules judge it."""
+        if self.depth or not self.in_revision or not _is_statement(statement):
+            return
+        from alembic.operations import ops
+
+        self.begin(ops.ExecuteSQLOp(statement), in_transaction).sql.append(statement)
 
 
 @contextmanager
 def _intercepting(recorder: _Recorder) -> Iterator[None]:
-    with _each_revision_guarded(recorder), _operations_recorded(recorder):
+    with (
+        _each_revision_guarded(recorder),
+        _operations_recorded(recorder),
+        batch_flush_muted(recorder),
+    ):
         yield
+
+
+@contextmanager
+def batch_flush_muted(recorder: _Recorder) -> Iterator[None]:
+    """The statements ``batch_alter_table`` sends when its block ends (SQLite's copy of the
+    table) belong to the batch operations already captured, not to the revision's own SQL."""
+    from alembic.operations.batch import BatchOperationsImpl
+
+    original = BatchOperationsImpl.flush
+
+    def flush(self: Any) -> None:
+        recorder.depth += 1
+        try:
+            original(self)
+        finally:
+            recorder.depth -= 1
+
+    BatchOperationsImpl.flush = flush  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BatchOperationsImpl.flush = original  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -162,6 +205,7 @@ def _each_revision_guarded(recorder: _Recorder) -> Iterator[None]:
 
         @functools.wraps(step)
         def guarded(**kwargs: Any) -> Any:
+            recorder.in_revision += 1
             try:
                 return step(**kwargs)
             except (MyfyDbError, SystemExit, KeyboardInterrupt):
@@ -169,6 +213,8 @@ def _each_revision_guarded(recorder: _Recorder) -> Iterator[None]:
             except Exception as exc:
                 recorder.not_analysed(exc)
                 return None
+            finally:
+                recorder.in_revision -= 1
 
         self.migration_fn = guarded
 
@@ -237,6 +283,14 @@ def _expand_raw(captured: CapturedOp) -> list[CapturedOp]:
             )
         )
     return expanded
+
+
+def _is_statement(text: str) -> bool:
+    """False for text that is only comments (``-- Running upgrade ...``) or blank."""
+    import re
+
+    bare = re.sub(r"/\*.*?\*/", "", re.sub(r"--[^\n]*", "", text), flags=re.S)
+    return bool(bare.strip().strip(";").strip())
 
 
 def _shown_path(path: str) -> str:
