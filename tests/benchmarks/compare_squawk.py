@@ -64,6 +64,13 @@ NOT_COMPARED = {
     "require-enum-value-ordering": "a style preference",
 }
 
+#: Where squawk reports a hazard lint does not, and why lint is right there.
+WHY_SQUAWK_ONLY = {
+    "PG006": "squawk flags every ALTER COLUMN TYPE; PostgreSQL rewrites the table only for "
+    "a change that is not binary coercible (a same-type change, VARCHAR widening and "
+    "VARCHAR to TEXT are free: tests/test_lint_rewrite_truth.py holds PG006 to the server)",
+}
+
 
 def _revisions(config: str) -> list[tuple[str, str]]:
     """(down, revision) for every revision, oldest first (one head)."""
@@ -80,18 +87,26 @@ def _revisions(config: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _offline_sql(config: str, down: str, revision: str) -> str | None:
+def _offline_sql(config: str, url: str, down: str, revision: str) -> str | None:
     from alembic import command
     from alembic.config import Config
+    from sqlalchemy.engine import make_url
 
     buffer = io.StringIO()
     cfg = Config(config, output_buffer=buffer)
+    # rendered for PostgreSQL whatever the packaged ini names (optuna ships sqlite:///)
+    plain = make_url(url).set(drivername="postgresql")
+    cfg.set_main_option("sqlalchemy.url", plain.render_as_string(hide_password=False))
     try:
         target = revision if down == "base" else f"{down}:{revision}"
         command.upgrade(cfg, target, sql=True)
     except Exception:
         return None
     return buffer.getvalue()
+
+
+#: squawk's rules for a statement that adds a UNIQUE or PRIMARY KEY constraint.
+_KEYS = {"disallowed-unique-constraint", "adding-serial-primary-key-field"}
 
 
 def _squawk(sql: str) -> list[str]:
@@ -114,9 +129,10 @@ def _squawk(sql: str) -> list[str]:
         by_statement.setdefault(int(item["line"]), set()).add(str(item["rule_name"]))
     rules = []
     for found in by_statement.values():
-        if {"disallowed-unique-constraint", "constraint-missing-not-valid"} <= found:
-            # squawk is wrong here: PostgreSQL refuses NOT VALID on a UNIQUE constraint
-            # ("UNIQUE constraints cannot be marked NOT VALID"); the hazard is PG009's.
+        if "constraint-missing-not-valid" in found and found & _KEYS:
+            # squawk is wrong here: PostgreSQL refuses NOT VALID on a UNIQUE or PRIMARY
+            # KEY constraint ("constraints cannot be marked NOT VALID"); the hazard is
+            # the index build under lock, PG009's.
             found.discard("constraint-missing-not-valid")
         rules.extend(sorted(found))
     return rules
@@ -147,7 +163,7 @@ def main() -> None:
     skipped, compared, examples = 0, 0, []
     not_compared = Counter[str]()
     for down, revision in _revisions(args.config):
-        sql = _offline_sql(args.config, down, revision)
+        sql = _offline_sql(args.config, args.url, down, revision)
         lint_rules = set(ours.get(revision, []))
         if sql is None or "DB006" in lint_rules:
             skipped += 1
@@ -162,7 +178,11 @@ def main() -> None:
                 agree[rule] += 1
             elif rule in mapped:
                 only_squawk[rule] += 1
-                examples.append(f"  {revision}: squawk only ({rule}): {sorted(set(theirs))}")
+                why = WHY_SQUAWK_ONLY.get(rule, "")
+                examples.append(
+                    f"  {revision}: squawk only ({rule}): {sorted(set(theirs))}"
+                    + (f"\n      {why}" if why else "")
+                )
             else:
                 only_lint[rule] += 1
                 examples.append(f"  {revision}: lint only ({rule})")
