@@ -74,7 +74,11 @@ def compare_constraints(plan: Plan, context: Any, from_t: Table, to_t: Table) ->
 
 
 def _of(table: Table, kind: type) -> list[Any]:
-    return [c for c in table.constraints if isinstance(c, kind)]
+    """The table's constraints of ``kind``, those declared on a column included."""
+    found = [c for c in table.constraints if isinstance(c, kind)]
+    for column in table.columns:
+        found += [c for c in column.constraints if isinstance(c, kind) and c not in found]
+    return found
 
 
 def _from_type(constraint: CheckConstraint) -> bool:

@@ -10,8 +10,10 @@ validated.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,7 +130,8 @@ def write_revision(
         "rev_id": None,
         "depends_on": None,
     }
-    with alembic_errors():
+    # Alembic says "Generating PATH ... done" on stdout, which holds only the result.
+    with alembic_errors(), contextlib.redirect_stdout(sys.stderr):
         revision_context = RevisionContext(config, script, command_args, swap_in)
         context = MigrationContext.configure(
             dialect=dialect,

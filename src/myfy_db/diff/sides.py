@@ -2,8 +2,9 @@
 
 A side is a database URL, ``models`` (the ``--metadata`` target) or a revision (``head``,
 an id) replayed on a scratch database. A database is read inside a read-only transaction
-(``SET TRANSACTION READ ONLY`` on PostgreSQL and MySQL/MariaDB; a SQLite file opened by
-SQLite with ``mode=ro``), and a missing SQLite file is exit 4, never created.
+(``SET TRANSACTION READ ONLY`` on PostgreSQL, the session's ``TRANSACTION READ ONLY`` on
+MySQL/MariaDB, where DDL would otherwise commit its way out; a SQLite file opened by SQLite
+with ``mode=ro``), and a missing SQLite file is exit 4, never created.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ def parse_side(text: str, which: str) -> Side:
     if spec == "models":
         return Side("models")
     if "://" in spec or spec.lower().startswith("sqlite"):
+        from myfy_db.settings import _check_url
+
+        try:
+            spec = _check_url(spec)  # what every --url goes through: async drivers only
+        except ValueError as exc:
+            raise ConfigError(f"{which}: {exc}") from None
         url = DatabaseUrl.parse(spec)
         if url.problem is not None:
             raise ConfigError(f"{which} {url.masked}: {url.problem}")
@@ -105,8 +112,12 @@ def read_only_url(url: DatabaseUrl) -> DatabaseUrl:
 def begin_read_only(connection: Connection) -> None:
     """Make the transaction ``connection`` is about to begin read-only, before anything is
     read: the server then refuses any write (SQLite's file is read-only already)."""
-    if connection.dialect.name in ("postgresql", "mysql", "mariadb"):
+    if connection.dialect.name == "postgresql":
         connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+    elif connection.dialect.name in ("mysql", "mariadb"):
+        # The session's: a DDL statement commits the transaction it is in implicitly, and
+        # would run outside a transaction-only READ ONLY (the server refuses it this way).
+        connection.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
 
 
 async def read_database(
