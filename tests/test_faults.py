@@ -399,3 +399,37 @@ def test_a_signal_during_start_up_is_one_line_and_the_exit_code(
         run.assert_interrupted(elapsed, sig)
     assert "Aborted" not in run.err
     assert_quiet(run.err)
+
+
+# -- create-database and set-environment on a server that stops answering ----------------------
+
+
+def test_sigint_stops_create_database_on_a_frozen_server(
+    server_url: str, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    proxy = fault_proxy(server_url)
+    proxy.freeze()  # the server stops answering before the first connection
+    missing = make_url(proxy.url).set(database=f"{make_url(server_url).database}_never")
+    run = Running("create-database", env=_env(missing.render_as_string(hide_password=False)))
+    run.wait_until(lambda: proxy.accepted >= 1)
+    assert_ends_on_a_fault(run, proxy, server_url, sig=signal.SIGINT, frozen_for=0.3)
+    # Nothing was created: the server never saw the CREATE DATABASE.
+    server = server_for(backend_of(server_url))
+    if server.backend == "postgresql":
+        sql = f"SELECT count(*) FROM pg_database WHERE datname = '{missing.database}'"
+    else:
+        sql = (
+            "SELECT count(*) FROM information_schema.SCHEMATA "
+            f"WHERE SCHEMA_NAME = '{missing.database}'"
+        )
+    assert int(server.admin(sql)[0][0][0]) == 0
+
+
+def test_sigint_stops_set_environment_on_a_frozen_server(
+    server_url: str, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    proxy = fault_proxy(server_url)
+    proxy.freeze()
+    run = Running("set-environment", "staging", "--yes", env=_env(proxy.url))
+    run.wait_until(lambda: proxy.accepted >= 1)
+    assert_ends_on_a_fault(run, proxy, server_url, sig=signal.SIGINT, frozen_for=0.3)
