@@ -103,6 +103,7 @@ def test_dropped_when_the_block_raises(db_url: str) -> None:
         from myfy_db.engine import create_engine
 
         engine = create_engine(settings_for(db_url))
+        connection = None
         try:
             async with scratch_database(
                 settings_for(db_url), dev, protect=[], command="test"
@@ -115,6 +116,9 @@ def test_dropped_when_the_block_raises(db_url: str) -> None:
                     await connection.execute(text("CREATE TABLE held (id INTEGER)"))
                 raise RuntimeError("boom")
         finally:
+            if connection is not None:
+                with suppress(Exception):
+                    await connection.close()
             with suppress(Exception):
                 await engine.dispose()
 
