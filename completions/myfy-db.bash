@@ -35,7 +35,7 @@ _myfy_db() {
         "migrate heads") words="--config --json --help -h" ;;
         "migrate history") words="--url --env-file --config --json --help -h" ;;
         "migrate init") words="--config --json --help -h" ;;
-        "migrate lint") words="--fail-on --url --env-file --config --metadata --offline --dev-url --explain --json --help -h" ;;
+        "migrate lint") words="--fail-on --url --env-file --config --metadata --offline --dev-url --explain --safe --json --help -h" ;;
         "migrate merge") words="--message -m --config --json --help -h" ;;
         "migrate new") words="--message -m --autogenerate --empty --url --env-file --config --metadata --json --wait --help -h" ;;
         "migrate redo") words="--url --env-file --config --lock-timeout --ddl-lock-timeout --retries --yes -y --json --wait --help -h" ;;

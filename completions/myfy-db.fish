@@ -166,6 +166,7 @@ complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_sub
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from lint' -l offline -d 'Lint without the database: the given range, or every revision (otherwise an unreachable database is exit 4).'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from lint' -l dev-url -r -d 'Replay the chain on a scratch database created (and dropped) on this server, so revisions that read the database are judged too; never the database itself.'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from lint' -l explain -r -d 'Print what rule RULE flags, what breaks and the safe form, and exit (--explain \'\' lists every rule).'
+complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from lint' -l safe -d 'Mark the findings that `migrate --safe` makes safe as it runs (made safe by --safe); they no longer fail --fail-on.'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from lint' -l json -d 'Write one JSON document to stdout; prose goes to stderr.'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from lint' -l help -s h -d 'Show the help and exit.'
 complete -c myfy-db -n '__fish_seen_subcommand_from migrate; and __fish_seen_subcommand_from merge' -l message -s m -r -d 'What the merge revision says.'

@@ -46,6 +46,8 @@ def _render(report: LintReport, console: Console) -> None:
     tally: dict[str, list[int]] = {}
     for finding in report.findings:
         mark = f"accepted {finding.severity.label}" if finding.accepted else finding.severity.label
+        if finding.made_safe:
+            mark += " (made safe by --safe)"
         line = (
             f"{finding.path}:{finding.line} {finding.rule} {mark} {finding.detail} "
             f"(revision {finding.revision})"
@@ -54,17 +56,20 @@ def _render(report: LintReport, console: Console) -> None:
             line += f"; accepted: {finding.reason}"
         lines.append(line)
         recipes.setdefault(finding.rule, (finding.name, finding.breaks, finding.safe))
-        counts = tally.setdefault(finding.rule, [0, 0])
+        counts = tally.setdefault(finding.rule, [0, 0, 0])
         counts[0] += 1
         counts[1] += int(finding.accepted)
+        counts[2] += int(finding.made_safe and not finding.accepted)
     if recipes:
         lines.append("")
         for rule, (name, breaks, safe) in recipes.items():
             lines.append(f"{rule} {name}: {breaks}")
             lines.append(f"  safe form: {safe}")
         summary = ", ".join(
-            f"{rule} x{n}" + (f" ({accepted} accepted)" if accepted else "")
-            for rule, (n, accepted) in tally.items()
+            f"{rule} x{n}"
+            + (f" ({accepted} accepted)" if accepted else "")
+            + (f" ({fixed} made safe by --safe)" if fixed else "")
+            for rule, (n, accepted, fixed) in tally.items()
         )
         lines.append(f"{len(report.findings)} finding(s): {summary}")
     else:
@@ -109,6 +114,14 @@ def lint(
             show_default=False,
         ),
     ] = None,
+    safe: Annotated[
+        bool,
+        typer.Option(
+            "--safe",
+            help="Mark the findings that `migrate --safe` makes safe as it runs (made safe by "
+            "--safe); they no longer fail --fail-on.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Judge what each revision will do on the URL's dialect: locks, rewrites, renames, drops.
@@ -143,7 +156,13 @@ def lint(
         if loaded.settings.metadata:
             models = load_metadata(loaded.settings.metadata).metadata
         report = await lint_revisions(
-            project, loaded, revision_range, metadata=models, offline=offline, dev_url=dev
+            project,
+            loaded,
+            revision_range,
+            metadata=models,
+            offline=offline,
+            dev_url=dev,
+            safe=safe,
         )
         out.emit(report.to_dict(), lambda console: _render(report, console))
         failing = report.failing(threshold)

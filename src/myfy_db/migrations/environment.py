@@ -28,8 +28,9 @@ URL = "myfy_db.url"
 METADATA = "myfy_db.metadata"
 ON_VERSION_APPLY = "myfy_db.on_version_apply"
 TRANSACTIONAL_DDL = "myfy_db.transactional_ddl"
-#: Tables a migration never manages: the guard's environment record and Alembic's own.
-IGNORED_TABLES = frozenset({META_TABLE, "alembic_version"})
+#: Tables a migration never manages: the guard's environment record, Alembic's own, and
+#: ``migrate --safe``'s record of a half-done revision (:mod:`.safe.postgresql`).
+IGNORED_TABLES = frozenset({META_TABLE, "alembic_version", "myfy_db_safe_progress"})
 
 
 def settings_for(config: Config) -> tuple[DatabaseSettings, str]:

@@ -149,6 +149,15 @@ def judge(
     return findings
 
 
+def _made_safe(url: DatabaseUrl, safe: bool) -> Callable[[str, CapturedOp], bool] | None:
+    """``--safe``: which findings ``migrate --safe`` runs in their safe form on ``url``."""
+    if not safe:
+        return None
+    from myfy_db.migrations.safe import fixes_for
+
+    return fixes_for(url.backend)
+
+
 def _model_types(metadata: MetaData) -> dict[tuple[str, str], Any]:
     return {
         (table.name.lower(), column.name.lower()): column.type
@@ -204,6 +213,7 @@ async def lint(
     metadata: MetaData | None = None,
     offline: bool = False,
     dev_url: DatabaseUrl | None = None,
+    safe: bool = False,
 ) -> LintReport:
     """Lint the revisions of ``revision_range`` (``FROM:TO``) for the URL's dialect.
 
@@ -278,7 +288,9 @@ async def lint(
         # Pending revisions start where the database is: its types are the ones before
         # the range (a given range may already be applied, so its types would mislead).
         known.update(await _database_types(loaded))
-    report.findings = judge(ops, models, known, revision_types=revision_types)
+    report.findings = judge(
+        ops, models, known, revision_types=revision_types, made_safe=_made_safe(url, safe)
+    )
     return report
 
 

@@ -63,6 +63,22 @@ WHERE con.conname = :name AND c.relname = :table
   AND n.nspname = COALESCE(:schema, current_schema())
 """
 
+#: Where a revision's progress is kept while it is half-done: created when one of its steps
+#: first leaves the transaction, its row deleted (and the table dropped when empty) in the
+#: transaction that writes the revision's version row.
+PROGRESS_TABLE = "myfy_db_safe_progress"
+_PROGRESS_TABLE = (
+    f"CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} "
+    "(revision varchar(255) PRIMARY KEY, done integer NOT NULL)"
+)
+_PROGRESS_READ = f"SELECT done FROM {PROGRESS_TABLE} WHERE revision = :revision"
+_PROGRESS_WRITE = (
+    f"INSERT INTO {PROGRESS_TABLE} (revision, done) VALUES (:revision, :done) "
+    "ON CONFLICT (revision) DO UPDATE SET done = excluded.done"
+)
+_PROGRESS_DELETE = f"DELETE FROM {PROGRESS_TABLE} WHERE revision = :revision"
+_PROGRESS_LEFT = f"SELECT count(*) FROM {PROGRESS_TABLE}"
+
 #: The lint rules whose findings the rewrites below make safe, on Alembic's own operations
 #: (never on ``op.execute()`` text, nor inside ``batch_alter_table``).
 _FIXED: dict[str, frozenset[str]] = {
@@ -106,6 +122,14 @@ class _Revision:
     id: str = "?"
     created_tables: set[tuple[str, str]] = field(default_factory=set)
     added_columns: set[tuple[str, str, str]] = field(default_factory=set)
+    #: Operations of the revision completed so far, in the order it invokes them.
+    count: int = 0
+    #: Operations an interrupted run of this revision committed (None: not read yet).
+    skip: int | None = None
+    #: This run recorded its progress (a step left the transaction).
+    marked: bool = False
+    #: The migration context of the revision's first operation.
+    context: Any = None
 
 
 class _Rewriter:
@@ -119,6 +143,47 @@ class _Rewriter:
 
     def begin(self, revision: str) -> None:
         self.revision = _Revision(revision)
+
+    # -- progress: what an interrupted run of the revision committed -----------------------
+
+    def read_progress(self, operations: Any) -> int:
+        context = operations.get_context()
+        self.revision.context = context
+        if context.as_sql:
+            return 0
+        if not self.query(operations, f"SELECT to_regclass('{PROGRESS_TABLE}') IS NOT NULL"):
+            return 0
+        found = self.query(operations, _PROGRESS_READ, revision=self.revision.id)
+        return int(found or 0)
+
+    def mark(self, operations: Any) -> None:
+        """Record, in the transaction the next step commits, how many of the revision's
+        operations are done: a re-run skips those (they are committed, the version row is
+        not)."""
+        from sqlalchemy import text
+
+        context = operations.get_context()
+        if context.as_sql:
+            return
+        connection = context.connection
+        connection.execute(text(_PROGRESS_TABLE))
+        connection.execute(
+            text(_PROGRESS_WRITE), {"revision": self.revision.id, "done": self.revision.count}
+        )
+        self.revision.marked = True
+
+    def finish(self) -> None:
+        """The revision ran to its end: its progress goes, with its version row."""
+        from sqlalchemy import text
+
+        revision = self.revision
+        context = revision.context
+        if context is None or context.as_sql or not (revision.marked or revision.skip):
+            return
+        connection = context.connection
+        connection.execute(text(_PROGRESS_DELETE), {"revision": revision.id})
+        if not connection.execute(text(_PROGRESS_LEFT)).scalar():
+            connection.execute(text(f"DROP TABLE IF EXISTS {PROGRESS_TABLE}"))
 
     def existing(self, table: str | None, schema: str | None) -> bool:
         return bool(table) and (_norm(schema), _norm(table)) not in self.revision.created_tables
@@ -134,11 +199,32 @@ class _Rewriter:
 
         if self.depth or isinstance(operations, BatchOperations):
             return self.original(operations, operation)
+        revision = self.revision
+        if revision.skip is None:
+            revision.skip = self.read_progress(operations)
         self.depth += 1
         try:
-            return self._dispatch(operations, operation, ops)
+            if revision.count < revision.skip:
+                self._noted(operation, ops)
+                self.say(_describe(operation), "done by an interrupted run: skipped")
+                result = None
+            else:
+                result = self._dispatch(operations, operation, ops)
+            revision.count += 1
+            return result
         finally:
             self.depth -= 1
+
+    def _noted(self, operation: Any, ops: Any) -> None:
+        """What a skipped operation did still counts: a table it created is new."""
+        schema = getattr(operation, "schema", None)
+        if isinstance(operation, ops.CreateTableOp):
+            self.revision.created_tables.add((_norm(schema), _norm(operation.table_name)))
+        elif isinstance(operation, ops.AddColumnOp):
+            column = operation.column.name
+            self.revision.added_columns.add(
+                (_norm(schema), _norm(operation.table_name), _norm(column))
+            )
 
     def _dispatch(self, operations: Any, operation: Any, ops: Any) -> Any:
         schema = getattr(operation, "schema", None)
@@ -244,6 +330,7 @@ class _Rewriter:
             if_not_exists=True,
             **kw,
         )
+        self.mark(operations)
         with _outside_transaction(operations):
             if name is not None:
                 self.drop_invalid_index(operations, str(name), operation.schema)
@@ -261,6 +348,7 @@ class _Rewriter:
             if_exists=True,
             **kw,
         )
+        self.mark(operations)
         with _outside_transaction(operations):
             return self.original(operations, rewritten)
 
@@ -278,6 +366,7 @@ class _Rewriter:
         rewritten = copy.copy(operation)
         rewritten.constraint_name = name
         rewritten.kw = {**operation.kw, "postgresql_not_valid": True}
+        self.mark(operations)
         with _outside_transaction(operations):
             if self.constraint_state(operations, name, table, schema) is None:
                 self.original(operations, rewritten)
@@ -341,6 +430,7 @@ class _Rewriter:
         qualified = self.table(operations, table, schema)
         quoted_check = self.quote(operations, check)
         quoted_column = self.quote(operations, column)
+        self.mark(operations)
         with _outside_transaction(operations):
             if self.constraint_state(operations, check, table, schema) is None:
                 self.execute(
@@ -382,6 +472,7 @@ class _Rewriter:
             tail += " DEFERRABLE" if operation.kw["deferrable"] else " NOT DEFERRABLE"
         if operation.kw.get("initially"):
             tail += f" INITIALLY {str(operation.kw['initially']).upper()}"
+        self.mark(operations)
         with _outside_transaction(operations):
             if self.constraint_state(operations, name, table, schema) is not None:
                 return  # a re-run after it was added: nothing left to do
@@ -404,6 +495,22 @@ def _outside_transaction(operations: Any) -> Any:
         if level == "AUTOCOMMIT":
             return nullcontext()
     return context.autocommit_block()
+
+
+def _describe(operation: Any) -> str:
+    """``add_column note``: an operation as the revision wrote it."""
+    import re
+
+    kind = re.sub(r"(?<!^)(?=[A-Z])", "_", type(operation).__name__.removesuffix("Op")).lower()
+    column = getattr(operation, "column", None)
+    name = (
+        getattr(operation, "index_name", None)
+        or getattr(operation, "constraint_name", None)
+        or getattr(column, "name", None)
+        or getattr(operation, "column_name", None)
+        or getattr(operation, "table_name", None)
+    )
+    return f"{kind} {name}" if name else kind
 
 
 def _execute_op(statement: str) -> Any:
@@ -433,7 +540,9 @@ def execution(run: SafeRun) -> Iterator[None]:
         @functools.wraps(step)
         def tracked(**kwargs: Any) -> Any:
             rewriter.begin(revision)
-            return step(**kwargs)
+            result = step(**kwargs)
+            rewriter.finish()
+            return result
 
         self.migration_fn = tracked
 
