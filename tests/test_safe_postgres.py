@@ -644,3 +644,49 @@ def test_the_password_never_appears(tmp_path: Path, postgres_url: str) -> None:
     assert [o.exit_code for o in outputs] == [0, 1, 0, 0, 2]
     for output in outputs:
         assert CANARY not in output.stdout + output.stderr
+
+
+@pytest.mark.parametrize("shape", ["generic", "async", "attributes", "engine", "scaffold"])
+def test_safe_drives_every_env_py_shape(shape: str, tmp_path: Path, postgres_url: str) -> None:
+    """The rewrites follow the connection env.py migrates on: myfy-db's, a new one from its
+    engine, or one env.py opens itself (on a thread of its own for the async template)."""
+    from migrate_project import STANDARD, write_env_shape
+
+    ini = write_env_shape(tmp_path, shape)
+    index = (
+        "r4",
+        "index items.name",
+        'op.add_column("items", sa.Column("rank", sa.Integer))\n'
+        'op.create_index("ix_items_name", "items", ["name"], unique=True)',
+        'op.drop_index("ix_items_name", table_name="items")\nop.drop_column("items", "rank")',
+    )
+    versions = ini.parent / "migrations" / "versions"
+    write_project(tmp_path / "chain", [*STANDARD, index])
+    (versions / "r4.py").write_text((tmp_path / "chain/migrations/versions/r4.py").read_text())
+    args = ["--url", postgres_url, "--config", str(ini)]
+    assert invoke("migrate", "up", "r3", *args).exit_code == 0
+    _execute(postgres_url, "INSERT INTO items (id, name) VALUES (1, 'a'), (2, 'a')")
+    failed = invoke("migrate", "--safe", *args)
+    assert failed.exit_code == 1, failed.stderr
+    assert _version(postgres_url) == [("r3",)]
+    _execute(postgres_url, "UPDATE items SET name = 'b' WHERE id = 2")
+    result = invoke("migrate", "--safe", *args)
+    assert result.exit_code == 0, result.stderr
+    assert "r4: add_column rank -> done by an interrupted run: skipped" in result.stderr
+    assert "r4: create_index ix_items_name -> CREATE UNIQUE INDEX CONCURRENTLY" in result.stderr
+    assert _version(postgres_url) == [("r4",)]
+    assert query(
+        postgres_url,
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = 'ix_items_name'",
+    ) == [(True,)]
+
+
+def test_safe_on_sqlite_says_there_is_nothing_to_rewrite(tmp_path: Path, sqlite_url: str) -> None:
+    ini = write_project(tmp_path)
+    result = invoke("migrate", "--safe", "--url", sqlite_url, "--config", str(ini))
+    assert result.exit_code == 0, result.stderr
+    assert "--safe: nothing to rewrite on sqlite (one writer at a time); run as written" in (
+        result.stderr
+    )
+    assert query(sqlite_url, "SELECT version_num FROM alembic_version") == [("r3",)]
