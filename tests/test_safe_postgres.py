@@ -402,7 +402,9 @@ def test_a_failed_concurrent_build_is_cleaned_up_by_the_rerun(
     assert failed.exit_code == 1
     assert "revision r2 (unique index on duplicates) failed" in failed.stderr
     assert "could not create unique index" in failed.stderr
-    assert "--safe committed" in failed.stderr
+    assert "what --safe ran of the failing revision outside its transaction stays" in (
+        failed.stderr
+    )
     assert "Traceback" not in failed.stderr
     assert _version(postgres_url) == [("r1",)]  # the version row only after the whole revision
     assert _buyer_index(postgres_url) == [(False,)]  # the INVALID index the build left

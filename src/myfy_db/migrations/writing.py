@@ -367,8 +367,8 @@ def _revision_failed(
         hint = f"--atomic: the whole run was rolled back; the database stays at revision {now}"
     elif safe and connection.dialect.name == "postgresql":
         hint = (
-            f"the database stays at revision {now}; --safe committed the failing revision's "
-            "steps up to its last non-blocking one (each safe to run again): run it again"
+            f"the database stays at revision {now}; what --safe ran of the failing revision "
+            "outside its transaction stays committed, and running it again skips that"
         )
     elif connection.dialect.name in ("postgresql", "sqlite"):  # DDL inside the transaction
         hint = f"the database stays at revision {now}; nothing of the failing revision was kept"

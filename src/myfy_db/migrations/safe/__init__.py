@@ -92,7 +92,8 @@ def check_options(options: RunOptions, settings: DatabaseSettings, *, atomic: bo
         raise ConfigError(
             "--safe cannot run with --atomic: its non-blocking steps (CREATE INDEX "
             "CONCURRENTLY, VALIDATE CONSTRAINT) commit outside the run's one transaction",
-            hint="run --safe without --atomic: each revision then commits on its own",
+            hint="run --safe without --atomic (each revision then commits on its own), or "
+            "--atomic with --no-safe",
         )
     return safe
 
