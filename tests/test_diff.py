@@ -30,6 +30,16 @@ DROP_FK = "ALTER TABLE child DROP CONSTRAINT child_parent_fk"
 # (kind expected, on FROM, on TO)
 PG_CASES: list[tuple[list[str], list[str], list[str]]] = [
     (["table_missing"], ["CREATE TABLE extra_t (id int PRIMARY KEY, v text)"], []),
+    (
+        ["table_missing", "table_missing"],
+        [
+            "CREATE TABLE z_first (id serial PRIMARY KEY, p int REFERENCES parent (id))",
+            "CREATE TABLE a_second (id int PRIMARY KEY, z int REFERENCES z_first (id) "
+            "ON DELETE CASCADE)",
+            "CREATE INDEX a_second_z ON a_second (z)",
+        ],
+        [],
+    ),
     (["table_extra"], [], ["CREATE TABLE extra_t (id int PRIMARY KEY, v text)"]),
     (["column_missing"], ["ALTER TABLE parent ADD COLUMN added int DEFAULT 3"], []),
     (["column_extra"], [], ["ALTER TABLE parent ADD COLUMN added int"]),

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,12 @@ async def diff(
     """Compare FROM with TO, reading each database once, read-only."""
     from myfy_db.diff.compare import compare
     from myfy_db.diff.reflect import dialect_for, reflect_database, snapshot_of_models
-    from myfy_db.diff.sides import alembic_impl, read_database, schemas_of
+    from myfy_db.diff.sides import (
+        alembic_impl,
+        read_database,
+        read_only_connection,
+        schemas_of,
+    )
 
     wanted = schemas_of(schemas)
     for side in (from_side, to_side):
@@ -66,20 +72,29 @@ async def diff(
         return snapshot_of_models(loaded.metadata, dialect, f"models {loaded.spec}")
 
     if to_side.url is not None:
-        if from_side.url is not None:
-            from_snap = await read_database(
-                settings,
-                from_side.url,
-                lambda c: reflect_database(c, wanted, from_side.label),
+        async with read_only_connection(settings, to_side.url) as to_connection:
+            if from_side.url is None:
+                from_snap = models_snapshot(dialect_for(to_side.url.sqlalchemy_url))
+                to_snap = await to_connection.run_sync(
+                    lambda c: reflect_database(c, wanted, to_side.label)
+                )
+            else:  # both read at once: one side's queries run while the other's rows are read
+                from_url = from_side.url
+                from_task = asyncio.ensure_future(
+                    read_database(
+                        settings, from_url, lambda c: reflect_database(c, wanted, from_side.label)
+                    )
+                )
+                try:
+                    to_snap = await to_connection.run_sync(
+                        lambda c: reflect_database(c, wanted, to_side.label)
+                    )
+                finally:
+                    from_snap = await from_task
+            plan = await to_connection.run_sync(
+                lambda c: compare(from_snap, to_snap, alembic_impl(c))
             )
-        else:
-            from_snap = models_snapshot(dialect_for(to_side.url.sqlalchemy_url))
-
-        def against_to(connection: Any) -> tuple[Plan, Any]:
-            to_snap = reflect_database(connection, wanted, to_side.label)
-            return compare(from_snap, to_snap, alembic_impl(connection)), connection.dialect
-
-        plan, dialect = await read_database(settings, to_side.url, against_to)
+            dialect = to_connection.dialect
         return Outcome(plan, from_snap.label, to_side.label, dialect, True)
     assert from_side.url is not None  # both models is refused before
 

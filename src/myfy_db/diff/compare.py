@@ -39,27 +39,55 @@ def compare(from_snap: Snapshot, to_snap: Snapshot, impl: Any) -> Plan:
     if both_databases:
         _compare_types(plan, from_snap, to_snap)
         _compare_views(plan, from_snap, to_snap)
-    from_tables, to_tables = from_snap.tables(), to_snap.tables()
-    order = {t.key: i for i, t in enumerate(from_snap.metadata.sorted_tables)}
-    for key in sorted(set(from_tables) - set(to_tables), key=lambda k: order.get(k, 0)):
-        table = from_tables[key]
+    from_keys, to_keys = from_snap.table_keys(), to_snap.table_keys()
+    missing = [from_snap.table(key) for key in sorted(from_keys - to_keys)]
+    for table in creation_order(missing):
         steps = [Step("create_tables", ops.CreateTableOp.from_table(table))]
         steps += [
             Step("indexes", ops.CreateIndexOp.from_index(index))
             for index in sorted(table.indexes, key=lambda i: str(i.name))
         ]
-        plan.add(Difference("table_missing", key, table.name, "table", None), *steps)
-    for key in sorted(set(to_tables) - set(from_tables)):
-        table = to_tables[key]
+        plan.add(Difference("table_missing", table.key, table.name, "table", None), *steps)
+    for key in sorted(to_keys - from_keys):
+        table = to_snap.table(key)
         plan.add(
             Difference("table_extra", key, table.name, None, "table"),
             Step("drop_tables", ops.DropTableOp.from_table(table), f"drops table {key}"),
         )
     context = _Context(from_snap, to_snap, impl)
-    for key in sorted(set(from_tables) & set(to_tables)):
-        _compare_columns(plan, context, from_tables[key], to_tables[key])
-        compare_constraints(plan, context, from_tables[key], to_tables[key])
+    for key in sorted(from_keys & to_keys):
+        if context.both_databases and context.same_dialect:
+            signature = from_snap.signatures.get(key)
+            if signature is not None and signature == to_snap.signatures.get(key):
+                continue  # reflected alike, fact for fact: nothing can differ
+        from_t, to_t = from_snap.table(key), to_snap.table(key)
+        _compare_columns(plan, context, from_t, to_t)
+        compare_constraints(plan, context, from_t, to_t)
     return plan
+
+
+def creation_order(tables: list[Table]) -> list[Table]:
+    """``tables`` with each after the tables among them its foreign keys point at (a cycle
+    is broken where it closes; the database then refuses, as it would the same revision)."""
+    by_key = {t.key: t for t in tables}
+    ordered: list[Table] = []
+    state: dict[str, bool] = {}
+
+    def visit(table: Table) -> None:
+        if table.key in state:
+            return
+        state[table.key] = False
+        for constraint in table.foreign_key_constraints:
+            for element in constraint.elements:
+                target = by_key.get(element.target_fullname.rsplit(".", 1)[0])
+                if target is not None and target is not table:
+                    visit(target)
+        state[table.key] = True
+        ordered.append(table)
+
+    for table in tables:
+        visit(table)
+    return ordered
 
 
 class _Context:

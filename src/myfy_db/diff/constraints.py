@@ -279,10 +279,21 @@ def _constraint_steps(type_: str) -> Callable[[str, Any, Any, Any], list[Step]]:
         result: list[Step] = []
         if held is not None:
             if held.name:
+                drop = (
+                    ops.DropConstraintOp(
+                        held.name,
+                        held.table.name,
+                        type_="foreignkey",
+                        schema=held.table.schema,
+                        _reverse=foreign_key_op(held),
+                    )
+                    if type_ == "foreignkey"
+                    else ops.DropConstraintOp.from_constraint(held)
+                )
                 result.append(
                     Step(
                         "drop_constraints",
-                        ops.DropConstraintOp.from_constraint(held),
+                        drop,
                         f"drops {_KIND_WORD[type_]} {held.name} on {key}",
                     )
                 )
@@ -295,7 +306,7 @@ def _constraint_steps(type_: str) -> Callable[[str, Any, Any, Any], list[Step]]:
                 )
         if wanted is not None:
             if type_ == "foreignkey":
-                op: Any = ops.CreateForeignKeyOp.from_constraint(wanted)
+                op: Any = foreign_key_op(wanted)
                 phase, safe = "foreign_keys", "constraint"
             elif type_ == "check":
                 op = ops.CreateCheckConstraintOp.from_constraint(wanted)
@@ -307,6 +318,31 @@ def _constraint_steps(type_: str) -> Callable[[str, Any, Any, Any], list[Step]]:
         return result
 
     return steps
+
+
+def foreign_key_op(constraint: ForeignKeyConstraint) -> Any:
+    """``CreateForeignKeyOp.from_constraint`` without resolving the target: the referenced
+    table is read from the key's own spelling (``schema.table.column``), so a table that is
+    not compared need not be built."""
+    from alembic.operations import ops
+
+    targets = [element.target_fullname.split(".") for element in constraint.elements]
+    kw: dict[str, Any] = {
+        key: value
+        for key in ("onupdate", "ondelete", "initially", "deferrable", "match")
+        if (value := getattr(constraint, key))
+    }
+    kw.update(constraint.dialect_kwargs)
+    return ops.CreateForeignKeyOp(
+        constraint.name if isinstance(constraint.name, str) else None,
+        constraint.table.name,
+        targets[0][-2],
+        [c.name for c in constraint.columns],
+        [t[-1] for t in targets],
+        source_schema=constraint.table.schema,
+        referent_schema=".".join(targets[0][:-2]) or None,
+        **kw,
+    )
 
 
 _KIND_WORD = {

@@ -36,11 +36,24 @@ ORDER BY c.relname
 
 
 @dataclass
-class Snapshot:
-    """One side's schema: its tables (as SQLAlchemy sees them) and what tables do not hold.
+class _Source:
+    """Where a database table's reflection is: its schema, name and the bulk result."""
 
-    ``views``, ``enums`` and ``sequences`` are keyed ``schema.name`` (``name`` in the
-    default schema); ``database`` is False for the models, whose extras are not compared.
+    schema: str | None
+    name: str
+    info: Any
+    inspector: Any
+
+
+@dataclass
+class Snapshot:
+    """One side's schema: its tables and what tables do not hold.
+
+    A database's tables are read in bulk once; the SQLAlchemy ``Table`` of one is built from
+    that only when it is needed (:meth:`table`), and :attr:`signatures` (the reflected
+    facts of each table, as text) let two databases' identical tables be passed over
+    without building either. ``views``, ``enums`` and ``sequences`` are keyed
+    ``schema.name`` (``name`` in the default schema); ``database`` is False for the models.
     """
 
     label: str
@@ -51,17 +64,38 @@ class Snapshot:
     enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
     sequences: set[str] = field(default_factory=set)
     schemas: tuple[str | None, ...] = (None,)
+    signatures: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, _Source] = field(default_factory=dict)
 
     @property
     def dialect_name(self) -> str:
         return str(self.dialect.name)
 
-    def tables(self) -> dict[str, Table]:
+    def table_keys(self) -> set[str]:
+        if self.database:
+            return set(self.sources)
         return {
-            key: table
+            key
             for key, table in self.metadata.tables.items()
             if table.schema in self.schemas and table.name not in IGNORED_TABLES
         }
+
+    def table(self, key: str) -> Table:
+        """The ``Table`` of ``key``, built from the bulk reflection on first use."""
+        found = self.metadata.tables.get(key)
+        if found is not None:
+            return found
+        source = self.sources[key]
+        table = Table(
+            source.name,
+            self.metadata,
+            schema=source.schema,
+            autoload_with=source.inspector,
+            resolve_fks=False,
+            _reflect_info=source.info,
+        )
+        _normalise(table, self.dialect_name)
+        return table
 
 
 def qualified(schema: str | None, name: str) -> str:
@@ -69,20 +103,40 @@ def qualified(schema: str | None, name: str) -> str:
 
 
 def reflect_database(connection: Connection, schemas: Sequence[str | None], label: str) -> Snapshot:
-    """Read the schemas' tables, views, enums and sequences over ``connection``."""
+    """Read the schemas' tables (in bulk: ``get_multi_*``), views, enums and sequences."""
+    from sqlalchemy.engine.reflection import ObjectKind, ObjectScope
+
     metadata = MetaData()
     inspector = inspect(connection)
     dialect = connection.dialect
     snapshot = Snapshot(label, dialect, metadata, True, schemas=tuple(schemas))
+    database = connection.engine.url.database
     for schema in schemas:
-        metadata.reflect(
-            connection,
+        names = [n for n in inspector.get_table_names(schema=schema) if n not in IGNORED_TABLES]
+        info = inspector._get_reflection_info(
             schema=schema,
-            views=False,
-            resolve_fks=False,
-            only=lambda name, _md: name not in IGNORED_TABLES,
+            filter_names=names,
+            available=names,
+            kind=ObjectKind.TABLE,
+            scope=ObjectScope.ANY,
         )
-        database = connection.engine.url.database
+        for name in names:
+            key = qualified(schema, name)
+            at = (schema, name)
+            snapshot.sources[key] = _Source(schema, name, info, inspector)
+            snapshot.signatures[key] = repr(
+                [
+                    getattr(info, part).get(at)
+                    for part in (
+                        "columns",
+                        "pk_constraint",
+                        "foreign_keys",
+                        "indexes",
+                        "unique_constraints",
+                        "check_constraints",
+                    )
+                ]
+            )
         for view in inspector.get_view_names(schema=schema):
             key = qualified(schema, view)
             snapshot.views[key] = view_definition(connection, key, database)
@@ -95,7 +149,6 @@ def reflect_database(connection: Connection, schemas: Sequence[str | None], labe
         elif dialect.name in ("mysql", "mariadb") and dialect.supports_sequences:
             for name in inspector.get_sequence_names(schema=schema):
                 snapshot.sequences.add(qualified(schema, name))
-    _normalise(snapshot)
     return snapshot
 
 
@@ -124,27 +177,26 @@ def snapshot_of_models(metadata: MetaData, dialect: Dialect, label: str) -> Snap
     return Snapshot(label, dialect, metadata, False, schemas=tuple(sorted(schemas, key=str)))
 
 
-def _normalise(snapshot: Snapshot) -> None:
+def _normalise(table: Table, dialect: str) -> None:
     """What each database says in its own words, said one way.
 
     A PostgreSQL serial's ``nextval('t_id_seq'::regclass)`` default is the column's
     autoincrement (``CREATE TABLE`` makes the sequence again), and reflected enum types are
     created by the enum steps, never as a side effect of ``CREATE TABLE``.
     """
-    if snapshot.dialect_name != "postgresql":
+    if dialect != "postgresql":
         return
-    for table in snapshot.metadata.tables.values():
-        for column in table.columns:
-            default = column.server_default
-            arg = getattr(default, "arg", None)
-            rendered = getattr(arg, "text", arg)
-            if isinstance(rendered, str):
-                match = _SERIAL.match(rendered)
-                if match and match.group(1) == f"{table.name}_{column.name}_seq":
-                    column.server_default = None
-                    column.autoincrement = True
-            if hasattr(column.type, "create_type"):
-                column.type.create_type = False
+    for column in table.columns:
+        default = column.server_default
+        arg = getattr(default, "arg", None)
+        rendered = getattr(arg, "text", arg)
+        if isinstance(rendered, str):
+            match = _SERIAL.match(rendered)
+            if match and match.group(1) == f"{table.name}_{column.name}_seq":
+                column.server_default = None
+                column.autoincrement = True
+        if hasattr(column.type, "create_type"):
+            column.type.create_type = False
 
 
 def dialect_for(url: Any) -> Dialect:

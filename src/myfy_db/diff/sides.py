@@ -10,7 +10,8 @@ with ``mode=ro``), and a missing SQLite file is exit 4, never created.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,6 +20,7 @@ from myfy_db.urls import DatabaseUrl
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
     from myfy_db.settings import DatabaseSettings
 
@@ -120,26 +122,32 @@ def begin_read_only(connection: Connection) -> None:
         connection.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
 
 
-async def read_database(
-    settings: DatabaseSettings, url: DatabaseUrl, work: Callable[[Connection], T]
-) -> T:
-    """Run ``work`` on one connection to ``url`` inside a read-only transaction, which is
-    rolled back at the end; driver errors become myfy-db's (unreachable: exit 4)."""
+@asynccontextmanager
+async def read_only_connection(
+    settings: DatabaseSettings, url: DatabaseUrl
+) -> AsyncIterator[AsyncConnection]:
+    """One connection to ``url`` whose transaction is read-only (rolled back at the end);
+    driver errors become myfy-db's (unreachable: exit 4)."""
     from myfy_db.engine import open_engine, translate_errors
-
-    def read_only(connection: Connection) -> T:
-        begin_read_only(connection)
-        try:
-            return work(connection)
-        finally:
-            connection.rollback()
 
     with translate_errors(url, "diff"):
         async with (
             open_engine(settings, read_only_url(url)) as engine,
             engine.connect() as connection,
         ):
-            return await connection.run_sync(read_only)
+            await connection.run_sync(begin_read_only)
+            try:
+                yield connection
+            finally:
+                await connection.rollback()
+
+
+async def read_database(
+    settings: DatabaseSettings, url: DatabaseUrl, work: Callable[[Connection], T]
+) -> T:
+    """Run ``work`` on a :func:`read_only_connection` to ``url``."""
+    async with read_only_connection(settings, url) as connection:
+        return await connection.run_sync(work)
 
 
 def alembic_impl(connection: Any) -> Any:
