@@ -161,15 +161,42 @@ def test_sqlite_operations_alembic_cannot_run_are_reported_online_as_offline(
     assert rules_at(online) == rules_at(offline)
 
 
-def test_a_revision_failing_on_the_scratch_database_names_it_and_leaves_nothing(
+def test_a_revision_the_dev_database_refuses_is_reported_and_lint_goes_on(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """r2 fails on the scratch database: DB006 at the failing call, in the server's words;
+    r3 after it is still judged (offline, as without --dev-url); nothing is left behind."""
     failing = ("r2", "fails", 'op.execute("UPDATE no_such_table SET x = 1")', "pass")
-    ini = write_project(tmp_path, [ITEMS, failing])
+    later = ("r3", "later", 'op.execute("DELETE FROM items")', "pass")
+    ini = write_project(tmp_path, [ITEMS, failing, later])
+    made = record_scratch_databases(monkeypatch)
+    report = lint(ini, db_url, "--offline", "--dev-url", dev_url_for(db_url, tmp_path))
+    # r2's UPDATE is judged as offline (it was captured as it was sent), then refused.
+    assert rules_at(report) == [
+        ("DB005", "r2", FIRST),
+        ("DB005", "r3", FIRST),
+        ("DB006", "r2", FIRST),
+    ]
+    (refused,) = [f for f in report["findings"] if f["rule"] == "DB006"]
+    assert "fails on the dev database" in refused["detail"]
+    assert "no_such_table" in refused["detail"]
+    assert len(made) == 1
+    assert not scratch_exists(made[0])
+
+
+def test_a_revision_before_the_range_failing_on_the_dev_database_is_exit_1(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The revisions before the range build the scratch database's schema: one that fails
+    there leaves nothing to judge the range on."""
+    failing = ("r2", "fails", 'op.execute("UPDATE no_such_table SET x = 1")', "pass")
+    later = ("r3", "later", 'op.execute("DELETE FROM items")', "pass")
+    ini = write_project(tmp_path, [ITEMS, failing, later])
     made = record_scratch_databases(monkeypatch)
     result = invoke(
         "migrate",
         "lint",
+        "r2:heads",
         "--url",
         db_url,
         "--config",
@@ -240,3 +267,46 @@ def test_ctrl_c_during_the_replay_drops_the_scratch_database(
     assert "interrupted" in err
     url = DatabaseUrl.of(make_url(server_url).set(database=name))
     assert not scratch_exists(url)
+
+
+def _parity_cases() -> list[object]:
+    from test_migrate_lint import CASES
+
+    return [
+        pytest.param(rule, backend, which, text, id=f"{rule}-{backend}-{which}-{index}")
+        for index, (rule, backends, bad, safe) in enumerate(CASES)
+        for backend in backends
+        for which, text in (("bad", bad), ("safe", safe))
+    ]
+
+
+@pytest.mark.parametrize(("rule", "backend", "which", "upgrade"), _parity_cases())
+def test_online_capture_judges_as_the_offline_one(
+    rule: str,
+    backend: str,
+    which: str,
+    upgrade: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Every case of test_migrate_lint, pending from r1: replayed on a scratch database, the
+    same findings at the same lines as the offline capture. DB006 aside: offline it marks
+    the revision that needs a connection; online it marks a revision the server refuses to
+    run (CONCURRENTLY inside a transaction, an ALTER SQLite cannot do), in the server's
+    words."""
+    from test_migrate_lint import BASE
+
+    fixture = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mysql": "mysql_url"}
+    url = str(request.getfixturevalue(fixture[backend]))
+    ini = write_project(tmp_path, [BASE, ("r2", "under test", upgrade, "pass")])
+    applied = invoke("migrate", "up", "r1", "--url", url, "--config", str(ini))
+    assert applied.exit_code == 0, applied.stderr
+    offline = [f for f in rules_at(lint(ini, url)) if f[0] != "DB006"]
+    report = lint(ini, url, "--dev-url", dev_url_for(url, tmp_path))
+    assert [f for f in rules_at(report) if f[0] != "DB006"] == offline
+    refused = [f["detail"] for f in report["findings"] if f["rule"] == "DB006"]
+    if (rule, which) in (("PG010", "bad"), ("SQ002", "bad")):
+        (detail,) = refused
+        assert "fails on the dev database" in detail
+    else:
+        assert refused == []

@@ -114,8 +114,10 @@ class _Recorder:
             return f"env.py ({_shown_path(where[0])} line {where[1]})"
         return "a revision"
 
-    def not_analysed(self, exc: BaseException) -> None:
-        """A revision failed offline (it reads the database): note where, and go on."""
+    def not_analysed(self, exc: BaseException, reason: str | None = None) -> str:
+        """A revision failed offline (it reads the database): note where, and go on.
+
+        ``reason`` replaces the exception's own words; returns the failing revision."""
         import linecache
 
         from myfy_db.migrations.lint.rawsql import RawStatement
@@ -123,8 +125,9 @@ class _Recorder:
         found = self.failing_frame(exc)
         revision, path, line = found if found is not None else ("?", "?", 0)
         call = linecache.getline(path, line).strip() if line else ""
-        detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-        reason = f"{type(exc).__name__}" + (f": {detail}" if detail else "")
+        if reason is None:
+            detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            reason = f"{type(exc).__name__}" + (f": {detail}" if detail else "")
         text = f"{call} ({reason})" if call else reason
         self.ops.append(
             CapturedOp(
@@ -138,6 +141,7 @@ class _Recorder:
                 RawStatement("not_analysed", text),
             )
         )
+        return revision
 
     def begin(self, operation: Any, in_transaction: bool | None = None) -> CapturedOp:
         revision, path, line = self.caller()

@@ -58,6 +58,8 @@ class _OnlineRecorder(_Recorder):
         self.current: CapturedOp | None = None
         self.types: dict[str, dict[tuple[str, str], Any]] = {}
         self.paused = False
+        #: What made a revision fail on the scratch database (the first failure).
+        self.failure: BaseException | None = None
 
     def statement(self, connection: Any, statement: str) -> None:
         if not self.in_revision or self.paused or _NOT_A_CHANGE.match(statement):
@@ -141,6 +143,10 @@ def _revisions_marked(recorder: _OnlineRecorder) -> Iterator[None]:
             recorder.in_revision += 1
             try:
                 return step(**kwargs)
+            except Exception as exc:
+                if recorder.failure is None:
+                    recorder.failure = exc
+                raise
             finally:
                 recorder.in_revision -= 1
 
@@ -219,21 +225,39 @@ async def capture_online(
     dialect: str,
 ) -> OnlineCapture:
     """Replay up to ``start`` (None or ``base``: nothing) unjudged on a scratch database on
-    ``dev_url``'s server, then upgrade to ``end`` capturing every operation."""
+    ``dev_url``'s server, then upgrade to ``end`` capturing every operation.
+
+    A revision of the range that fails on the scratch database (``CREATE INDEX
+    CONCURRENTLY`` inside a transaction, an ALTER SQLite refuses) is reported not analysed
+    at the failing call, with the server's words; what it did before is judged, and the
+    revisions after it are captured offline, as without ``--dev-url``.
+    """
+    from myfy_db.errors import OperationFailed
+    from myfy_db.migrations.lint.capture import capture
     from myfy_db.migrations.scratch import replay, scratch_database
+    from myfy_db.migrations.writing import _failure_detail
 
     script = project.script()
     revisions = {str(Path(s.path).resolve()): s.revision for s in script.walk_revisions() if s.path}
     recorder = _OnlineRecorder(revisions, dialect)
+    failed = None
     async with scratch_database(settings, dev_url, protect=protect, command=COMMAND) as url:
         if start not in (None, "", "base"):
             await replay(project, settings, url, str(start), command=COMMAND)
-        with (
-            _revisions_marked(recorder),
-            _operations_recorded(recorder),
-            batch_flush_muted(recorder),
-            _statements_recorded(recorder),
-        ):
-            await replay(project, settings, url, end, command=COMMAND)
+        try:
+            with (
+                _revisions_marked(recorder),
+                _operations_recorded(recorder),
+                batch_flush_muted(recorder),
+                _statements_recorded(recorder),
+            ):
+                await replay(project, settings, url, end, command=COMMAND)
+        except OperationFailed:
+            if recorder.failure is None:  # env.py, not a revision
+                raise
+            reason = f"fails on the dev database: {_failure_detail(recorder.failure)}"
+            failed = recorder.not_analysed(recorder.failure, reason)
     ops = [item for captured in recorder.ops for item in _expand_raw(captured)]
+    if failed is not None and failed != "?":
+        ops += capture(project, settings, settings.database_url, f"{failed}:{end}")
     return OnlineCapture(ops, recorder.types)
