@@ -10,6 +10,7 @@ import sys
 import time
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect, text
@@ -381,3 +382,33 @@ def test_replay_ignores_the_production_guard(db_url: str, tmp_path: Path) -> Non
             return await table_names(url)
 
     assert "tags" in asyncio.run(go())
+
+
+def test_a_scratch_database_that_cannot_be_dropped_is_named_for_dropping_by_hand(
+    server_url: str, fault_proxy: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server goes away before the drop (both the admin connection and a new one fail):
+    a warning names the database and the statement that drops it; nothing is hidden."""
+    proxy = fault_proxy(with_password(server_url) if "postgresql" in server_url else server_url)
+    dev = DatabaseUrl.parse(proxy.url)
+    seen: list[DatabaseUrl] = []
+
+    async def go() -> None:
+        async with scratch_database(settings_for(proxy.url), dev, protect=[], command="t") as url:
+            seen.append(url)
+            proxy.kill()
+
+    try:
+        asyncio.run(go())
+        err = capsys.readouterr().err
+        name = seen[0].database or ""
+        assert f"could not drop the scratch database {name}" in err
+        assert "DROP DATABASE" in err
+        assert CANARY not in err
+        assert exists(DatabaseUrl.of(make_url(server_url).set(database=name)))
+    finally:
+        for url in seen:
+            server = server_for(url.backend)
+            quote = '"' if url.backend == "postgresql" else "`"
+            force = " WITH (FORCE)" if url.backend == "postgresql" else ""
+            server.admin(f"DROP DATABASE IF EXISTS {quote}{url.database}{quote}{force}")
