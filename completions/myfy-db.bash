@@ -24,7 +24,7 @@ _myfy_db() {
         "create-database") words="--url --env-file --json --wait --help -h" ;;
         "create-tables") words="--url --env-file --metadata --sql --json --wait --help -h" ;;
         "dbshell") words="--url --env-file --yes -y --wait --help -h" ;;
-        "diff") words="--schema --sql --revision --message -m --config --env-file --metadata --json --wait --help -h" ;;
+        "diff") words="--schema --sql --revision --message -m --dev-url --config --env-file --metadata --json --wait --help -h" ;;
         "drop-tables") words="--url --env-file --metadata --all --dry-run --yes -y --json --wait --help -h" ;;
         "migrate") words="branches check current down downgrade heads history init lint merge new redo reset show stamp status up upgrade --url --env-file --config --lock-timeout --ddl-lock-timeout --retries --sql --statement-timeout --atomic --safe --no-safe --online-ddl --max-lag --chunk-time --critical-load --json --wait --help -h" ;;
         "migrate branches") words="--config --json --help -h" ;;

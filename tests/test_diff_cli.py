@@ -203,9 +203,10 @@ def test_a_canary_password_never_shows(tmp_path: Path) -> None:
         (["sqlite+aiosqlite:///same.db", "sqlite+aiosqlite:///./same.db"], "the same database"),
         (["models", "sqlite+aiosqlite:///x.db", "--revision"], "--revision needs -m"),
         (["models", "sqlite+aiosqlite:///x.db", "-m", "msg"], "-m is for --revision"),
-        (["sqlite+aiosqlite:///x.db", "models", "--sql"], "TO is the models"),
+        (["sqlite+aiosqlite:///x.db", "models", "--sql"], "TO is models, not a database"),
         (["sqlite+aiosqlite:///x.db", "models"], "no metadata is configured"),
-        (["head", "sqlite+aiosqlite:///x.db"], "scratch database"),
+        (["head", "sqlite+aiosqlite:///x.db"], "pass --dev-url URL"),
+        (["models", "head", "--sql"], "TO is revision head, not a database"),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line(tmp_path: Path, args: list[str], says: str) -> None:
@@ -330,3 +331,32 @@ def test_schema_adds_a_schema_to_compare(tmp_path: Path) -> None:
         assert "CREATE TABLE other.t" in script
         execute(to_url, statements_of(script))
         assert diff_json(from_url, to_url, "--schema", "other")[0] == 0
+
+
+@pytest.mark.parametrize("dev_backend", ["sqlite", "postgresql"])
+def test_a_revision_side_is_the_chain_replayed_on_a_scratch_database(
+    tmp_path: Path, dev_backend: str
+) -> None:
+    project = write_project(tmp_path)
+    with two_databases(dev_backend, tmp_path) as (url, dev):
+        if dev_backend == "sqlite":
+            dev = f"sqlite+aiosqlite:///{tmp_path / 'dev.db'}"
+        assert invoke("migrate", "--url", url, "--config", str(project)).exit_code == 0
+        before = _catalog(url) if dev_backend == "postgresql" else None
+        flags = ("--dev-url", dev, "--config", str(project))
+        code, document, stderr = diff_json("head", url, *flags)
+        assert (code, document["differences"]) == (0, []), stderr
+        assert document["from"] == "revision head"
+        code, document, _ = diff_json("r1", url, *flags)
+        assert code == 5
+        assert kinds(document) == ["column_extra", "table_extra"]  # r2 and r3's changes
+        code, document, _ = diff_json("r1", "head", *flags)
+        assert (code, kinds(document)) == (5, ["column_extra", "table_extra"])
+        assert document["to"] == "revision head"
+        if before is not None:
+            assert _catalog(url) == before  # the real database is only read
+        refused = invoke("diff", "head", url, "--dev-url", url, "--config", str(project))
+        assert refused.exit_code == 2, refused.stderr
+        closed = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/dev"
+        unreachable = invoke("diff", "head", url, "--dev-url", closed, "--config", str(project))
+        assert unreachable.exit_code == 4, unreachable.stderr

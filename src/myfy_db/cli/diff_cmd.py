@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     from myfy_db.diff import Outcome
     from myfy_db.settings import LoadedSettings
 
-SIDE_HELP = "a database URL, or `models` (the --metadata target)."
+SIDE_HELP = (
+    "a database URL, `models` (the --metadata target), or a revision (head, an id) "
+    "replayed on a scratch database on --dev-url."
+)
 
 
 def diff(
@@ -54,12 +57,22 @@ def diff(
         str | None,
         typer.Option("--message", "-m", metavar="MSG", help="With --revision: what it says."),
     ] = None,
+    dev_url: Annotated[
+        str | None,
+        typer.Option(
+            "--dev-url",
+            metavar="URL",
+            show_default=False,
+            help="For a revision side: the server diff creates a scratch database on, replays "
+            "the chain to that revision in, and drops; never FROM or TO themselves.",
+        ),
+    ] = None,
     config: ConfigOption = None,
     env_file: EnvFileOption = None,
     metadata: MetadataOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Compare two schemas: FROM and TO are each a database URL or `models`.
+    """Compare two schemas: FROM and TO are each a database URL, `models` or a revision.
 
     Both databases are only read, inside a read-only transaction. Reports each difference,
     grouped by table (--json: one object per difference, with a stable kind); --sql prints
@@ -95,21 +108,37 @@ def diff(
             raise ConfigError(
                 f"FROM and TO are the same database ({from_side.label}): nothing to compare"
             )
-        if (sql or revision) and to_side.kind == "models":
+        if (sql or revision) and to_side.kind != "url":
             raise ConfigError(
-                f"{'--sql' if sql else '--revision'} changes TO, and TO is the models",
-                hint="put the database as TO: myfy-db diff models URL",
+                f"{'--sql' if sql else '--revision'} changes TO, and TO is {to_side.label}, "
+                "not a database",
+                hint="put a database URL as TO, e.g. myfy-db diff models URL",
             )
         if from_side.kind == "models" or to_side.kind == "models":
             from myfy_db.metadata import load_metadata
 
             load_metadata(loaded.settings.metadata)  # exit 2 before connecting
+        project, dev = None, None
+        if "revision" in (from_side.kind, to_side.kind):
+            from myfy_db.cli.migrate_options import _project
+            from myfy_db.urls import DatabaseUrl
+
+            if dev_url is None:
+                raise ConfigError(
+                    "a revision side is the chain replayed on a scratch database: "
+                    "pass --dev-url URL",
+                    hint="--dev-url names a server diff may create (and drop) a database on",
+                )
+            dev = DatabaseUrl.parse(dev_url)
+            project = _project(config, out, loaded.settings.database_url)
         outcome = await compare_sides(
             loaded.settings,
             from_side,
             to_side,
             schemas=schema or (),
             metadata=loaded.settings.metadata,
+            project=project,
+            dev_url=dev,
         )
         differ = bool(outcome.plan.differences)
         if revision:

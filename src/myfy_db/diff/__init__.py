@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from myfy_db.diff.kinds import KINDS, Difference, Plan
+from myfy_db.diff.sides import Side
 from myfy_db.errors import ConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
 
-    from myfy_db.diff.sides import Side
+    from myfy_db.migrations.project import MigrationProject
     from myfy_db.settings import DatabaseSettings
+    from myfy_db.urls import DatabaseUrl
 
 
 @dataclass
@@ -45,8 +48,53 @@ async def diff(
     *,
     schemas: Sequence[str] = (),
     metadata: str | None = None,
+    project: MigrationProject | None = None,
+    dev_url: DatabaseUrl | None = None,
 ) -> Outcome:
-    """Compare FROM with TO, reading each database once, read-only."""
+    """Compare FROM with TO, reading each database once, read-only.
+
+    A revision side (``head``, an id) is the project's chain replayed up to it on a scratch
+    database that diff creates on ``dev_url``'s server and drops at the end; nothing is
+    created anywhere else.
+    """
+    if "revision" not in (from_side.kind, to_side.kind):
+        return await _diff(settings, from_side, to_side, schemas, metadata)
+    from myfy_db.migrations.scratch import replay, scratch_database
+    from myfy_db.urls import DatabaseUrl
+
+    if dev_url is None:
+        raise ConfigError(
+            "a revision side is the chain replayed on a scratch database: pass --dev-url URL",
+            hint="--dev-url names a server diff may create (and drop) a database on",
+        )
+    if project is None:
+        raise ConfigError("a revision side needs the project's alembic.ini (--config PATH)")
+    protect = [s.url for s in (from_side, to_side) if s.url is not None]
+    protect.append(DatabaseUrl.of(settings.database_url))
+    async with AsyncExitStack() as stack:
+        sides = []
+        for side in (from_side, to_side):
+            if side.kind == "revision":
+                url = await stack.enter_async_context(
+                    scratch_database(settings, dev_url, protect=protect, command=COMMAND)
+                )
+                await replay(project, settings, url, str(side.revision), command=COMMAND)
+                side = Side("url", url=url, name=f"revision {side.revision}")
+            sides.append(side)
+        return await _diff(settings, sides[0], sides[1], schemas, metadata)
+
+
+#: The name diff's connections carry (``application_name``).
+COMMAND = "myfy-db diff"
+
+
+async def _diff(
+    settings: DatabaseSettings,
+    from_side: Side,
+    to_side: Side,
+    schemas: Sequence[str],
+    metadata: str | None,
+) -> Outcome:
     from myfy_db.diff.compare import compare
     from myfy_db.diff.reflect import dialect_for, reflect_database, snapshot_of_models
     from myfy_db.diff.sides import (
@@ -57,13 +105,6 @@ async def diff(
     )
 
     wanted = schemas_of(schemas)
-    for side in (from_side, to_side):
-        if side.kind == "revision":
-            raise ConfigError(
-                f"side {side.label!r}: replaying a revision needs a scratch database, "
-                "which this version of diff does not create",
-                hint="migrate a database of your own to that revision and diff its URL",
-            )
 
     def models_snapshot(dialect: Any) -> Any:
         from myfy_db.metadata import load_metadata

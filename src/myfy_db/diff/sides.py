@@ -36,9 +36,13 @@ class Side:
     kind: str
     url: DatabaseUrl | None = None
     revision: str | None = None
+    #: What the side is called in the report, when not its URL (a replayed revision).
+    name: str | None = None
 
     @property
     def label(self) -> str:
+        if self.name is not None:
+            return self.name
         if self.url is not None:
             return self.url.masked
         if self.kind == "models":
@@ -77,20 +81,9 @@ def same_database(a: Side, b: Side) -> bool:
     if a.kind != b.kind:
         return False
     if a.url is not None and b.url is not None:
-        left, right = a.url.sqlalchemy_url, b.url.sqlalchemy_url
-        if a.url.backend == "sqlite":
-            from pathlib import Path
+        from myfy_db.migrations.scratch import same_database as same
 
-            files = a.url.sqlite_file, b.url.sqlite_file
-            if None in files:
-                return False
-            return Path(str(files[0])).resolve() == Path(str(files[1])).resolve()
-        return (left.host, left.port, left.database, a.url.backend) == (
-            right.host,
-            right.port,
-            right.database,
-            b.url.backend,
-        )
+        return same(a.url, b.url)
     return a.revision == b.revision
 
 
