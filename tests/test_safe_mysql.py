@@ -16,6 +16,7 @@ database.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -655,6 +656,7 @@ def test_pt_osc_stopped_mid_copy_leaves_nothing_behind_and_never_shows_the_passw
         while time.monotonic() < deadline and not any(progress.match(line) for line in said):
             time.sleep(0.01)
         assert any(progress.match(line) for line in said), said
+        assert version(canary_url) == [("r1",)]  # not while the copy runs
         assert pt_osc_triggers(canary_url), "pt-osc has no triggers while it copies"
         stopped = time.monotonic()
         if stop == "kill pt-osc":
@@ -879,3 +881,92 @@ def test_what_is_left_as_written() -> None:
     assert key is not None
     assert key.adds_foreign_key
     assert key.clauses == "ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES p (id)"
+
+
+@pytest.mark.parametrize("env", ["generic", "async", "attributes", "engine", "scaffold"])
+def test_every_env_py_shape_runs_online_and_through_pt_osc(
+    env: str, tmp_path: Path, mysql_url: str
+) -> None:
+    """The rewrites follow the statements whatever connection env.py migrates on: myfy-db's,
+    a new one from its engine, or one of env.py's own (on a thread and an event loop of its
+    own for the async template, where pt-osc runs too)."""
+    from migrate_project import STANDARD, write_env_shape
+
+    _require_pt_osc()
+    ini = write_env_shape(tmp_path, env)
+    change = (
+        "r4",
+        "items: rank, an index, a wider id",
+        'op.add_column("items", sa.Column("rank", sa.Integer))\n'
+        'op.create_index("ix_items_name", "items", ["name"])\n'
+        'op.execute("ALTER TABLE items MODIFY id BIGINT NOT NULL AUTO_INCREMENT")',
+        "pass",
+    )
+    write_project(tmp_path / "chain", [*STANDARD, change])
+    versions = ini.parent / "migrations" / "versions"
+    (versions / "r4.py").write_text((tmp_path / "chain/migrations/versions/r4.py").read_text())
+    args = ["--url", mysql_url, "--config", str(ini)]
+    assert invoke("migrate", "up", "r3", *args).exit_code == 0
+    sql(mysql_url, "INSERT INTO items (name) SELECT CONCAT('n', seq) FROM seq_1_to_500")
+
+    result = invoke("migrate", "--online-ddl", "pt-osc", *args)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "r4: add_column items.rank -> ALGORITHM=INSTANT" in lines
+    assert "r4: create_index ix_items_name -> ALGORITHM=INPLACE, LOCK=NONE" in lines
+    assert any(
+        line.startswith("r4: execute ALTER TABLE items -> pt-online-schema-change")
+        for line in lines
+    ), result.stderr
+    assert version(mysql_url) == [("r4",)]
+    assert sql(mysql_url, "SELECT COUNT(*) FROM items") == [(500,)]
+    assert "bigint" in shape(mysql_url, "items")
+
+
+def test_lint_safe_marks_the_foreign_key_made_safe_and_never_a_copy(
+    tmp_path: Path, mysql_url: str
+) -> None:
+    """A foreign key is made safe (checks off, rows checked after); a type change that needs
+    a copy is not: only pt-osc could run it without blocking writes."""
+    ini = _project(
+        tmp_path,
+        'op.create_foreign_key("fk_orders_user", "orders", "users", ["user_id"], ["id"])\n'
+        'op.alter_column("orders", "qty", type_=sa.BigInteger, existing_type=sa.Integer)',
+    )
+    args = ["--url", mysql_url, "--config", str(ini)]
+    assert invoke("migrate", "up", "r1", *args).exit_code == 0
+    result = invoke("migrate", "lint", "--safe", "--json", *args)
+    assert result.exit_code == 5
+    found = {f["rule"]: f["made_safe"] for f in json.loads(result.stdout)["findings"]}
+    assert found["MY005"] is True
+    assert found["MY001"] is False
+
+
+def test_pt_osc_refusing_a_referenced_table_says_why_and_changes_nothing(
+    tmp_path: Path, mysql_url: str
+) -> None:
+    _require_pt_osc()
+    ini = write_project(
+        tmp_path,
+        [
+            R1,
+            (
+                "r2",
+                "a key to users",
+                'op.create_foreign_key("fk_orders_user", "orders", "users", ["user_id"], ["id"])',
+                "pass",
+            ),
+            ("r3", "users.id wider", 'op.execute("ALTER TABLE users MODIFY id BIGINT")', "pass"),
+        ],
+    )
+    args = ["--url", mysql_url, "--config", str(ini)]
+    assert invoke("migrate", "up", "r2", *args).exit_code == 0
+    fill(mysql_url, 100)
+    before = shape(mysql_url, "users")
+    result = invoke("migrate", "--online-ddl", "pt-osc", *args)
+    assert result.exit_code == 1
+    assert "You did not specify --alter-foreign-keys-method" in result.stderr
+    assert "foreign keys of other tables point at this one" in result.stderr
+    assert shape(mysql_url, "users") == before
+    assert leftovers(mysql_url) == []
+    assert version(mysql_url) == [("r2",)]

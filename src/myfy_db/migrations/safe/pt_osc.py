@@ -494,11 +494,33 @@ def alter(
         return
     dropped = _drop_leftovers(session, schema, table, result.new_table, new_default, new_existed)
     left = f"; dropped what it left: {', '.join(dropped)}" if dropped else ""
+    advice = next((a for found, a in _ADVICE if found in (result.error or "")), "")
     raise OperationFailed(
         f"{prefix}: {PT_OSC} failed (exit status {result.status}): "
         f"{result.error or 'it gave no reason'}",
-        hint=f"{table} is unchanged{left}; {state}",
+        hint=f"{advice}{table} is unchanged{left}; {state}",
     )
+
+
+#: What to do about pt-osc's refusals that name their cause.
+_ADVICE = (
+    (
+        "privilege",
+        f"{PT_OSC} looks for replicas (the process list, SHOW SLAVE HOSTS) to watch their "
+        "lag: grant the user PROCESS and REPLICATION MASTER ADMIN (MySQL: REPLICATION "
+        "SLAVE); ",
+    ),
+    (
+        "--alter-foreign-keys-method",
+        "foreign keys of other tables point at this one, which pt-osc would have to rebuild "
+        "or swap: run this change by hand with pt-online-schema-change "
+        "--alter-foreign-keys-method, or in a maintenance window; ",
+    ),
+    (
+        "PRIMARY KEY or a unique index",
+        "pt-osc needs a primary key (or a unique NOT NULL index) on the table: add one first; ",
+    ),
+)
 
 
 def _foreign_keys_named_back(
