@@ -25,6 +25,11 @@ CASES = [
     ("batched", "op.execute(\"UPDATE items SET name = 'x' WHERE id < 1000\")", []),
     ("delete all", 'op.execute("DELETE FROM items")', ["DB005"]),
     ("two statements", 'op.execute("SET lock_timeout = 1000; DROP TABLE items")', ["DB001"]),
+    # what Enum.create(bind) sends: a new type locks no table
+    ("enum type", "op.execute(\"CREATE TYPE mood AS ENUM ('a', 'b')\")", []),
+    ("enum value", "op.execute(\"ALTER TYPE mood ADD VALUE 'c'\")", []),
+    ("sequence", 'op.execute("CREATE SEQUENCE item_numbers")', []),
+    ("view", 'op.execute("CREATE VIEW v AS SELECT 1")', ["DB004"]),
 ]
 
 

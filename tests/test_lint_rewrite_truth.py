@@ -31,9 +31,26 @@ CHANGES = [
     ("NUMERIC", "NUMERIC(10, 2)"),
     ("INTEGER", "TEXT"),
     ("VARCHAR(20)", "INTEGER"),
+    # the same type spelled two ways (optuna v3.0.0.b: DOUBLE PRECISION to FLOAT(53))
+    ("DOUBLE PRECISION", "FLOAT(53)"),
+    ("REAL", "FLOAT(24)"),
+    ("REAL", "FLOAT(25)"),
+    ("DECIMAL(10, 2)", "NUMERIC(10, 2)"),
+    ("TIMESTAMP", "TIMESTAMP WITHOUT TIME ZONE"),
+    ("INTEGER", "INT4"),
 ]
 
-VALUES = {"VARCHAR": "'12'", "TEXT": "'12'", "INTEGER": "12", "BIGINT": "12", "NUMERIC": "12"}
+VALUES = {
+    "VARCHAR": "'12'",
+    "TEXT": "'12'",
+    "INTEGER": "12",
+    "BIGINT": "12",
+    "NUMERIC": "12",
+    "DECIMAL": "12",
+    "DOUBLE PRECISION": "12",
+    "REAL": "12",
+    "TIMESTAMP": "now()",
+}
 
 
 def _rewritten(connection: Connection, old: str, new: str) -> bool:

@@ -60,8 +60,7 @@ REFUSED = [
 ]
 
 ACCEPTED = [
-    'op.add_column("items", sa.Column("pages", sa.Integer(), nullable=False, '
-    'server_default="0"))',
+    'op.add_column("items", sa.Column("pages", sa.Integer(), nullable=False, server_default="0"))',
     'op.add_column("items", sa.Column("seen", sa.DateTime()))',
     'op.add_column("items", sa.Column("total", sa.Numeric(10, 2), '
     'sa.Computed("price * 2", persisted=False)))',
@@ -141,3 +140,25 @@ def test_the_sqlite_rules_stay_on_sqlite(tmp_path: Path) -> None:
     rules = {f["rule"] for f in json.loads(result.stdout)["findings"]}
     assert "PG003" in rules
     assert not {r for r in rules if r.startswith("SQ")}
+
+
+def test_batch_mode_is_judged_offline_without_a_connection(tmp_path: Path) -> None:
+    """Offline, Alembic cannot copy a SQLite table in batch mode without reflecting it; the
+    batch's operations are judged one by one and the rest of the revision too."""
+    body = (
+        'with op.batch_alter_table("items") as batch:\n'
+        '    batch.alter_column("note", type_=sa.String(100), existing_type=sa.String(50))\n'
+        '    batch.drop_column("body")\n'
+        'op.drop_table("tags")'
+    )
+    ini = _project(tmp_path / "p", body)
+    result = invoke(
+        "migrate", "lint", "r1:r2", "--offline", "--json", "--fail-on", "never",
+        "--url", f"sqlite+aiosqlite:///{tmp_path / 'none.db'}", "--config", str(ini),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    findings = json.loads(result.stdout)["findings"]
+    assert [(f["rule"], f["detail"]) for f in findings] == [
+        ("DB001", "drops column items.body"),
+        ("DB001", "drops table tags"),
+    ]

@@ -127,7 +127,9 @@ class _Recorder:
         call = linecache.getline(path, line).strip() if line else ""
         if reason is None:
             detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-            reason = f"{type(exc).__name__}" + (f": {detail}" if detail else "")
+            reason = f"needs a live connection: {type(exc).__name__}" + (
+                f": {detail}" if detail else ""
+            )
         text = f"{call} ({reason})" if call else reason
         self.ops.append(
             CapturedOp(
@@ -180,9 +182,18 @@ def batch_flush_muted(recorder: _Recorder) -> Iterator[None]:
     original = BatchOperationsImpl.flush
 
     def flush(self: Any) -> None:
+        from alembic.util import CommandError
+
         recorder.depth += 1
         try:
             original(self)
+        except CommandError:
+            # Offline, SQLite's copy of the table needs the table reflected (Alembic asks
+            # for a live connection or copy_from=). The batch's operations were captured
+            # one by one already; only the copy's own statements are not rendered, and the
+            # rest of the revision is still judged.
+            if not (self.operations.migration_context.as_sql and recorder.dialect == "sqlite"):
+                raise
         finally:
             recorder.depth -= 1
 

@@ -215,6 +215,20 @@ def _long_identifiers(sql: str) -> list[tuple[int, str]]:
     return found
 
 
+#: pglast's statements that create an object no table depends on yet.
+_NEW_OBJECTS = frozenset(
+    {
+        "CreateEnumStmt",
+        "CompositeTypeStmt",
+        "CreateDomainStmt",
+        "CreateSeqStmt",
+        "CreateSchemaStmt",
+        "CreateExtensionStmt",
+        "AlterEnumStmt",
+    }
+)
+
+
 def _pg_shape(node: object, text: str) -> RawStatement:
     from pglast import ast, enums
 
@@ -226,6 +240,10 @@ def _pg_shape(node: object, text: str) -> RawStatement:
         return RawStatement("data", text, table=table, whole_table=node.whereClause is None)
     if isinstance(node, ast.VariableSetStmt):
         return RawStatement("set", text)
+    if name in _NEW_OBJECTS:
+        # A new type, domain, sequence, schema or extension (or an enum value added): no
+        # existing table is locked or rewritten.
+        return RawStatement("new_object", text)
     if isinstance(node, (ast.CreateFunctionStmt, ast.CommentStmt)):
         return RawStatement("function" if name == "CreateFunctionStmt" else "comment", text)
     if isinstance(node, ast.IndexStmt) and node.relation is not None:

@@ -158,13 +158,15 @@ def whole_table_backfill(captured: CapturedOp, state: RangeState) -> str | None:
     "not-analysed-offline",
     severity=Severity.WARNING,
     dialects=ALL,
-    summary="a revision that needs a live connection, so lint could not judge it offline",
+    summary="a revision lint could not run: it needs a live connection offline, or it "
+    "fails on the --dev-url scratch database",
     breaks="nothing is known about what this revision does after the call that failed: its "
     "locks and rewrites go unreviewed",
-    safe="lint against the database (without --offline), or guard the reading part with "
-    "`if not context.is_offline_mode():` so the operations can be judged",
+    safe="lint with --dev-url URL (a scratch database on a server of the same kind, created "
+    "and dropped by lint) so the revision runs for real; or guard the reading part with "
+    "`if not context.is_offline_mode():` so the operations can be judged offline",
 )
 def not_analysed(captured: CapturedOp, state: RangeState) -> str | None:
     if kind(captured) != "raw:not_analysed":
         return None
-    return f"not analysed: needs a live connection: {captured.raw.text}"
+    return f"not analysed: {captured.raw.text}"

@@ -160,10 +160,39 @@ def time_default(captured: CapturedOp, state: RangeState) -> str | None:
     return f"adds {captured.operation.column.name} with default {name}"
 
 
+#: Spellings PostgreSQL reads as one type (``FLOAT(53)`` is ``DOUBLE PRECISION``).
+_SAME_TYPE = {
+    "FLOAT8": "DOUBLE PRECISION",
+    "DOUBLE": "DOUBLE PRECISION",
+    "FLOAT4": "REAL",
+    "INT": "INTEGER",
+    "INT4": "INTEGER",
+    "INT8": "BIGINT",
+    "INT2": "SMALLINT",
+    "DECIMAL": "NUMERIC",
+    "CHARACTER VARYING": "VARCHAR",
+    "BOOL": "BOOLEAN",
+    "TIMESTAMP": "TIMESTAMP WITHOUT TIME ZONE",
+    "TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE",
+}
+
+
+def _canonical(compiled: str) -> str:
+    """``compiled`` in the one spelling PostgreSQL stores it under."""
+    base, args, rest = split_type(compiled)
+    base = " ".join(base.upper().split())
+    if base == "FLOAT":  # FLOAT(p): REAL up to 24 bits of precision, else DOUBLE PRECISION
+        return "REAL" if args and args[0] <= 24 else "DOUBLE PRECISION"
+    base = _SAME_TYPE.get(base, base)
+    sized = f"{base}({', '.join(str(a) for a in args)})" if args else base
+    return f"{sized} {rest}".strip()
+
+
 def _rewrites(old: str | None, new: str | None) -> bool:
     """True unless the change is one PostgreSQL makes without rewriting the table."""
     if old is None or new is None:
         return True
+    old, new = _canonical(old), _canonical(new)
     if old == new:
         return False
     old_base, old_args, _ = split_type(old)
