@@ -12,8 +12,6 @@ from myfy_db.cli.runtime import load, run
 from myfy_db.errors import CheckFailed
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from myfy_db.cli.output import Output
     from myfy_db.migrations.lint import LintReport
 
@@ -37,7 +35,7 @@ FailOnOption = Annotated[
 ]
 
 
-def _render(report: LintReport, console: Console) -> None:
+def _lines(report: LintReport) -> list[str]:
     """One line per finding (``file:line RULE severity detail``), each rule's recipe once,
     then a per-rule summary."""
     count = len(report.revisions)
@@ -74,7 +72,7 @@ def _render(report: LintReport, console: Console) -> None:
         lines.append(f"{len(report.findings)} finding(s): {summary}")
     else:
         lines.append("no findings")
-    console.print("\n".join(lines), soft_wrap=True, markup=False, highlight=False)
+    return lines
 
 
 def lint(
@@ -164,7 +162,7 @@ def lint(
             dev_url=dev,
             safe=safe,
         )
-        out.emit(report.to_dict(), lambda console: _render(report, console))
+        out.emit_text(report.to_dict(), _lines(report))
         failing = report.failing(threshold)
         if failing:
             worst = max(f.severity for f in failing)
