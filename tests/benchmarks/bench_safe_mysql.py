@@ -9,7 +9,7 @@ INPLACE for it), runs twice through ``myfy-db migrate`` as a process:
 
 - plain: the server copies the table with ``ALGORITHM=COPY``, writes blocked throughout;
 - ``--online-ddl pt-osc``: pt-online-schema-change copies it in chunks while triggers carry
-  the writes along, then swaps the tables, with myfy-db's defaults (``--chunk-time 0.02`` on
+  the writes along, then swaps the tables, with myfy-db's defaults (``--chunk-time 0.01`` on
   this server: each chunk holds the AUTO-INC lock the writer's inserts wait for, see
   ``myfy_db.migrations.safe.pt_osc.AUTO_INC_CHUNK_TIME``).
 
