@@ -970,3 +970,57 @@ def test_pt_osc_refusing_a_referenced_table_says_why_and_changes_nothing(
     assert shape(mysql_url, "users") == before
     assert leftovers(mysql_url) == []
     assert version(mysql_url) == [("r2",)]
+
+
+@pytest.mark.wall_clock
+def test_the_server_gone_mid_copy_is_exit_4_and_the_rerun_names_what_pt_osc_left(
+    tmp_path: Path, mysql_url: str, fault_proxy: Any
+) -> None:
+    """The server goes away while pt-osc copies: nobody can drop its triggers, so the run
+    that finds them refuses (exit 1) with the statements that drop them, and never starts a
+    second pt-osc over the first one's triggers."""
+    _require_pt_osc()
+    ini = _project(tmp_path, TYPE_CHANGE)
+    args = ["--config", str(ini)]
+    assert invoke("migrate", "up", "r1", "--url", mysql_url, *args).exit_code == 0
+    fill(mysql_url, 150_000)
+    before, rows = shape(mysql_url), content(mysql_url)
+    proxy = fault_proxy(mysql_url)
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
+    flags = ["--online-ddl", "pt-osc", "--chunk-time", "0.01", "--url", proxy.url]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "myfy_db", "migrate", *flags, *args],
+        env=full,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not pt_osc_triggers(mysql_url):
+            time.sleep(0.01)
+        assert pt_osc_triggers(mysql_url), "pt-osc never created its triggers"
+        proxy.kill()
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 4, err
+    assert version(mysql_url) == [("r1",)]
+    assert content(mysql_url)[0] == rows[0]
+    left = pt_osc_triggers(mysql_url)
+    assert left  # the server kept them: nobody was there to drop them
+
+    again = invoke("migrate", "--online-ddl", "pt-osc", "--url", mysql_url, *args)
+    assert again.exit_code == 1
+    assert "orders still has the triggers of an earlier pt-online-schema-change" in again.stderr
+    for trigger in left:
+        assert f"DROP TRIGGER `{make_url(mysql_url).database}`.`{trigger}`" in again.stderr
+    assert version(mysql_url) == [("r1",)]
+    sql(mysql_url, *[f"DROP TRIGGER `{t}`" for t in left], "DROP TABLE IF EXISTS _orders_new")
+    assert shape(mysql_url) == before
+    done = invoke("migrate", "--online-ddl", "pt-osc", "--url", mysql_url, *args)
+    assert done.exit_code == 0, done.stderr
+    assert column_type(mysql_url, "qty") == "bigint"

@@ -240,7 +240,7 @@ class OnlineDdl:
                 continue
             self.report(f"{prefix} -> {algorithm}")
             return
-        if found.adds_foreign_key and "foreign_key_checks" in reason:
+        if "foreign_key_checks" in reason:  # the server's own reason: a key, and only it
             self._foreign_key(session, found, prefix, revision)
             return
         if self.tool == "pt-osc":
