@@ -692,3 +692,55 @@ def test_safe_on_sqlite_says_there_is_nothing_to_rewrite(tmp_path: Path, sqlite_
         result.stderr
     )
     assert query(sqlite_url, "SELECT version_num FROM alembic_version") == [("r3",)]
+
+
+CONVENTION = (
+    "from sqlalchemy import MetaData\n"
+    "target_metadata = MetaData(naming_convention={"
+    '"uq": "uq_%(table_name)s_%(column_0_name)s", '
+    '"ck": "ck_%(table_name)s_%(constraint_name)s", '
+    '"fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s"})'
+)
+NAMED_BY_CONVENTION = """\
+op.create_foreign_key(None, "orders", "users", ["user_id"], ["id"])
+op.create_unique_constraint(None, "orders", ["code"])
+op.create_check_constraint("positive", "orders", "qty > 0")
+op.add_column("orders", sa.Column("seller_id", sa.Integer, sa.ForeignKey("users.id")))"""
+
+
+@pytest.mark.parametrize("convention", [True, False], ids=["convention", "server-named"])
+def test_safe_names_constraints_as_the_plain_revision_does(
+    convention: bool, tmp_path: Path, postgres_url: str
+) -> None:
+    """The target metadata's naming convention (which Alembic's operations follow) names
+    the constraints --safe builds, and without one the server's own names are kept."""
+    from migrate_project import _ENV_HEAD, _ENV_TAIL, ENV_SHAPES
+
+    ini = write_project(tmp_path, [_r1(), ("r2", "named", NAMED_BY_CONVENTION, "pass")])
+    if convention:
+        head = _ENV_HEAD.replace("target_metadata = None", CONVENTION)
+        assert head != _ENV_HEAD
+        (tmp_path / "migrations" / "env.py").write_text(head + ENV_SHAPES["generic"] + _ENV_TAIL)
+    args = ["--url", postgres_url, "--config", str(ini)]
+    assert invoke("migrate", *args).exit_code == 0
+    plain = _schema(postgres_url)
+    assert invoke("migrate", "down", "r1", "--yes", *args).exit_code == 0
+    _execute(
+        postgres_url,
+        "ALTER TABLE orders DROP COLUMN seller_id; "
+        + "; ".join(
+            f'ALTER TABLE orders DROP CONSTRAINT "{name}"'
+            for name, definition, _ in plain["constraints"]
+            if "PRIMARY" not in definition and "seller_id" not in definition
+        ),
+    )
+    safe = invoke("migrate", "--safe", *args)
+    assert safe.exit_code == 0, safe.stderr
+    assert _schema(postgres_url) == plain
+    names = {name for name, _, _ in plain["constraints"]}
+    expected = (
+        {"ck_orders_positive", "uq_orders_code", "fk_orders_user_id_users"}
+        if convention
+        else {"positive", "orders_code_key", "orders_user_id_fkey"}
+    )
+    assert expected <= names

@@ -306,6 +306,19 @@ class _Rewriter:
         found = self.query(operations, _CONSTRAINT, name=name, table=table, schema=schema)
         return None if found is None else bool(found)
 
+    def final_name(self, operations: Any, operation: Any) -> str | None:
+        """The name the server gets for ``operation``'s constraint or index, as the plain
+        operation renders it: the target metadata's naming convention applied (Alembic's
+        operations follow it), truncated as the dialect does; None when it names none."""
+        context = operations.get_context()
+        build = getattr(operation, "to_index", None) or operation.to_constraint
+        made = build(context)
+        if made.name is None:
+            return None  # the server names it
+        preparer = context.impl.dialect.identifier_preparer
+        name = preparer.format_constraint(made, _alembic_quote=False)
+        return None if name is None else str(name)
+
     def validate(self, operations: Any, table: str, schema: str | None, name: str) -> None:
         qualified = self.table(operations, table, schema)
         quoted = self.quote(operations, name)
@@ -315,14 +328,15 @@ class _Rewriter:
 
     def create_index(self, operations: Any, operation: Any) -> Any:
         from alembic.operations import ops
+        from sqlalchemy.sql.naming import conv
 
-        name = operation.index_name
+        name = self.final_name(operations, operation) or operation.index_name
         unique = bool(operation.unique)
         how = "CREATE UNIQUE INDEX CONCURRENTLY" if unique else "CREATE INDEX CONCURRENTLY"
         self.say(f"create_index {name}", how)
         kw = {**operation.kw, "postgresql_concurrently": True}
         rewritten = ops.CreateIndexOp(
-            name,
+            conv(name) if name is not None else None,
             operation.table_name,
             operation.columns,
             schema=operation.schema,
@@ -354,6 +368,7 @@ class _Rewriter:
 
     def not_valid_then_validate(self, operations: Any, operation: Any, what: str) -> Any:
         from alembic.operations import ops
+        from sqlalchemy.sql.naming import conv
 
         if isinstance(operation, ops.CreateForeignKeyOp):
             table, schema = operation.source_table, operation.kw.get("source_schema")
@@ -361,10 +376,10 @@ class _Rewriter:
         else:
             table, schema = operation.table_name, operation.schema
             default = f"{table}_check"
-        name = str(operation.constraint_name or _short(default))
+        name = self.final_name(operations, operation) or _short(default)
         self.say(f"{what} {name}", "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT")
         rewritten = copy.copy(operation)
-        rewritten.constraint_name = name
+        rewritten.constraint_name = conv(name)  # the convention is applied already
         rewritten.kw = {**operation.kw, "postgresql_not_valid": True}
         self.mark(operations)
         with _outside_transaction(operations):
@@ -448,16 +463,18 @@ class _Rewriter:
 
     def unique_using_index(self, operations: Any, operation: Any) -> Any:
         from alembic.operations import ops
+        from sqlalchemy.sql.naming import conv
 
         table, schema = operation.table_name, operation.schema
         columns = [str(c) for c in operation.columns]
-        name = str(operation.constraint_name or _short(f"{table}_{'_'.join(columns)}_key"))
+        default = _short(f"{table}_{'_'.join(columns)}_key")
+        name = self.final_name(operations, operation) or default
         self.say(
             f"create_unique_constraint {name}",
             "CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... UNIQUE USING INDEX",
         )
         index = ops.CreateIndexOp(
-            name,
+            conv(name),
             table,
             columns,
             schema=schema,
