@@ -184,8 +184,6 @@ class OnlineDdl:
         self.operation: Any = None
         #: pt-online-schema-change, found before anything runs (``--online-ddl pt-osc``).
         self.executable: str | None = None
-        #: pt-osc's process while it runs (tests watch it).
-        self.pt_osc_pid: int | None = None
 
     # -- what runs ---------------------------------------------------------------------
 
@@ -384,9 +382,6 @@ class OnlineDdl:
             lock_wait_timeout=float(getattr(settings, "ddl_lock_timeout", 0) or 0) or None,
         )
 
-        def started(pid: int | None) -> None:
-            self.pt_osc_pid = pid
-
         pt_osc.alter(
             session,
             job,
@@ -395,7 +390,6 @@ class OnlineDdl:
             state=self._state(revision),
             report=self.report,
             executable=self.executable,
-            on_start=started,
         )
 
     # -- offline -----------------------------------------------------------------------

@@ -239,15 +239,11 @@ def error_line(stdout: list[str], stderr: list[str]) -> str | None:
     """pt-osc's last error, one line: the last message on stderr that is not progress;
     else the last of stdout's that is not its routine narration."""
     messages = [_message(b) for b in _blocks(stderr) if b[0] and not _PROGRESS.match(b[0])]
-    if not messages:
-        messages = [_message(b) for b in _blocks(stdout) if b[0] and not _ROUTINE.match(b[0])]
-        # Consecutive lines of one paragraph (no blank line between): the last paragraph.
-        if messages:
-            return _last_paragraph(stdout) or messages[-1]
-    return messages[-1] if messages else None
+    return messages[-1] if messages else _last_paragraph(stdout)
 
 
 def _last_paragraph(stdout: list[str]) -> str | None:
+    """The last run of consecutive lines that are not pt-osc's routine narration, joined."""
     paragraphs: list[list[str]] = [[]]
     for raw in stdout:
         text = raw.rstrip()
@@ -273,7 +269,6 @@ async def run(
     report: ProgressReport,
     *,
     executable: str | None = None,
-    on_start: Callable[[int], None] | None = None,
 ) -> PtOscResult:
     """Run pt-osc for ``job`` to its end; its progress goes to ``report``, as lines of
     ``copying orders: 37% done, 00:49 remaining``.
@@ -291,8 +286,6 @@ async def run(
         stderr=asyncio.subprocess.PIPE,
         env=environment,
     )
-    if on_start is not None:
-        on_start(process.pid)
     result = PtOscResult(status=-1)
     last_report = [-math.inf]
 
@@ -444,7 +437,6 @@ def alter(
     state: str,
     report: ProgressReport,
     executable: str | None = None,
-    on_start: Callable[[int | None], None] | None = None,
 ) -> None:
     """Run ``job`` inside the revision's step, which is recorded only once pt-osc has
     swapped the table: a failure is :class:`OperationFailed` (exit 1) with pt-osc's exit
@@ -472,20 +464,12 @@ def alter(
     session.run("COMMIT")
     try:
         result = run_sync(
-            lambda: run(
-                job,
-                lambda line: report(f"{prefix}: {line}"),
-                executable=executable,
-                on_start=on_start,
-            )
+            lambda: run(job, lambda line: report(f"{prefix}: {line}"), executable=executable)
         )
-    except BaseException:
+    except BaseException:  # Ctrl-C, the server gone: drop what pt-osc left, if we still can
         with contextlib.suppress(BaseException):
             _drop_leftovers(session, schema, table, None, new_default, new_existed)
         raise
-    finally:
-        if on_start is not None:
-            on_start(None)
     if result.swapped:
         report(
             f"{prefix}: {PT_OSC} swapped {table} in {result.seconds:.1f} s"
