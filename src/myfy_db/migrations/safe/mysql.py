@@ -360,12 +360,8 @@ class OnlineDdl:
         reason: str,
     ) -> None:
         """Run the ALTER through pt-online-schema-change (:func:`.pt_osc.alter`)."""
-        settings = self.run.settings
-        schema, table, given = (
-            self._schema(session, found),
-            found.table_name,
-            self.run.options.pt_osc,
-        )
+        settings, given = self.run.settings, self.run.options.pt_osc
+        schema, table = self._schema(session, found), found.table_name
         chunk = pt_osc.chunk_time(session, schema, table, given.chunk_time)
         why = f"the server refuses {INSTANT} and {INPLACE}: {reason}"
         if chunk is not None and given.chunk_time is None:
@@ -379,9 +375,8 @@ class OnlineDdl:
             table=table,
             alter=found.clauses,
             options=dataclasses.replace(given, chunk_time=chunk),
-            lock_wait_timeout=float(getattr(settings, "ddl_lock_timeout", 0) or 0) or None,
+            lock_wait_timeout=float(settings.ddl_lock_timeout) or None,
         )
-
         pt_osc.alter(
             session,
             job,
