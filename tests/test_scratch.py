@@ -4,6 +4,7 @@ dropped (success, error, cancellation, Ctrl-C), never the target; and replaying 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -247,6 +248,32 @@ def test_same_database_reads_urls_as_the_server_does(tmp_path: Path) -> None:
     relative = parse("sqlite+aiosqlite:///./app.db")  # the tests run in tmp_path
     assert same_database(absolute, relative)
     assert not same_database(parse("sqlite+aiosqlite://"), parse("sqlite+aiosqlite://"))
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.2", "0.0.0.0", "[::1]", "localhost.", "LocalHost", "this-machine"]
+)
+def test_every_spelling_of_this_machine_is_the_same_host(host: str) -> None:
+    """A loopback address, the unspecified one, a trailing dot, this host's own name: all
+    reach the server on 127.0.0.1, so a dev URL spelled so names the target."""
+    import socket
+
+    host = socket.gethostname() if host == "this-machine" else host
+    target = DatabaseUrl.parse("postgresql+asyncpg://u@127.0.0.1:5432/app")
+    assert same_database(DatabaseUrl.parse(f"postgresql+asyncpg://u@{host}/app"), target)
+    assert not same_database(DatabaseUrl.parse(f"postgresql+asyncpg://u@{host}/dev"), target)
+    assert not same_database(DatabaseUrl.parse("postgresql+asyncpg://u@10.9.8.7/app"), target)
+
+
+def test_a_hard_link_to_the_sqlite_target_is_the_same_database(tmp_path: Path) -> None:
+    (tmp_path / "app.db").touch()
+    os.link(tmp_path / "app.db", tmp_path / "other.db")
+    (tmp_path / "link.db").symlink_to(tmp_path / "app.db")
+    target = DatabaseUrl.parse(f"sqlite+aiosqlite:///{tmp_path / 'app.db'}")
+    for name in ("other.db", "link.db"):
+        assert same_database(DatabaseUrl.parse(f"sqlite+aiosqlite:///{tmp_path / name}"), target)
+    (tmp_path / "else.db").touch()
+    assert not same_database(DatabaseUrl.parse(f"sqlite+aiosqlite:///{tmp_path}/else.db"), target)
 
 
 def test_sqlite_dev_url_naming_the_target_file_is_refused(sqlite_url: str) -> None:

@@ -18,6 +18,7 @@ or the production guard: nobody else knows the database exists.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -46,23 +47,81 @@ _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 
 def same_database(a: DatabaseUrl, b: DatabaseUrl) -> bool:
     """True when ``a`` and ``b`` name the same database: backend, host, port and database
-    (the local host's names read as one; a missing port as the backend's default); for
-    SQLite, the same file once resolved (two in-memory URLs are two databases)."""
+    (every spelling of this machine read as one, other names by the addresses they
+    resolve to; a missing port as the backend's default); for SQLite, the same file once
+    resolved, or a hard link to it (two in-memory URLs are two databases)."""
     if a.backend != b.backend:
         return False
     if a.backend == "sqlite":
         first, second = a.sqlite_file, b.sqlite_file
         if first is None or second is None:
             return False
-        return _resolved(first) == _resolved(second)
+        if _resolved(first) == _resolved(second):
+            return True
+        try:
+            return os.path.samefile(first, second)
+        except (OSError, ValueError):
+            return False
 
-    def where(url: DatabaseUrl) -> tuple[str, int | None, str]:
+    def where(url: DatabaseUrl) -> tuple[int | None, str]:
         parsed = url.sqlalchemy_url
-        host = (parsed.host or "").lower()
-        host = "localhost" if host in _LOCAL_HOSTS else host
-        return host, parsed.port or _DEFAULT_PORTS.get(url.backend), parsed.database or ""
+        return parsed.port or _DEFAULT_PORTS.get(url.backend), parsed.database or ""
 
-    return where(a) == where(b)
+    if where(a) != where(b):
+        return False
+    return _same_host(a.sqlalchemy_url.host, b.sqlalchemy_url.host)
+
+
+def _same_host(a: str | None, b: str | None) -> bool:
+    """Whether two spellings of a host reach the same machine: the same name, or both this
+    machine (``localhost``, any loopback or unspecified address, this host's own names and
+    addresses), or names that resolve to a shared address."""
+    first, second = _host_name(a), _host_name(b)
+    if first == second:
+        return True
+    found_a, found_b = _addresses(first), _addresses(second)
+    if found_a & found_b:
+        return True
+    own = _own_addresses()
+    return any(_is_local(x, own) for x in found_a) and any(_is_local(x, own) for x in found_b)
+
+
+def _host_name(host: str | None) -> str:
+    name = (host or "").strip().strip("[]").rstrip(".").lower()
+    return "localhost" if name in _LOCAL_HOSTS else name
+
+
+def _addresses(host: str) -> set[str]:
+    """The addresses ``host`` names (a literal address is its own); empty when it does
+    not resolve."""
+    import ipaddress
+    import socket
+
+    try:
+        return {str(ipaddress.ip_address(host))}
+    except ValueError:
+        pass
+    try:
+        return {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return set()
+
+
+def _is_local(address: str, own: set[str]) -> bool:
+    import ipaddress
+
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return ip.is_loopback or ip.is_unspecified or address in own
+
+
+def _own_addresses() -> set[str]:
+    """The addresses of this host's own names."""
+    import socket
+
+    found: set[str] = set()
+    for name in {socket.gethostname(), socket.getfqdn()}:
+        found |= _addresses(name.lower())
+    return found
 
 
 def _resolved(path: str) -> str:
