@@ -360,3 +360,10 @@ def test_a_revision_side_is_the_chain_replayed_on_a_scratch_database(
         closed = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/dev"
         unreachable = invoke("diff", "head", url, "--dev-url", closed, "--config", str(project))
         assert unreachable.exit_code == 4, unreachable.stderr
+
+
+def test_the_readme_documents_every_kind() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Comparing schemas: `diff`", 1)[1].split("\n## ", 1)[0]
+    for kind, meaning in KINDS.items():
+        assert f"| `{kind}` | {meaning} |" in section
