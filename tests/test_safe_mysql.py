@@ -1024,3 +1024,23 @@ def test_the_server_gone_mid_copy_is_exit_4_and_the_rerun_names_what_pt_osc_left
     done = invoke("migrate", "--online-ddl", "pt-osc", "--url", mysql_url, *args)
     assert done.exit_code == 0, done.stderr
     assert column_type(mysql_url, "qty") == "bigint"
+
+
+def test_pt_osc_keeps_the_tables_own_triggers(tmp_path: Path, mysql_url: str) -> None:
+    _require_pt_osc()
+    ini = _project(tmp_path, TYPE_CHANGE)
+    args = ["--url", mysql_url, "--config", str(ini)]
+    assert invoke("migrate", "up", "r1", *args).exit_code == 0
+    fill(mysql_url, 100)
+    sql(
+        mysql_url,
+        "CREATE TABLE audit (order_id INT)",
+        "CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW "
+        "INSERT INTO audit VALUES (NEW.id)",
+    )
+    result = invoke("migrate", "--online-ddl", "pt-osc", *args)
+    assert result.exit_code == 0, result.stderr
+    assert column_type(mysql_url, "qty") == "bigint"
+    assert pt_osc_triggers(mysql_url) == ["orders_audit"]
+    sql(mysql_url, "INSERT INTO orders (user_id, qty, code) VALUES (1, 1, 'after')")
+    assert sql(mysql_url, "SELECT COUNT(*) FROM audit") == [(1,)]

@@ -16,7 +16,8 @@ are never blocked for longer than a chunk, and the swap waits for its lock only 
 - Its exit status and its last error line become the run's error (:class:`PtOscResult`);
   what it leaves behind when it is stopped (it keeps its triggers and new table when it is
   interrupted) is for the caller to drop (:mod:`.mysql` does).
-- ``--no-version-check``: it never calls Percona's servers.
+- ``--no-version-check``: it never calls Percona's servers; ``--preserve-triggers``: the
+  table's own triggers are kept, as the plain ALTER keeps them.
 
 :func:`run` is a coroutine; :func:`run_sync` runs it from SQLAlchemy's synchronous side (a
 revision's step), on the run's own event loop, so that Ctrl-C and the lock watcher still
@@ -162,6 +163,7 @@ class PtOscJob:
             executable,
             "--execute",
             "--no-version-check",
+            "--preserve-triggers",  # the table's own triggers, as the plain ALTER keeps them
             "--progress",
             f"time,{PT_OSC_PROGRESS_SECONDS}",
             "--alter",
