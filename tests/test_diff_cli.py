@@ -367,3 +367,30 @@ def test_the_readme_documents_every_kind() -> None:
     section = readme.split("## Comparing schemas: `diff`", 1)[1].split("\n## ", 1)[0]
     for kind, meaning in KINDS.items():
         assert f"| `{kind}` | {meaning} |" in section
+
+
+@pytest.mark.parametrize("to_backend", ["sqlite", "mysql"])
+def test_across_dialects_what_to_cannot_say_is_a_manual_line(
+    tmp_path: Path, postgres_url: str, to_backend: str
+) -> None:
+    execute(
+        postgres_url,
+        [
+            "CREATE TYPE mood AS ENUM ('a', 'b')",
+            "CREATE TABLE t (id serial PRIMARY KEY, m mood, j jsonb, n varchar(20))",
+            "CREATE TABLE plain (id int PRIMARY KEY, n varchar(20) NOT NULL)",
+        ],
+    )
+    with two_databases(to_backend, tmp_path) as (to_url, _):
+        code, document, _ = diff_json(postgres_url, to_url)
+        assert (code, kinds(document)) == (5, ["enum_missing", "table_missing", "table_missing"])
+        code, script = sql_of(postgres_url, to_url)
+        assert code == 5
+        assert f"-- manual: enum mood: {to_backend} has no enum types" in script
+        if to_backend == "mysql":  # SQLite takes any type name, JSONB included
+            assert "-- manual: CreateTable on t: mysql cannot say it:" in script
+        assert "object at 0x" not in script
+        plain = [s for s in statements_of(script) if "plain" in s]
+        execute(to_url, plain)
+        code, document, _ = diff_json(postgres_url, to_url)
+        assert [d["table"] for d in document["differences"] if d["table"]] == ["t"]

@@ -417,6 +417,13 @@ def _compare_views(plan: Plan, from_snap: Snapshot, to_snap: Snapshot) -> None:
 
 def _compare_types(plan: Plan, from_snap: Snapshot, to_snap: Snapshot) -> None:
     dialect = to_snap.dialect
+    if dialect.name != "postgresql":  # TO has no enum types: say what FROM has, not DDL
+        for key in sorted(set(from_snap.enums) - set(to_snap.enums)):
+            plan.add(
+                Difference("enum_missing", None, key, ", ".join(from_snap.enums[key]), None),
+                Step("types", manual=f"enum {key}: {dialect.name} has no enum types"),
+            )
+        from_snap = _without_enums(from_snap)
     for key in sorted(set(from_snap.enums) - set(to_snap.enums)):
         values = ", ".join(_string(v) for v in from_snap.enums[key])
         plan.add(
@@ -438,7 +445,9 @@ def _compare_types(plan: Plan, from_snap: Snapshot, to_snap: Snapshot) -> None:
     for key in sorted(from_snap.sequences - to_snap.sequences):
         plan.add(
             Difference("sequence_missing", None, key, "sequence", None),
-            Step("types", _execute(f"CREATE SEQUENCE {_quote(dialect, key)}")),
+            Step("types", _execute(f"CREATE SEQUENCE {_quote(dialect, key)}"))
+            if dialect.supports_sequences
+            else Step("types", manual=f"sequence {key}: {dialect.name} has no sequences"),
         )
     for key in sorted(to_snap.sequences - from_snap.sequences):
         plan.add(
@@ -449,6 +458,12 @@ def _compare_types(plan: Plan, from_snap: Snapshot, to_snap: Snapshot) -> None:
                 f"drops sequence {key}",
             ),
         )
+
+
+def _without_enums(snapshot: Snapshot) -> Snapshot:
+    from dataclasses import replace
+
+    return replace(snapshot, enums={})
 
 
 def _string(value: str) -> str:

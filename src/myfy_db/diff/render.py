@@ -30,6 +30,7 @@ def render_sql(plan: Plan, dialect: Dialect) -> str:
     """The DDL that makes TO equal FROM, in ``dialect`` (TO's)."""
     from alembic.operations import Operations
     from alembic.runtime.migration import MigrationContext
+    from sqlalchemy.exc import CompileError
 
     buffer = io.StringIO()
     context = MigrationContext.configure(
@@ -51,6 +52,12 @@ def render_sql(plan: Plan, dialect: Dialect) -> str:
             buffer.seek(start)
             buffer.truncate()
             chunks.append(f"-- manual: {_what(step.op)}: {exc} (--revision writes a batch one)")
+            continue
+        except CompileError as exc:  # FROM's type or construct in TO's dialect (JSONB on MySQL)
+            buffer.seek(start)
+            buffer.truncate()
+            reason = re.sub(r"<([\w.]+) object at 0x\w+>", r"\1", " ".join(str(exc).split()))
+            chunks.append(f"-- manual: {_what(step.op)}: {dialect.name} cannot say it: {reason}")
             continue
         sql = buffer.getvalue()[start:].strip()
         if postgresql and step.safe == "constraint":
