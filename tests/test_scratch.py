@@ -439,3 +439,60 @@ def test_a_scratch_database_that_cannot_be_dropped_is_named_for_dropping_by_hand
             quote = '"' if url.backend == "postgresql" else "`"
             force = " WITH (FORCE)" if url.backend == "postgresql" else ""
             server.admin(f"DROP DATABASE IF EXISTS {quote}{url.database}{quote}{force}")
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_a_dev_user_that_may_not_create_databases_is_told_so(backend: str) -> None:
+    """Exit 1 in the server's words, with the privilege to ask for; nothing is created and
+    the password (with URL-quoted characters) is never shown."""
+    import uuid
+
+    server = server_for(backend)
+    server.require()
+    role = f"myfy_nocreate_{uuid.uuid4().hex[:8]}"
+    password = f"{CANARY}/@%:"
+    quoted = password.replace("%", "%25").replace("/", "%2F").replace("@", "%40")
+    quoted = quoted.replace(":", "%3A")
+    if backend == "postgresql":
+        server.admin(f"CREATE ROLE {role} LOGIN NOCREATEDB PASSWORD '{password}'")
+        dev = make_url(server.url).set(username=role, password=password)
+        drop = f"DROP ROLE {role}"
+    else:
+        server.admin(
+            f"CREATE USER '{role}'@'%' IDENTIFIED BY '{password}'",
+            f"GRANT SELECT ON mysql.db TO '{role}'@'%'",
+        )
+        dev = make_url(server.url).set(username=role, password=password)._replace(database=None)
+        drop = f"DROP USER '{role}'@'%'"
+    dev_text = dev.render_as_string(hide_password=False)
+    assert quoted in dev_text
+    before = _scratch_names(server)
+    try:
+
+        async def go() -> None:
+            async with scratch_database(
+                settings_for(dev_text), DatabaseUrl.parse(dev_text), protect=[], command="t"
+            ):
+                raise AssertionError("must not get here")
+
+        with pytest.raises(OperationFailed) as caught:
+            asyncio.run(go())
+    finally:
+        server.admin(drop)
+    assert caught.value.exit_code == 1
+    shown = str(caught.value)
+    assert f"{role} may not create a database" in caught.value.message, shown
+    assert "may create and drop databases" in (caught.value.hint or ""), shown
+    assert CANARY not in shown
+    assert _scratch_names(server) == before
+
+
+def _scratch_names(server: Any) -> set[str]:
+    if server.backend == "postgresql":
+        sql = f"SELECT datname FROM pg_database WHERE datname LIKE '{PREFIX}%'"
+    else:
+        sql = (
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
+            f"WHERE SCHEMA_NAME LIKE '{PREFIX}%'"
+        )
+    return {row[0] for row in server.admin(sql)[0]}

@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from myfy_db.errors import ConfigError, MyfyDbError
+from myfy_db.errors import ConfigError, MyfyDbError, OperationFailed
 from myfy_db.urls import DatabaseUrl, redact
 
 if TYPE_CHECKING:
@@ -239,13 +239,25 @@ async def _server_scratch(
         quoted = connection.dialect.identifier_preparer.quote_identifier(name)
         created = False
         try:
-            with translate_errors(dev_url, f"{command}: creating a scratch database"):
-                if dev_url.backend == "postgresql":
-                    await connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
-                else:
-                    await connection.exec_driver_sql(
-                        f"CREATE DATABASE {quoted} CHARACTER SET utf8mb4"
-                    )
+            try:
+                with translate_errors(dev_url, f"{command}: creating a scratch database"):
+                    if dev_url.backend == "postgresql":
+                        await connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
+                    else:
+                        await connection.exec_driver_sql(
+                            f"CREATE DATABASE {quoted} CHARACTER SET utf8mb4"
+                        )
+            except MyfyDbError as exc:
+                if not _denied(exc):
+                    raise
+                user = dev_url.sqlalchemy_url.username or "the dev URL's user"
+                raise OperationFailed(
+                    f"{command}: {user} may not create a database on "
+                    f"{dev_url.target.rsplit('/', 1)[0]} (permission denied)",
+                    hint="give --dev-url a user that may create and drop databases "
+                    "(PostgreSQL: CREATEDB; MySQL/MariaDB: GRANT CREATE, DROP ON "
+                    f"`{PREFIX}%`.*), on a server that is not production",
+                ) from None
             created = True
             yield _variant(dev_url, name)
         finally:
@@ -258,6 +270,21 @@ async def _server_scratch(
             await asyncio.shield(connection.close())
         with suppress(Exception):
             await asyncio.shield(engine.dispose())
+
+
+def _denied(exc: BaseException) -> bool:
+    """The server refused the CREATE DATABASE for want of a privilege (PostgreSQL 42501,
+    MySQL/MariaDB 1044)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        orig = getattr(seen, "orig", None)
+        if getattr(orig, "sqlstate", None) == "42501" or getattr(orig, "pgcode", None) == "42501":
+            return True
+        args = getattr(orig, "args", ())
+        if args and args[0] in (1044, 1142):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 async def _drop(
