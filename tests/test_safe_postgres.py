@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -744,3 +745,78 @@ def test_safe_names_constraints_as_the_plain_revision_does(
         else {"positive", "orders_code_key", "orders_user_id_fkey"}
     )
     assert expected <= names
+
+
+FAILS_AFTER_A_BUILD = """\
+op.add_column("orders", sa.Column("note_a", sa.Text))
+op.create_index("ix_orders_buyer", "orders", ["buyer"])
+op.execute("SELECT * FROM no_such_table")"""
+
+
+def _interrupted(tmp_path: Path, url: str) -> tuple[Path, list[str]]:
+    """r2 failed under --safe after its concurrent build: add_column committed, recorded."""
+    ini = write_project(tmp_path, [_r1(), ("r2", "half", FAILS_AFTER_A_BUILD, "pass")])
+    args = ["--url", url, "--config", str(ini)]
+    assert invoke("migrate", "up", "r1", *args).exit_code == 0
+    failed = invoke("migrate", "--safe", *args)
+    assert failed.exit_code == 1, failed.stderr
+    assert query(url, "SELECT revision, done FROM myfy_db_safe_progress") == [("r2", 1)]
+    return ini, args
+
+
+def _columns(url: str) -> set[str]:
+    rows = query(
+        url, "SELECT column_name FROM information_schema.columns WHERE table_name = 'orders'"
+    )
+    return {row[0] for row in rows}
+
+
+def test_a_revision_edited_after_the_failure_runs_what_changed(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The re-run skips an operation only where the revision still has it: one that took
+    the place of a committed one runs."""
+    ini, args = _interrupted(tmp_path, postgres_url)
+    _execute(postgres_url, "ALTER TABLE orders DROP COLUMN note_a")
+    edited = FAILS_AFTER_A_BUILD.replace("note_a", "note_b").rsplit("\n", 1)[0]
+    revision = ini.parent / "migrations" / "versions" / "r2.py"
+    body = revision.read_text()
+    indented = textwrap.indent(FAILS_AFTER_A_BUILD, "    ")
+    assert indented in body
+    revision.write_text(body.replace(indented, textwrap.indent(edited, "    ")))
+    result = invoke("migrate", "--safe", *args)
+    assert result.exit_code == 0, result.stderr
+    assert "r2: add_column note_b -> not what the interrupted run did here" in result.stderr
+    assert "skipped" not in result.stderr
+    assert {"note_b"} <= _columns(postgres_url)
+    assert "note_a" not in _columns(postgres_url)
+    assert _version(postgres_url) == [("r2",)]
+    assert query(postgres_url, "SELECT to_regclass('myfy_db_safe_progress')") == [(None,)]
+
+
+def test_progress_left_before_a_plain_run_and_a_downgrade_is_stale(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A plain run applies the fixed revision (the progress row stays), a downgrade undoes
+    it: the next --safe run must run every operation, not skip the committed one of long
+    ago."""
+    ini, args = _interrupted(tmp_path, postgres_url)
+    revision = ini.parent / "migrations" / "versions" / "r2.py"
+    text = revision.read_text().replace('    op.execute("SELECT * FROM no_such_table")\n', "")
+    downgrade = (
+        '    op.drop_index("ix_orders_buyer", table_name="orders")\n'
+        '    op.drop_column("orders", "note_a")\n'
+    )
+    revision.write_text(
+        text.replace("def downgrade():\n    pass\n", f"def downgrade():\n{downgrade}")
+    )
+    _execute(postgres_url, "ALTER TABLE orders DROP COLUMN note_a; DROP INDEX ix_orders_buyer")
+    assert invoke("migrate", "--no-safe", *args).exit_code == 0
+    assert invoke("migrate", "down", "r1", "--yes", *args).exit_code == 0
+    assert "note_a" not in _columns(postgres_url)
+    result = invoke("migrate", "--safe", *args)
+    assert result.exit_code == 0, result.stderr
+    assert "skipped" not in result.stderr
+    assert "r2: the progress an interrupted run left is stale" in result.stderr
+    assert "note_a" in _columns(postgres_url)
+    assert query(postgres_url, "SELECT to_regclass('myfy_db_safe_progress')") == [(None,)]

@@ -41,6 +41,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from myfy_db.migrations.safe import pg_progress as progress
+
 if TYPE_CHECKING:
     from myfy_db.migrations.lint.model import CapturedOp
     from myfy_db.migrations.safe import SafeRun
@@ -63,21 +65,6 @@ WHERE con.conname = :name AND c.relname = :table
   AND n.nspname = COALESCE(:schema, current_schema())
 """
 
-#: Where a revision's progress is kept while it is half-done: created when one of its steps
-#: first leaves the transaction, its row deleted (and the table dropped when empty) in the
-#: transaction that writes the revision's version row.
-PROGRESS_TABLE = "myfy_db_safe_progress"
-_PROGRESS_TABLE = (
-    f"CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} "
-    "(revision varchar(255) PRIMARY KEY, done integer NOT NULL)"
-)
-_PROGRESS_READ = f"SELECT done FROM {PROGRESS_TABLE} WHERE revision = :revision"
-_PROGRESS_WRITE = (
-    f"INSERT INTO {PROGRESS_TABLE} (revision, done) VALUES (:revision, :done) "
-    "ON CONFLICT (revision) DO UPDATE SET done = excluded.done"
-)
-_PROGRESS_DELETE = f"DELETE FROM {PROGRESS_TABLE} WHERE revision = :revision"
-_PROGRESS_LEFT = f"SELECT count(*) FROM {PROGRESS_TABLE}"
 
 #: The lint rules whose findings the rewrites below make safe, on Alembic's own operations
 #: (never on ``op.execute()`` text, nor inside ``batch_alter_table``).
@@ -126,6 +113,12 @@ class _Revision:
     count: int = 0
     #: Operations an interrupted run of this revision committed (None: not read yet).
     skip: int | None = None
+    #: Each completed operation, described (``add_column note``).
+    done: list[str] = field(default_factory=list)
+    #: The operations the interrupted run recorded as done (None: it did not say).
+    recorded: list[str] | None = None
+    #: A progress row of the revision was found (used, or stale).
+    found: bool = False
     #: This run recorded its progress (a step left the transaction).
     marked: bool = False
     #: The migration context of the revision's first operation.
@@ -148,42 +141,41 @@ class _Rewriter:
 
     def read_progress(self, operations: Any) -> int:
         context = operations.get_context()
-        self.revision.context = context
+        revision = self.revision
+        revision.context = context
         if context.as_sql:
             return 0
-        if not self.query(operations, f"SELECT to_regclass('{PROGRESS_TABLE}') IS NOT NULL"):
+        found = progress.read(context, revision.id)
+        if found is None:
             return 0
-        found = self.query(operations, _PROGRESS_READ, revision=self.revision.id)
-        return int(found or 0)
+        revision.found = True
+        done, recorded, stale = found
+        if stale:
+            self.run.report(
+                f"{revision.id}: the progress an interrupted run left is stale (the version "
+                "table moved since): every operation runs"
+            )
+            return 0
+        revision.recorded = recorded
+        return done
 
     def mark(self, operations: Any) -> None:
         """Record, in the transaction the next step commits, how many of the revision's
         operations are done: a re-run skips those (they are committed, the version row is
         not)."""
-        from sqlalchemy import text
-
         context = operations.get_context()
         if context.as_sql:
             return
-        connection = context.connection
-        connection.execute(text(_PROGRESS_TABLE))
-        connection.execute(
-            text(_PROGRESS_WRITE), {"revision": self.revision.id, "done": self.revision.count}
-        )
+        progress.write(context, self.revision.id, self.revision.done)
         self.revision.marked = True
 
     def finish(self) -> None:
         """The revision ran to its end: its progress goes, with its version row."""
-        from sqlalchemy import text
-
         revision = self.revision
         context = revision.context
-        if context is None or context.as_sql or not (revision.marked or revision.skip):
+        if context is None or context.as_sql or not (revision.marked or revision.found):
             return
-        connection = context.connection
-        connection.execute(text(_PROGRESS_DELETE), {"revision": revision.id})
-        if not connection.execute(text(_PROGRESS_LEFT)).scalar():
-            connection.execute(text(f"DROP TABLE IF EXISTS {PROGRESS_TABLE}"))
+        progress.clear(context, revision.id)
 
     def existing(self, table: str | None, schema: str | None) -> bool:
         return bool(table) and (_norm(schema), _norm(table)) not in self.revision.created_tables
@@ -204,13 +196,27 @@ class _Rewriter:
             revision.skip = self.read_progress(operations)
         self.depth += 1
         try:
+            described = _describe(operation)
+            recorded = revision.recorded
+            if (
+                revision.count < revision.skip
+                and recorded is not None
+                and recorded[revision.count : revision.count + 1] != [described]
+            ):
+                self.say(
+                    described,
+                    "not what the interrupted run did here (the revision changed since): "
+                    "it and the rest run",
+                )
+                revision.skip = revision.count
             if revision.count < revision.skip:
                 self._noted(operation, ops)
-                self.say(_describe(operation), "done by an interrupted run: skipped")
+                self.say(described, "done by an interrupted run: skipped")
                 result = None
             else:
                 result = self._dispatch(operations, operation, ops)
             revision.count += 1
+            revision.done.append(described)
             return result
         finally:
             self.depth -= 1
