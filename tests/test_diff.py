@@ -94,6 +94,12 @@ PG_CASES: list[tuple[list[str], list[str], list[str]]] = [
     (["foreign_key_changed"], [DROP_FK, FK + " DEFERRABLE INITIALLY DEFERRED"], []),
     (["check_missing"], ["ALTER TABLE parent ADD CONSTRAINT qty_max CHECK (qty < 100)"], []),
     (["check_extra"], [], ["ALTER TABLE parent ADD CONSTRAINT qty_max CHECK (qty < 100)"]),
+    # PostgreSQL deparses the IN list with casts that differ once written back (mlflow's).
+    (
+        ["check_missing"],
+        ["ALTER TABLE parent ADD CONSTRAINT code_in CHECK (code IN ('x', 'y'))"],
+        [],
+    ),
     (
         ["check_changed"],
         [

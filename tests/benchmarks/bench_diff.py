@@ -82,6 +82,8 @@ async def _build(pairs: dict[str, str]) -> None:
         for name, sql in pairs.items():
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.execute(f'CREATE DATABASE "{name}"')
+            if not sql:
+                continue
             connection = await asyncpg.connect(_admin_dsn(name))
             try:
                 await connection.execute(sql)
@@ -118,11 +120,15 @@ def _timed_diff(from_db: str, to_db: str, *flags: str) -> list[str]:
     return [str(BIN / "myfy-db"), "diff", _url(from_db), _url(to_db), *flags]
 
 
+#: The table of each index migra creates (its ``ON`` clause), filled by _migra_objects.
+INDEX_TABLES: dict[str, str] = {}
+
+
 def _migra_objects(sql: str) -> set[str]:
     """The objects migra's SQL touches, as ``table`` or ``table.name`` (quotes dropped)."""
     found = set()
     for statement in sql.split(";"):
-        text = statement.replace('"public".', "").replace('"', "").strip()
+        text = statement.replace('"', "").replace("public.", "").strip()
         if not text:
             continue
         match = re.match(r"(?is)^(create|drop) table (\w+)", text)
@@ -135,10 +141,14 @@ def _migra_objects(sql: str) -> set[str]:
             found.add(f"{table}.{name}" if what.lower() in ("column", "constraint") else table)
             continue
         match = re.match(
-            r"(?is)^(?:create (?:unique )?index|drop index(?: if exists)?) (\w+)", text
+            r"(?is)^(?:create (?:unique )?index(?: concurrently)?|drop index(?: if exists)?) "
+            r"(\w+)(?: on (?:only )?(\w+))?",
+            text,
         )
         if match:
             found.add(match.group(1))
+            if match.group(2):
+                INDEX_TABLES[match.group(1)] = match.group(2)
             continue
         match = re.match(r"(?is)^(?:create|drop) sequence(?: if exists)? (\w+)", text)
         if match:
@@ -212,6 +222,7 @@ def _compared(from_db: str, to_db: str) -> tuple[set[str], list[str]]:
         if t.split(".", 1)[0] not in tables
         and not any(t.startswith(f"{n}_") for n in tables)
         and t not in constraints
+        and INDEX_TABLES.get(t) not in tables
     )
     return theirs, missing
 
@@ -256,6 +267,65 @@ def _per_kind(names: list[str]) -> None:
         else:
             agreed += 1
     print(f"  migra per kind: {agreed} of {len(PG_CASES)} pairs agree", flush=True)
+
+
+MLFLOW = Path(os.environ.get("MYFY_BENCH_MLFLOW", "/tmp/mlflowvenv/bin/python"))
+#: Two revisions of mlflow's tracking-store chain: an older one, and head.
+MLFLOW_REVISIONS = ("7f2a7d5fae7d", "head")
+MLFLOW_BUILD = """
+import sys
+from alembic import command
+from sqlalchemy import create_engine
+from mlflow.store.db.utils import InitialBase, _get_alembic_config
+url, rev = sys.argv[1], sys.argv[2]
+engine = create_engine(url)
+InitialBase.metadata.create_all(engine)
+config = _get_alembic_config(url)
+with engine.begin() as connection:
+    config.attributes["connection"] = connection
+    command.upgrade(config, rev)
+engine.dispose()
+"""
+
+
+def _mlflow(names: list[str]) -> None:
+    """mlflow's chain at two revisions (its own way: initial tables, then the chain): the
+    objects migra's SQL changes must be among myfy-db's differences, and ``--sql`` applied
+    to the older database must leave no difference."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".py") as script:
+        script.write(MLFLOW_BUILD)
+        script.flush()
+        # Both ways: the older database brought up to head, and head brought down to it.
+        for way, (first, second) in (("up", (names[1], names[0])), ("down", names)):
+            asyncio.run(_build({names[0]: "", names[1]: ""}))
+            for name, revision in zip(names, MLFLOW_REVISIONS, strict=True):
+                url = _admin_dsn(name).replace("postgresql://", "postgresql+psycopg2://")
+                subprocess.run([str(MLFLOW), script.name, url, revision], check=True)
+            _coverage(first, second, f" (mlflow, {way})")
+            done = subprocess.run(
+                _timed_diff(first, second, "--sql"), capture_output=True, text=True
+            )
+            asyncio.run(_apply(second, done.stdout))
+            again = subprocess.run(_timed_diff(first, second, "--json"), capture_output=True)
+            left = len(json.loads(again.stdout).get("differences", []))
+            print(f"  mlflow round trip {way}: {left} difference(s) left after --sql", flush=True)
+            theirs, _ = _compared(first, second)
+            print(f"  migra after our --sql ({way}): {sorted(theirs) or 'no difference'}")
+
+
+async def _apply(database: str, script: str) -> None:
+    import asyncpg
+
+    body = "\n".join(line for line in script.splitlines() if not line.startswith("--"))
+    connection = await asyncpg.connect(_admin_dsn(database))
+    try:
+        for statement in re.split(r";\s*\n", body + "\n"):
+            if statement.strip():
+                await connection.execute(statement)
+    finally:
+        await connection.close()
 
 
 def run() -> list[Comparison]:
@@ -308,6 +378,10 @@ def run() -> list[Comparison]:
         )
         if not quick():
             _per_kind(names)
+            if MLFLOW.exists():
+                _mlflow(names)
+            else:
+                skip("diff on mlflow's chain", f"{MLFLOW} is not installed (mlflow-skinny)")
     finally:
         asyncio.run(_drop(names))
     return results

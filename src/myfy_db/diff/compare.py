@@ -48,8 +48,9 @@ def compare(from_snap: Snapshot, to_snap: Snapshot, impl: Any) -> Plan:
             for index in sorted(table.indexes, key=lambda i: str(i.name))
         ]
         plan.add(Difference("table_missing", table.key, table.name, "table", None), *steps)
-    for key in sorted(to_keys - from_keys):
-        table = to_snap.table(key)
+    extra = [to_snap.table(key) for key in sorted(to_keys - from_keys)]
+    for table in reversed(creation_order(extra)):  # a table before those it points at
+        key = table.key
         plan.add(
             Difference("table_extra", key, table.name, None, "table"),
             Step("drop_tables", ops.DropTableOp.from_table(table), f"drops table {key}"),

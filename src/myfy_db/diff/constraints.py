@@ -8,6 +8,7 @@ method; a foreign key's columns, target, actions and deferrability; a check's ex
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -143,10 +144,23 @@ def _fk_sig(constraint: ForeignKeyConstraint, dialect: Dialect) -> tuple[str, ..
     )
 
 
+#: A PostgreSQL cast as its deparser writes it (``::character varying``, ``::text[]``).
+_CAST = re.compile(
+    r"::\s*(?:character varying|double precision|bit varying"
+    r"|(?:timestamp|time) with(?:out)? time zone|\"?\w+\"?)"
+    r"(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])*",
+    re.IGNORECASE,
+)
+
+
 def _check_text(constraint: CheckConstraint) -> str:
+    """A check's expression compared without its casts: PostgreSQL deparses the expression
+    it stores, and one written from another's deparse comes back cast differently
+    (``ARRAY['a'::varchar]::text[]`` against ``ARRAY['a'::varchar::text]``)."""
     from myfy_db.diff.compare import normalise_sql
 
-    return normalise_sql(str(getattr(constraint.sqltext, "text", constraint.sqltext)))
+    text = str(getattr(constraint.sqltext, "text", constraint.sqltext))
+    return normalise_sql(_CAST.sub("", text))
 
 
 def describe(kind: str, dialect: Dialect, item: Any) -> str:
