@@ -310,3 +310,54 @@ def test_online_capture_judges_as_the_offline_one(
         assert "fails on the dev database" in detail
     else:
         assert refused == []
+
+
+#: An env.py that migrates the database an environment variable names, whatever myfy-db
+#: gives it (as a project's own env.py reading DATABASE_URL does).
+OWN_URL_ENV = """
+def run_migrations_online():
+    import os
+
+    connectable = async_engine_from_config(
+        {"sqlalchemy.url": os.environ["MYFY_TEST_OWN_URL"]}, prefix="sqlalchemy.",
+        poolclass=pool.NullPool,
+    )
+
+    async def go():
+        async with connectable.connect() as connection:
+            await connection.run_sync(do_run_migrations)
+        await connectable.dispose()
+
+    asyncio.run(go())
+"""
+
+
+def test_an_env_py_migrating_its_own_url_never_touches_the_target(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lint --dev-url replays on a scratch database; an env.py that connects to the target
+    instead (from its own setting) is refused before a revision runs: exit 2, the target
+    untouched, the scratch database dropped."""
+    from migrate_project import _ENV_HEAD, _ENV_TAIL, tables
+
+    ini = write_project(tmp_path, [ITEMS])
+    (tmp_path / "migrations" / "env.py").write_text(_ENV_HEAD + OWN_URL_ENV + _ENV_TAIL)
+    server = server_for("postgresql")
+    created = record_scratch_databases(monkeypatch)
+    result = invoke(
+        "migrate",
+        "lint",
+        "--url",
+        postgres_url,
+        "--config",
+        str(ini),
+        "--dev-url",
+        server.url,
+        env={"MYFY_TEST_OWN_URL": postgres_url},
+    )
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert "env.py migrates a different database" in result.stderr
+    assert tables(postgres_url) == set()
+    assert created, "the replay never started"
+    for url in created:
+        assert not scratch_exists(url)
