@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import subprocess
 import sys
 import textwrap
 import time
@@ -820,3 +822,115 @@ def test_progress_left_before_a_plain_run_and_a_downgrade_is_stale(
     assert "r2: the progress an interrupted run left is stale" in result.stderr
     assert "note_a" in _columns(postgres_url)
     assert query(postgres_url, "SELECT to_regclass('myfy_db_safe_progress')") == [(None,)]
+
+
+QUALIFIED = [
+    (
+        "r1",
+        "a schema of its own, mixed-case names",
+        """\
+op.execute("CREATE SCHEMA app")
+op.create_table("users", sa.Column("id", sa.Integer, primary_key=True), schema="app")
+op.create_table(
+    "Orders",
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("UserId", sa.Integer),
+    sa.Column("code", sa.String(20)),
+    sa.Column("qty", sa.Integer),
+    schema="app",
+)
+op.execute('INSERT INTO app.users VALUES (1)')
+op.execute('INSERT INTO app."Orders" VALUES (1, 1, \\'a\\', 2), (2, NULL, \\'b\\', 3)')""",
+        "pass",
+    ),
+    (
+        "r2",
+        "every rewrite on app.Orders",
+        """\
+op.create_index("IxQty", "Orders", ["qty"], schema="app", postgresql_where=sa.text("qty > 0"))
+op.create_index("ix_lower", "Orders", [sa.text("lower(code)")], schema="app", unique=True)
+op.create_foreign_key(
+    "FkUser", "Orders", "users", ["UserId"], ["id"], source_schema="app", referent_schema="app"
+)
+op.create_unique_constraint("UqCode", "Orders", ["code"], schema="app")
+op.create_check_constraint("CkQty", "Orders", "qty > 0", schema="app")
+op.alter_column("Orders", "qty", existing_type=sa.Integer, nullable=False, schema="app")
+op.add_column(
+    "Orders", sa.Column("SellerId", sa.Integer, sa.ForeignKey("app.users.id")), schema="app"
+)
+op.drop_index("IxQty", table_name="Orders", schema="app")""",
+        "pass",
+    ),
+]
+
+
+def _app_schema(url: str) -> list[Any]:
+    return query(
+        url,
+        "SELECT 'c', conname, pg_get_constraintdef(c.oid), convalidated::text "
+        "FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace "
+        "WHERE nspname = 'app' UNION ALL "
+        "SELECT 'i', c.relname, pg_get_indexdef(i.indexrelid), i.indisvalid::text "
+        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE nspname = 'app' UNION ALL "
+        "SELECT 'n', table_name, column_name, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = 'app' UNION ALL "
+        "SELECT 'v', version_num, '', '' FROM alembic_version ORDER BY 1, 2, 3",
+    )
+
+
+@pytest.mark.skipif(shutil.which("psql") is None, reason="psql is not installed")
+def test_sql_safe_runs_in_psql_and_builds_what_the_plain_run_builds(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Schema-qualified, mixed-case tables; a partial and an expression index: the live
+    --safe run and the --sql --safe file (applied with psql -v ON_ERROR_STOP=1) both leave
+    the schema the plain run leaves."""
+    ini = write_project(tmp_path, QUALIFIED)
+    args = ["--url", postgres_url, "--config", str(ini)]
+    reset = "DROP SCHEMA app CASCADE; DROP TABLE alembic_version"
+    assert invoke("migrate", *args).exit_code == 0
+    plain = _app_schema(postgres_url)
+    assert (
+        "i",
+        "ix_lower",
+        'CREATE UNIQUE INDEX ix_lower ON app."Orders" USING btree (lower((code)::text))',
+        "true",
+    ) in plain
+    _execute(postgres_url, reset)
+    live = invoke("migrate", "--safe", *args)
+    assert live.exit_code == 0, live.stderr
+    assert "r2: create_foreign_key FkUser -> ADD CONSTRAINT ... NOT VALID" in live.stderr
+    assert _app_schema(postgres_url) == plain
+    _execute(postgres_url, reset)
+    rendered = invoke("migrate", "--sql", "--safe", *args)
+    assert rendered.exit_code == 0, rendered.stderr
+    assert "CONCURRENTLY" in rendered.stdout
+    script = tmp_path / "safe.sql"
+    script.write_text(rendered.stdout)
+    u = make_url(postgres_url)
+    applied = subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            u.host or "localhost",
+            "-p",
+            str(u.port or 5432),
+            "-U",
+            u.username or "postgres",
+            "-d",
+            u.database or "",
+            "-f",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PGPASSWORD": u.password or ""},
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert _app_schema(postgres_url) == plain
