@@ -265,6 +265,26 @@ def test_every_spelling_of_this_machine_is_the_same_host(host: str) -> None:
     assert not same_database(DatabaseUrl.parse("postgresql+asyncpg://u@10.9.8.7/app"), target)
 
 
+def test_a_resolver_that_hangs_holds_the_check_up_one_second_at_most(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """getaddrinfo blocks (and a Ctrl-C with it): a name that does not resolve within the
+    bound reads as unresolved, and the names are then compared as written."""
+    import socket
+
+    def hangs(*_args: Any, **_kw: Any) -> Any:
+        time.sleep(5)
+        raise OSError("no answer")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hangs)
+    started = time.monotonic()
+    assert not same_database(
+        DatabaseUrl.parse("postgresql+asyncpg://u@db-a.example/app"),
+        DatabaseUrl.parse("postgresql+asyncpg://u@db-b.example/app"),
+    )
+    assert time.monotonic() - started < 2.5
+
+
 def test_a_hard_link_to_the_sqlite_target_is_the_same_database(tmp_path: Path) -> None:
     (tmp_path / "app.db").touch()
     os.link(tmp_path / "app.db", tmp_path / "other.db")

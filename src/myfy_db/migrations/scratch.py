@@ -79,7 +79,9 @@ def _same_host(a: str | None, b: str | None) -> bool:
     first, second = _host_name(a), _host_name(b)
     if first == second:
         return True
-    found_a, found_b = _addresses(first), _addresses(second)
+    found_a, found_b = _addresses(first, second)
+    if not (found_a and found_b):
+        return False
     if found_a & found_b:
         return True
     own = _own_addresses()
@@ -91,20 +93,46 @@ def _host_name(host: str | None) -> str:
     return "localhost" if name in _LOCAL_HOSTS else name
 
 
-def _addresses(host: str) -> set[str]:
-    """The addresses ``host`` names (a literal address is its own); empty when it does
-    not resolve."""
+#: How long host names may take to resolve (getaddrinfo blocks, and a Ctrl-C with it).
+_RESOLVE_WITHIN = 1.0
+
+
+def _addresses(*hosts: str) -> list[set[str]]:
+    """The addresses each host names (a literal address is its own), resolved at once on
+    threads of their own, so an interrupt is never held up; empty for a host that does not
+    resolve within :data:`_RESOLVE_WITHIN` seconds in all."""
     import ipaddress
     import socket
+    import threading
+    import time
 
-    try:
-        return {str(ipaddress.ip_address(host))}
-    except ValueError:
-        pass
-    try:
-        return {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
-    except (OSError, UnicodeError):
-        return set()
+    found: list[set[str]] = [set() for _ in hosts]
+    workers: list[threading.Thread | None] = []
+    for index, host in enumerate(hosts):
+        try:
+            found[index].add(str(ipaddress.ip_address(host)))
+            workers.append(None)
+            continue
+        except ValueError:
+            pass
+
+        def resolve(host: str = host, into: set[str] = found[index]) -> None:
+            with suppress(OSError, UnicodeError):
+                into.update(str(info[4][0]) for info in socket.getaddrinfo(host, None))
+
+        worker = threading.Thread(target=resolve, name="myfy-db-resolve", daemon=True)
+        worker.start()
+        workers.append(worker)
+    deadline = time.monotonic() + _RESOLVE_WITHIN
+    answered: list[set[str]] = []
+    for pending, addresses in zip(workers, found, strict=True):
+        if pending is not None:
+            pending.join(max(0.0, deadline - time.monotonic()))
+            if pending.is_alive():
+                answered.append(set())
+                continue
+        answered.append(set(addresses))
+    return answered
 
 
 def _is_local(address: str, own: set[str]) -> bool:
@@ -118,10 +146,7 @@ def _own_addresses() -> set[str]:
     """The addresses of this host's own names."""
     import socket
 
-    found: set[str] = set()
-    for name in {socket.gethostname(), socket.getfqdn()}:
-        found |= _addresses(name.lower())
-    return found
+    return set().union(*_addresses(socket.gethostname().lower()))
 
 
 def _resolved(path: str) -> str:
