@@ -54,9 +54,8 @@ def human_lines(outcome: Outcome) -> list[str]:
         lines.append("")
         lines.append(f"table {table}" if table else "schema")
         for d in group:
-            what = d.kind if d.kind.startswith(("table_", "primary_key")) else f"{d.kind} {d.name}"
-            if d.kind.startswith("table_"):
-                what = d.kind
+            # A table's own line needs no name: its heading has it.
+            what = d.kind if d.kind.startswith("table_") else f"{d.kind} {d.name}"
             lines.append(f"  {what}: FROM {_side(d.from_side)} | TO {_side(d.to_side)}")
     tables = len({d.table for d in differences if d.table})
     lines.append("")
