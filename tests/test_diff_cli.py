@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from diff_support import diff_json, execute, kinds, sql_of, statements_of, two_databases
-from helpers import CANARY, free_port, invoke, server_for, with_password
+from helpers import CANARY, Running, free_port, invoke, server_for, with_password
 from migrate_project import query, write_project
 from myfy_db.diff.kinds import KINDS
 
@@ -394,3 +396,17 @@ def test_across_dialects_what_to_cannot_say_is_a_manual_line(
         execute(to_url, plain)
         code, document, _ = diff_json(postgres_url, to_url)
         assert [d["table"] for d in document["differences"] if d["table"]] == ["t"]
+
+
+@pytest.mark.wall_clock
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_one_signal_ends_a_diff_held_by_a_hung_server(
+    postgres_url: str, silent_port: int, tmp_path: Path, sig: signal.Signals
+) -> None:
+    hung = f"postgresql+asyncpg://postgres:{CANARY}@127.0.0.1:{silent_port}/db"
+    run = Running("diff", postgres_url, hung, env={}, cwd=tmp_path)
+    time.sleep(1.5)  # connecting to the hung server, which never answers
+    assert run.process.poll() is None, run.err
+    elapsed = run.stop(sig)
+    run.assert_interrupted(elapsed, sig)
+    assert CANARY not in run.err + "".join(run.out)
