@@ -1044,3 +1044,26 @@ def test_pt_osc_keeps_the_tables_own_triggers(tmp_path: Path, mysql_url: str) ->
     assert pt_osc_triggers(mysql_url) == ["orders_audit"]
     sql(mysql_url, "INSERT INTO orders (user_id, qty, code) VALUES (1, 1, 'after')")
     assert sql(mysql_url, "SELECT COUNT(*) FROM audit") == [(1,)]
+
+
+def test_pt_osc_runs_an_alembic_type_change_the_linter_sees(tmp_path: Path, mysql_url: str) -> None:
+    _require_pt_osc()
+    ini = _project(
+        tmp_path, 'op.alter_column("orders", "qty", type_=sa.BigInteger, existing_type=sa.Integer)'
+    )
+    args = ["--url", mysql_url, "--config", str(ini)]
+    assert invoke("migrate", "up", "r1", *args).exit_code == 0
+    fill(mysql_url, 2_000)
+    rows = content(mysql_url)
+    refused = invoke("migrate", "--safe", *args)
+    assert refused.exit_code == 1
+    assert "MY001" in refused.stderr
+    result = invoke("migrate", "--online-ddl", "pt-osc", *args)
+    assert result.exit_code == 0, result.stderr
+    assert "r2: alter_column orders.qty -> pt-online-schema-change" in result.stderr
+    assert column_type(mysql_url, "qty") == "bigint"
+    assert content(mysql_url) == rows
+    assert leftovers(mysql_url) == []
+    assert version(mysql_url) == [("r2",)]
+    sql_out = invoke("migrate", "--online-ddl", "pt-osc", "--sql", *args)
+    assert sql_out.exit_code == 0, sql_out.stderr

@@ -279,7 +279,7 @@ def render_sql(
     project.script()
     safe = not downgrade and check_options(options, settings, atomic=False)
     if safe:
-        refuse_unsafe(project, settings, revision)
+        refuse_unsafe(project, settings, revision, online_ddl=options.online_ddl)
     sink = output or sys.stdout
     for line in timeout_preamble(
         settings.url.dialect, float(settings.ddl_lock_timeout), statement_timeout

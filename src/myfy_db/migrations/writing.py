@@ -211,7 +211,7 @@ async def run_writing(
             pending_ids = {s.revision for s in operation.scripts(script, before)}
             if pending_ids:
                 start = f"{before[0]}:heads" if len(before) == 1 else "heads"
-                refuse_unsafe(project, settings, start, pending_ids, connection)
+                refuse_unsafe(project, settings, start, pending_ids, connection, options.online_ddl)
         # The record, committed on its own: after the confirmation, before the first change.
         guard.prepare(connection, guard_command, change)
 

@@ -18,6 +18,7 @@ A dialect module provides:
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -164,6 +165,7 @@ def refuse_unsafe(
     alembic_range: str,
     revisions: set[str] | None = None,
     connection: Connection | None = None,
+    online_ddl: str | None = None,
 ) -> None:
     """Judge the revisions of ``alembic_range`` (only those in ``revisions`` when given) as
     ``migrate lint --safe`` would, and refuse (:class:`OperationFailed`, exit 1) before
@@ -172,6 +174,8 @@ def refuse_unsafe(
 
     ``connection`` (the live one) gives the column types before the range, as ``lint``
     reads them; without it, the revisions' own ``existing_type`` is all there is.
+    ``online_ddl`` (``--online-ddl``) is passed to the dialect's ``fixes``: with pt-osc,
+    MySQL's copies are made safe too.
     """
     from myfy_db.migrations.lint import judge
     from myfy_db.migrations.lint.capture import capture
@@ -184,7 +188,10 @@ def refuse_unsafe(
     if revisions is not None:
         ops = [captured for captured in ops if captured.revision in revisions]
     known = _column_types(connection) if connection is not None else {}
-    findings = judge(ops, None, known, made_safe=getattr(module, "fixes", None))
+    fixes = getattr(module, "fixes", None)
+    if fixes is not None and online_ddl is not None:  # pt-osc runs the copies (MySQL only)
+        fixes = functools.partial(fixes, online_ddl=online_ddl)
+    findings = judge(ops, None, known, made_safe=fixes)
     unsafe = [
         f for f in findings if f.severity >= Severity.ERROR and not f.accepted and not f.made_safe
     ]
