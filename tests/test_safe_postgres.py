@@ -934,3 +934,73 @@ def test_sql_safe_runs_in_psql_and_builds_what_the_plain_run_builds(
     )
     assert applied.returncode == 0, applied.stderr
     assert _app_schema(postgres_url) == plain
+
+
+SERVER_NAMED = """\
+op.create_check_constraint(None, "orders", "qty > 0")
+op.create_check_constraint(None, "orders", "buyer > 0")
+op.create_check_constraint(None, "orders", "buyer < qty + 100")
+op.create_check_constraint(None, "orders", "qty < 1000")
+op.create_foreign_key(None, "orders", "users", ["user_id"], ["id"])
+op.create_foreign_key(None, "orders", "users", ["user_id"], ["id"], ondelete="CASCADE")"""
+
+
+def _constraints(url: str) -> list[Any]:
+    return query(
+        url,
+        "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
+        "WHERE conrelid = 'orders'::regclass ORDER BY 1",
+    )
+
+
+def test_unnamed_constraints_are_each_added_under_the_name_the_server_gives(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """PostgreSQL names an unnamed CHECK after its one column (orders_qty_check), and the
+    next of a name in use orders_qty_check1: --safe must add every one, never take a name
+    in use for one already there and skip the add."""
+    ini = write_project(tmp_path, [_r1(), ("r2", "unnamed", SERVER_NAMED, "pass")])
+    args = ["--url", postgres_url, "--config", str(ini)]
+    _execute(postgres_url, "CREATE TABLE other (x integer CONSTRAINT orders_check CHECK (x > 0))")
+    applied = invoke("migrate", *args)
+    assert applied.exit_code == 0, applied.stderr
+    plain = _constraints(postgres_url)
+    assert len(plain) == 7, plain
+    assert invoke("migrate", "down", "r1", "--yes", *args).exit_code == 0
+    _execute(
+        postgres_url,
+        "; ".join(
+            f'ALTER TABLE orders DROP CONSTRAINT "{name}"'
+            for name, definition, _ in plain
+            if "PRIMARY" not in definition
+        ),
+    )
+    safe = invoke("migrate", "--safe", *args)
+    assert safe.exit_code == 0, safe.stderr
+    assert "r2: create_check_constraint orders_qty_check1 -> ADD CONSTRAINT" in safe.stderr
+    assert _constraints(postgres_url) == plain
+
+
+def test_an_unnamed_check_left_not_valid_by_the_interrupted_run_is_validated_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The operation the interrupted run was on added orders_qty_check NOT VALID and
+    stopped before VALIDATE: the re-run validates it, and adds no second one."""
+    body = 'op.create_check_constraint(None, "orders", "qty > 0")'
+    ini = write_project(tmp_path, [_r1(), ("r2", "one check", body, "pass")])
+    args = ["--url", postgres_url, "--config", str(ini)]
+    assert invoke("migrate", "up", "r1", *args).exit_code == 0
+    _execute(
+        postgres_url,
+        "ALTER TABLE orders ADD CHECK (qty > 0) NOT VALID; "
+        "CREATE TABLE myfy_db_safe_progress (revision varchar(255) PRIMARY KEY, "
+        "done integer NOT NULL, ops text, versions text); "
+        "INSERT INTO myfy_db_safe_progress SELECT 'r2', 0, '', "
+        "string_agg(xmin::text, ',' ORDER BY xmin::text) FROM alembic_version",
+    )
+    result = invoke("migrate", "--safe", *args)
+    assert result.exit_code == 0, result.stderr
+    assert "r2: create_check_constraint orders_qty_check -> ADD CONSTRAINT" in result.stderr
+    checks = [row for row in _constraints(postgres_url) if "CHECK" in row[1]]
+    assert checks == [("orders_qty_check", "CHECK ((qty > 0))", True)]
+    assert query(postgres_url, "SELECT to_regclass('myfy_db_safe_progress')") == [(None,)]

@@ -42,6 +42,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from myfy_db.migrations.safe import pg_progress as progress
+from myfy_db.migrations.safe.pg_names import (
+    check_column,
+    describe,
+    object_name,
+    short,
+)
 
 if TYPE_CHECKING:
     from myfy_db.migrations.lint.model import CapturedOp
@@ -49,13 +55,19 @@ if TYPE_CHECKING:
 
 __all__ = ["execution", "fixes"]
 
-#: PostgreSQL truncates names to NAMEDATALEN - 1 bytes.
-_MAX_NAME = 63
 _INDEX_VALID = """
 SELECT i.indisvalid FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relname = :name AND n.nspname = COALESCE(:schema, current_schema())
+"""
+#: The table (or '' for a domain) of a constraint of the name in the schema.
+_NAME_TAKEN = """
+SELECT COALESCE(c.relname, '') FROM pg_constraint con
+JOIN pg_namespace n ON n.oid = con.connamespace
+LEFT JOIN pg_class c ON c.oid = con.conrelid
+WHERE con.conname = :name AND n.nspname = COALESCE(:schema, current_schema())
+LIMIT 1
 """
 _CONSTRAINT = """
 SELECT con.convalidated FROM pg_constraint con
@@ -96,12 +108,6 @@ def _norm(name: str | None) -> str:
     return (name or "").strip('"').lower()
 
 
-def _short(name: str) -> str:
-    """``name`` cut to 63 bytes, as the server would, at a character boundary."""
-    raw = name.encode()[:_MAX_NAME]
-    return raw.decode(errors="ignore")
-
-
 @dataclass
 class _Revision:
     """What the running revision did so far: a table it created is new, not "existing"."""
@@ -119,6 +125,8 @@ class _Revision:
     recorded: list[str] | None = None
     #: A progress row of the revision was found (used, or stale).
     found: bool = False
+    #: The operation the interrupted run was on (its steps may have left a constraint).
+    resume_at: int = -1
     #: This run recorded its progress (a step left the transaction).
     marked: bool = False
     #: The migration context of the revision's first operation.
@@ -157,6 +165,7 @@ class _Rewriter:
             )
             return 0
         revision.recorded = recorded
+        revision.resume_at = done
         return done
 
     def mark(self, operations: Any) -> None:
@@ -196,7 +205,7 @@ class _Rewriter:
             revision.skip = self.read_progress(operations)
         self.depth += 1
         try:
-            described = _describe(operation)
+            described = describe(operation)
             recorded = revision.recorded
             if (
                 revision.count < revision.skip
@@ -378,20 +387,48 @@ class _Rewriter:
 
         if isinstance(operation, ops.CreateForeignKeyOp):
             table, schema = operation.source_table, operation.kw.get("source_schema")
-            default = f"{table}_{'_'.join(operation.local_cols)}_fkey"
+            middle, label = "_".join(operation.local_cols), "fkey"
         else:
             table, schema = operation.table_name, operation.schema
-            default = f"{table}_check"
-        name = self.final_name(operations, operation) or _short(default)
+            middle, label = check_column(operation.condition), "check"
+        name = self.final_name(operations, operation)
+        add = True
+        if name is None:  # the server would choose it: as it would, never one in use
+            name, add = self.server_name(operations, table, schema, middle, label)
         self.say(f"{what} {name}", "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT")
         rewritten = copy.copy(operation)
         rewritten.constraint_name = conv(name)  # the convention is applied already
         rewritten.kw = {**operation.kw, "postgresql_not_valid": True}
         self.mark(operations)
         with _outside_transaction(operations):
-            if self.constraint_state(operations, name, table, schema) is None:
+            if add and self.constraint_state(operations, name, table, schema) is None:
                 self.original(operations, rewritten)
             self.validate(operations, table, schema, name)
+
+    def server_name(
+        self, operations: Any, table: str, schema: str | None, middle: str, label: str
+    ) -> tuple[str, bool]:
+        """PostgreSQL's own choice of an unnamed constraint's name (``orders_qty_check``,
+        then ``orders_qty_check1`` ... while the name is in use in the schema), and whether
+        it is still to be added: not when the operation the interrupted run was on left it
+        NOT VALID under the last name in use."""
+        previous: tuple[str, str] | None = None
+        for number in range(1000):  # pragma: no branch - the server's limit is the same
+            candidate = object_name(table, middle, f"{label}{number or ''}")
+            owner = self.query(operations, _NAME_TAKEN, name=candidate, schema=schema)
+            if owner is None:
+                break
+            previous = (candidate, str(owner))
+        revision = self.revision
+        if (
+            revision.found
+            and revision.count == revision.resume_at
+            and previous is not None
+            and previous[1] == table
+            and self.constraint_state(operations, previous[0], table, schema) is False
+        ):
+            return previous[0], False
+        return candidate, True
 
     def add_column_with_foreign_key(self, operations: Any, operation: Any) -> Any:
         """The column on its own (in the revision's transaction), then each foreign key NOT
@@ -443,7 +480,7 @@ class _Rewriter:
             or others.modify_comment is not False
         ):
             self.original(operations, others)  # what else it changes, as written
-        check = _short(f"{table}_{column}_not_null")
+        check = short(f"{table}_{column}_not_null")
         self.say(
             f"alter_column {table}.{column} nullable=False",
             "CHECK (... IS NOT NULL) NOT VALID, VALIDATE, SET NOT NULL, drop the check",
@@ -473,7 +510,7 @@ class _Rewriter:
 
         table, schema = operation.table_name, operation.schema
         columns = [str(c) for c in operation.columns]
-        default = _short(f"{table}_{'_'.join(columns)}_key")
+        default = short(f"{table}_{'_'.join(columns)}_key")
         name = self.final_name(operations, operation) or default
         self.say(
             f"create_unique_constraint {name}",
@@ -518,22 +555,6 @@ def _outside_transaction(operations: Any) -> Any:
         if level == "AUTOCOMMIT":
             return nullcontext()
     return context.autocommit_block()
-
-
-def _describe(operation: Any) -> str:
-    """``add_column note``: an operation as the revision wrote it."""
-    import re
-
-    kind = re.sub(r"(?<!^)(?=[A-Z])", "_", type(operation).__name__.removesuffix("Op")).lower()
-    column = getattr(operation, "column", None)
-    name = (
-        getattr(operation, "index_name", None)
-        or getattr(operation, "constraint_name", None)
-        or getattr(column, "name", None)
-        or getattr(operation, "column_name", None)
-        or getattr(operation, "table_name", None)
-    )
-    return f"{kind} {name}" if name else kind
 
 
 def _execute_op(statement: str) -> Any:
