@@ -1004,3 +1004,33 @@ def test_an_unnamed_check_left_not_valid_by_the_interrupted_run_is_validated_onc
     checks = [row for row in _constraints(postgres_url) if "CHECK" in row[1]]
     assert checks == [("orders_qty_check", "CHECK ((qty > 0))", True)]
     assert query(postgres_url, "SELECT to_regclass('myfy_db_safe_progress')") == [(None,)]
+
+
+def test_the_not_null_recipe_written_by_hand_runs_under_safe(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """PG007's safe form, written in the revision (a check named orders_qty_not_null,
+    validated, SET NOT NULL, the check dropped): the helper check of --safe's rewrite is
+    its own, so the revision's check is neither taken for it nor dropped before the
+    revision drops it."""
+    recipe = """\
+op.create_check_constraint(
+    "orders_qty_not_null", "orders", "qty IS NOT NULL", postgresql_not_valid=True
+)
+op.execute("ALTER TABLE orders VALIDATE CONSTRAINT orders_qty_not_null")
+op.alter_column("orders", "qty", existing_type=sa.Integer, nullable=False)
+op.drop_constraint("orders_qty_not_null", "orders")"""
+    ini = write_project(tmp_path, [_r1(), ("r2", "the recipe", recipe, "pass")])
+    args = ["--url", postgres_url, "--config", str(ini)]
+    assert invoke("migrate", "up", "r1", *args).exit_code == 0
+    result = invoke("migrate", "--safe", *args)
+    assert result.exit_code == 0, result.stderr
+    assert _version(postgres_url) == [("r2",)]
+    checks = [row for row in _constraints(postgres_url) if "CHECK" in row[1]]
+    assert checks == []
+    nullable = query(
+        postgres_url,
+        "SELECT is_nullable FROM information_schema.columns "
+        "WHERE table_name = 'orders' AND column_name = 'qty'",
+    )
+    assert nullable == [("NO",)]

@@ -480,7 +480,8 @@ class _Rewriter:
             or others.modify_comment is not False
         ):
             self.original(operations, others)  # what else it changes, as written
-        check = short(f"{table}_{column}_not_null")
+        # Its own name: a revision's check (PG007's recipe) is never taken nor dropped.
+        check = short(f"myfy_nn_{table}_{column}")
         self.say(
             f"alter_column {table}.{column} nullable=False",
             "CHECK (... IS NOT NULL) NOT VALID, VALIDATE, SET NOT NULL, drop the check",
