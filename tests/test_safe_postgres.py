@@ -940,7 +940,7 @@ SERVER_NAMED = """\
 op.create_check_constraint(None, "orders", "qty > 0")
 op.create_check_constraint(None, "orders", "buyer > 0")
 op.create_check_constraint(None, "orders", "buyer < qty + 100")
-op.create_check_constraint(None, "orders", "qty < 1000")
+op.create_check_constraint(None, "orders", sa.column("qty") < 1000)
 op.create_foreign_key(None, "orders", "users", ["user_id"], ["id"])
 op.create_foreign_key(None, "orders", "users", ["user_id"], ["id"], ondelete="CASCADE")"""
 

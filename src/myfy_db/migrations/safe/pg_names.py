@@ -55,6 +55,18 @@ def check_column(condition: Any) -> str:
             for value in node:
                 yield from walk(value)
 
+    if not isinstance(condition, str):  # a SQL expression: as the server would get it
+        from sqlalchemy.dialects.postgresql.base import PGDialect
+
+        try:
+            condition = str(
+                condition.compile(
+                    dialect=PGDialect(),  # type: ignore[no-untyped-call]
+                    compile_kwargs={"literal_binds": True},
+                )
+            )
+        except Exception:  # an expression that cannot be rendered alone: named generally
+            return ""
     try:
         tree = json.loads(parse_sql_json(f"SELECT ({condition})"))
     except ParseError:
