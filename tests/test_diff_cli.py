@@ -410,3 +410,20 @@ def test_one_signal_ends_a_diff_held_by_a_hung_server(
     elapsed = run.stop(sig)
     run.assert_interrupted(elapsed, sig)
     assert CANARY not in run.err + "".join(run.out)
+
+
+def test_myfy_db_and_alembic_bookkeeping_tables_are_no_difference(tmp_path: Path) -> None:
+    """The version table, the environment record and migrate --safe's record of a half-done
+    revision are myfy-db's and Alembic's, not the application's schema."""
+    import sqlite3
+
+    plain, kept = tmp_path / "plain.db", tmp_path / "kept.db"
+    for path in (plain, kept):
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY)")
+    with sqlite3.connect(kept) as db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        db.execute("CREATE TABLE myfy_db_meta (key TEXT PRIMARY KEY, value TEXT)")
+        db.execute("CREATE TABLE myfy_db_safe_progress (revision TEXT PRIMARY KEY, done INT)")
+    result = invoke("diff", f"sqlite+aiosqlite:///{plain}", f"sqlite+aiosqlite:///{kept}")
+    assert result.exit_code == 0, result.stdout + result.stderr

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import MetaData, Table, inspect, text
 
+from myfy_db.migrations.environment import IGNORED_TABLES
+
 if TYPE_CHECKING:
     from sqlalchemy import Connection
     from sqlalchemy.engine import Dialect
-
-#: Bookkeeping tables that are no part of an application's schema.
-IGNORED_TABLES = frozenset({"alembic_version", "myfy_db_meta"})
 
 _SERIAL = re.compile(r"""^nextval\('(?:"?[^'".]+"?\.)?"?([^'"]+)"?'::regclass\)$""")
 

@@ -29,7 +29,8 @@ METADATA = "myfy_db.metadata"
 ON_VERSION_APPLY = "myfy_db.on_version_apply"
 TRANSACTIONAL_DDL = "myfy_db.transactional_ddl"
 #: Tables a migration never manages: the guard's environment record, Alembic's own, and
-#: ``migrate --safe``'s record of a half-done revision (:mod:`.safe.postgresql`).
+#: ``migrate --safe``'s record of a half-done revision (:mod:`.safe.pg_progress`); diff
+#: leaves them out too.
 IGNORED_TABLES = frozenset({META_TABLE, "alembic_version", "myfy_db_safe_progress"})
 
 
