@@ -361,3 +361,24 @@ def test_an_env_py_migrating_its_own_url_never_touches_the_target(
     assert created, "the replay never started"
     for url in created:
         assert not scratch_exists(url)
+
+
+def test_an_env_py_failing_online_is_named_as_env_py_not_a_revision(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ini = write_project(tmp_path, [ITEMS])
+    env_py = tmp_path / "migrations" / "env.py"
+    env_py.write_text(
+        "from alembic import context\n"
+        "if not context.is_offline_mode():\n"
+        "    raise RuntimeError('env.py needs a setting this run does not have')\n"
+        + env_py.read_text()
+    )
+    dev = f"sqlite+aiosqlite:///{tmp_path / 'dev.db'}"
+    result = invoke(
+        "migrate", "lint", "--offline", "--url", sqlite_url, "--config", str(ini),
+        "--dev-url", dev,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert "env.py itself fails" in result.stderr
+    assert "the revision fails" not in result.stderr

@@ -454,10 +454,17 @@ def _upgrade_on(
                 if where is not None and message.startswith("migration failed"):
                     # env.py's fileConfig() silenced Alembic's "Running ..." record.
                     message = f"{where} failed" + message.removeprefix("migration failed")
+                in_revision = where is not None or tracker.revision is not None
                 raise type(failed)(
                     f"on the scratch database ({url.target}): {message}",
-                    hint="the revision fails on an empty database built from the chain "
-                    "alone; fix it, or lint it without --dev-url",
+                    hint=(
+                        "the revision fails on an empty database built from the chain "
+                        "alone; fix it, or lint it without --dev-url"
+                        if in_revision
+                        else "env.py itself fails when it runs online on the scratch "
+                        "database, before any revision; run it with plain `alembic upgrade` "
+                        "on an empty database to see why, or lint it without --dev-url"
+                    ),
                 ) from exc
         connection.commit()
     finally:
