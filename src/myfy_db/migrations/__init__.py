@@ -20,6 +20,8 @@
   runs where that is impossible.
 - :mod:`.scratch`: a scratch database on a dev server (created empty, always dropped), and
   replaying the chain on it (``migrate lint --dev-url``, ``diff``).
+- :mod:`.hooks`: Alembic's methods replaced for the length of a run and restored (lint's
+  captures and ``--safe`` watch and rewrite revisions through them, never editing them).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from myfy_db.errors import MyfyDbError, OperationFailed
+from myfy_db.migrations.hooks import each_revision_step, replaced
 from myfy_db.migrations.lint.model import CapturedOp
 from myfy_db.migrations.lint.rawsql import statements_of
 from myfy_db.urls import redact
@@ -197,32 +198,20 @@ def batch_flush_muted(recorder: _Recorder) -> Iterator[None]:
         finally:
             recorder.depth -= 1
 
-    BatchOperationsImpl.flush = flush  # type: ignore[method-assign]
-    try:
+    with replaced(BatchOperationsImpl, "flush", flush):
         yield
-    finally:
-        BatchOperationsImpl.flush = original  # type: ignore[method-assign]
 
 
 @contextmanager
 def _each_revision_guarded(recorder: _Recorder) -> Iterator[None]:
     """A revision that fails offline (``op.get_bind()``, an inspector) is noted as not
     analysed, and the revisions after it are still linted."""
-    import functools
 
-    from alembic.runtime.migration import RevisionStep
-
-    original_init = RevisionStep.__init__
-
-    def init(self: Any, *args: Any, **kw: Any) -> None:
-        original_init(self, *args, **kw)
-        step = self.migration_fn
-
-        @functools.wraps(step)
+    def guard(_step: Any, upgrade: Callable[..., Any]) -> Callable[..., Any]:
         def guarded(**kwargs: Any) -> Any:
             recorder.in_revision += 1
             try:
-                return step(**kwargs)
+                return upgrade(**kwargs)
             except (MyfyDbError, SystemExit, KeyboardInterrupt):
                 raise
             except Exception as exc:
@@ -231,13 +220,10 @@ def _each_revision_guarded(recorder: _Recorder) -> Iterator[None]:
             finally:
                 recorder.in_revision -= 1
 
-        self.migration_fn = guarded
+        return guarded
 
-    RevisionStep.__init__ = init  # type: ignore[method-assign]
-    try:
+    with each_revision_step(guard):
         yield
-    finally:
-        RevisionStep.__init__ = original_init  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -257,21 +243,22 @@ def _operations_recorded(recorder: _Recorder) -> Iterator[None]:
         try:
             return original(self, operation)
         except NotImplementedError as exc:
-            if recorder.dialect != "sqlite":
-                raise
-            # Alembic's SQLite dialect cannot ALTER constraints: the SQLite rules report
-            # the operation (SQ002) and the rest of the revision is still judged.
-            captured.unsupported = str(exc).split(".")[0]
-            return None
+            return unsupported_on_sqlite(captured, exc)
         finally:
             recorder.depth -= 1
             recorder.sink.current = previous
 
-    AbstractOperations.invoke = invoke  # type: ignore[method-assign]
-    try:
+    with replaced(AbstractOperations, "invoke", invoke):
         yield
-    finally:
-        AbstractOperations.invoke = original  # type: ignore[method-assign]
+
+
+def unsupported_on_sqlite(captured: CapturedOp, exc: NotImplementedError) -> None:
+    """Alembic's SQLite dialect cannot ALTER constraints: the SQLite rules report the
+    operation (SQ002) and the rest of the revision is still judged. Elsewhere the error
+    stands."""
+    if captured.dialect != "sqlite":
+        raise exc
+    captured.unsupported = str(exc).split(".")[0]
 
 
 def _expand_raw(captured: CapturedOp) -> list[CapturedOp]:

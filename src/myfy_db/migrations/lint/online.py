@@ -19,12 +19,19 @@ the scratch database at that moment, before the change.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from myfy_db.migrations.lint.capture import _expand_raw, _Recorder, _Sink, batch_flush_muted
+from myfy_db.migrations.hooks import each_revision_step, replaced
+from myfy_db.migrations.lint.capture import (
+    _expand_raw,
+    _Recorder,
+    _Sink,
+    batch_flush_muted,
+    unsupported_on_sqlite,
+)
 from myfy_db.migrations.lint.model import CapturedOp
 
 if TYPE_CHECKING:
@@ -128,21 +135,12 @@ def _context_in_transaction(context: Any) -> bool:
 def _revisions_marked(recorder: _OnlineRecorder) -> Iterator[None]:
     """``in_revision`` while a revision's ``upgrade()`` runs: Alembic's version-table
     statements, and env.py's own, are not the revision's."""
-    import functools
 
-    from alembic.runtime.migration import RevisionStep
-
-    original_init = RevisionStep.__init__
-
-    def init(self: Any, *args: Any, **kw: Any) -> None:
-        original_init(self, *args, **kw)
-        step = self.migration_fn
-
-        @functools.wraps(step)
+    def mark(_step: Any, upgrade: Callable[..., Any]) -> Callable[..., Any]:
         def marked(**kwargs: Any) -> Any:
             recorder.in_revision += 1
             try:
-                return step(**kwargs)
+                return upgrade(**kwargs)
             except Exception as exc:
                 if recorder.failure is None:
                     recorder.failure = exc
@@ -150,13 +148,10 @@ def _revisions_marked(recorder: _OnlineRecorder) -> Iterator[None]:
             finally:
                 recorder.in_revision -= 1
 
-        self.migration_fn = marked
+        return marked
 
-    RevisionStep.__init__ = init  # type: ignore[method-assign]
-    try:
+    with each_revision_step(mark):
         yield
-    finally:
-        RevisionStep.__init__ = original_init  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -180,21 +175,13 @@ def _operations_recorded(recorder: _OnlineRecorder) -> Iterator[None]:
         try:
             return original(self, operation)
         except NotImplementedError as exc:
-            if recorder.dialect != "sqlite":
-                raise
-            # As offline: Alembic's SQLite dialect cannot ALTER constraints; the SQLite
-            # rules report the operation (SQ002) and the rest of the revision runs.
-            captured.unsupported = str(exc).split(".")[0]
-            return None
+            return unsupported_on_sqlite(captured, exc)
         finally:
             recorder.depth -= 1
             recorder.current = previous
 
-    AbstractOperations.invoke = invoke  # type: ignore[method-assign]
-    try:
+    with replaced(AbstractOperations, "invoke", invoke):
         yield
-    finally:
-        AbstractOperations.invoke = original  # type: ignore[method-assign]
 
 
 @contextmanager

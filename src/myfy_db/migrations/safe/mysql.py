@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from myfy_db.driver_errors import driver_exception, mysql_code
 from myfy_db.errors import OperationFailed
+from myfy_db.migrations.hooks import replaced
 from myfy_db.migrations.safe import pt_osc
 from myfy_db.migrations.safe.mysql_statements import OnlineStatement, online_statement
 from myfy_db.migrations.safe.pt_osc import quote
@@ -440,11 +441,8 @@ def _operations_watched(ddl: OnlineDdl) -> Iterator[None]:
         finally:
             ddl.operation = None
 
-    AbstractOperations.invoke = invoke  # type: ignore[method-assign]
-    try:
+    with replaced(AbstractOperations, "invoke", invoke):
         yield
-    finally:
-        AbstractOperations.invoke = original  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -478,11 +476,8 @@ def _offline_rendered(ddl: OnlineDdl) -> Iterator[None]:
     def static_output(self: Any, text: str) -> None:
         original(self, ddl.offline(text))
 
-    DefaultImpl.static_output = static_output  # type: ignore[method-assign]
-    try:
+    with replaced(DefaultImpl, "static_output", static_output):
         yield
-    finally:
-        DefaultImpl.static_output = original  # type: ignore[method-assign]
 
 
 @contextmanager

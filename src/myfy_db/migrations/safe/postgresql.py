@@ -35,12 +35,12 @@ it bounds every step, and ``--retries`` retries the revision.
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from myfy_db.migrations.hooks import each_revision_step, replaced
 from myfy_db.migrations.safe import pg_progress as progress
 from myfy_db.migrations.safe.pg_names import (
     check_column,
@@ -568,33 +568,22 @@ def _execute_op(statement: str) -> Any:
 def execution(run: SafeRun) -> Iterator[None]:
     """The rewrites, installed for the block and taken out afterwards."""
     from alembic.operations.base import AbstractOperations
-    from alembic.runtime.migration import RevisionStep
 
-    original_invoke = AbstractOperations.invoke
-    original_init = RevisionStep.__init__
-    rewriter = _Rewriter(run, original_invoke)
+    rewriter = _Rewriter(run, AbstractOperations.invoke)
 
     def invoke(self: Any, operation: Any) -> Any:
         return rewriter.invoke(self, operation)
 
-    def init(self: Any, *args: Any, **kw: Any) -> None:
-        original_init(self, *args, **kw)
-        step = self.migration_fn
-        revision = str(getattr(self.revision, "revision", "?"))
+    def track(step: Any, upgrade: Callable[..., Any]) -> Callable[..., Any]:
+        revision = str(getattr(step.revision, "revision", "?"))
 
-        @functools.wraps(step)
         def tracked(**kwargs: Any) -> Any:
             rewriter.begin(revision)
-            result = step(**kwargs)
+            result = upgrade(**kwargs)
             rewriter.finish()
             return result
 
-        self.migration_fn = tracked
+        return tracked
 
-    AbstractOperations.invoke = invoke  # type: ignore[method-assign]
-    RevisionStep.__init__ = init  # type: ignore[method-assign]
-    try:
+    with replaced(AbstractOperations, "invoke", invoke), each_revision_step(track):
         yield
-    finally:
-        AbstractOperations.invoke = original_invoke  # type: ignore[method-assign]
-        RevisionStep.__init__ = original_init  # type: ignore[method-assign]
