@@ -29,46 +29,18 @@ Needs the MariaDB of the tests (``MYFY_TEST_MYSQL_URL``) and pt-online-schema-ch
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
-import statistics
-import sys
 import tempfile
-import textwrap
-import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from common import Comparison, sized, skip
+from writer_load import Run, cli, goal, migrate_under_load, report, write_project
 
 MYSQL_URL = os.environ.get("MYFY_TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/test")
 ROWS = sized(1_000_000, 20_000)
-#: The writer's pause between inserts.
-EVERY = 0.002
-#: The goal under pt-osc.
-P99_GOAL_MS = 50.0
-MAX_GOAL_MS = 1000.0
-
-REVISION = '''"""{message}"""
-import sqlalchemy as sa
-from alembic import op
-
-revision = {revision!r}
-down_revision = {down!r}
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-{upgrade}
-
-
-def downgrade():
-{downgrade}
-'''
 
 TABLE = """\
 op.create_table(
@@ -80,32 +52,6 @@ op.create_table(
     sa.Column("created", sa.DateTime, server_default=sa.func.now(), nullable=False),
 )
 op.create_index("ix_orders_user_id", "orders", ["user_id"])"""
-
-
-@dataclass
-class Writes:
-    waits: list[float] = field(default_factory=list)
-    deadlocks: int = 0
-
-    def corrected(self) -> list[float]:
-        """Each wait, and for one longer than the writer's interval the inserts it would have
-        made meanwhile, each waiting for the rest of it (HdrHistogram's expected-interval
-        correction): a writer blocked 4 s made one slow insert, not 2,000 fast ones."""
-        samples: list[float] = []
-        for wait in self.waits:
-            samples.append(wait)
-            behind = wait - EVERY
-            while behind > 0:
-                samples.append(behind)
-                behind -= EVERY
-        return samples
-
-    def p99_ms(self) -> float:
-        samples = self.corrected()
-        return statistics.quantiles(samples, n=100)[98] * 1000 if len(samples) > 1 else 0.0
-
-    def max_ms(self) -> float:
-        return max(self.waits, default=0.0) * 1000
 
 
 def _url(database: str) -> str:
@@ -140,95 +86,47 @@ async def _execute(database: str | None, *statements: str) -> None:
 
 
 def _project(root: Path) -> Path:
-    from myfy_db.migrations.scaffold import init_project
-
-    init_project(root / "migrations", root / "alembic.ini")
-    revisions = [
-        ("r1", None, "orders", TABLE, 'op.drop_table("orders")'),
-        (
-            "r2",
-            "r1",
-            "orders.qty to BIGINT",
-            'op.execute("ALTER TABLE orders MODIFY qty BIGINT NOT NULL")',
-            'op.execute("ALTER TABLE orders MODIFY qty INTEGER NOT NULL")',
-        ),
-    ]
-    for revision, down, message, upgrade, downgrade in revisions:
-        (root / "migrations" / "versions" / f"{revision}.py").write_text(
-            REVISION.format(
-                message=message,
-                revision=revision,
-                down=down,
-                upgrade=textwrap.indent(upgrade, "    "),
-                downgrade=textwrap.indent(downgrade, "    "),
-            )
-        )
-    return root / "alembic.ini"
-
-
-async def _cli(*args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MYFY_DATA_", "MYFY_DB_"))}
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "myfy_db",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    return write_project(
+        root,
+        [
+            ("r1", None, "orders", TABLE, 'op.drop_table("orders")'),
+            (
+                "r2",
+                "r1",
+                "orders.qty to BIGINT",
+                'op.execute("ALTER TABLE orders MODIFY qty BIGINT NOT NULL")',
+                'op.execute("ALTER TABLE orders MODIFY qty INTEGER NOT NULL")',
+            ),
+        ],
     )
-    out, err = await child.communicate()
-    return int(child.returncode or 0), out.decode(), err.decode()
 
 
-async def _writer(database: str, stop: asyncio.Event, writes: Writes) -> None:
+async def _under_load(database: str, ini: Path, *flags: str) -> Run:
     import pymysql
 
     conn = await _connect(database)
+    deadlocks = 0
+
+    async def insert(_n: int) -> None:
+        nonlocal deadlocks
+        while True:  # a deadlock (pt-osc's copy and triggers) is retried, as an app would
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute(
+                        "INSERT INTO orders (user_id, qty, code) VALUES (7, 3, 'written')"
+                    )
+                return
+            except pymysql.err.OperationalError as exc:
+                if exc.args[0] != 1213:
+                    raise
+                deadlocks += 1
+
     try:
-        while not stop.is_set():
-            started = time.perf_counter()
-            while True:
-                try:
-                    async with conn.cursor() as cur:
-                        await cur.execute(
-                            "INSERT INTO orders (user_id, qty, code) VALUES (7, 3, 'written')"
-                        )
-                    break
-                except pymysql.err.OperationalError as exc:
-                    if exc.args[0] != 1213:
-                        raise
-                    writes.deadlocks += 1
-            writes.waits.append(time.perf_counter() - started)
-            await asyncio.sleep(EVERY)
+        run = await migrate_under_load(_url(database), ini, insert, *flags)
     finally:
         conn.close()
-
-
-@dataclass
-class Run:
-    writes: Writes
-    #: The revision's own duration, as ``migrate --json`` reports it.
-    seconds: float
-
-
-async def _migrate_under_load(database: str, ini: Path, *flags: str) -> Run:
-    stop = asyncio.Event()
-    writes = Writes()
-    writer = asyncio.create_task(_writer(database, stop, writes))
-    await asyncio.sleep(0.5)
-    try:
-        code, out, err = await _cli(
-            "migrate", "--json", "--url", _url(database), "--config", str(ini), *flags
-        )
-        await asyncio.sleep(0.5)
-    finally:
-        stop.set()
-        await writer
-    if code != 0:
-        raise RuntimeError(f"migrate {' '.join(flags)} failed ({code}): {err.strip()[-500:]}")
-    applied = json.loads(out)["applied"]
-    return Run(writes, float(applied[0]["duration_ms"]) / 1000)
+    run.writes.deadlocks = deadlocks
+    return run
 
 
 async def _scenario(root: Path) -> tuple[Run, Run]:
@@ -237,7 +135,7 @@ async def _scenario(root: Path) -> tuple[Run, Run]:
     url = _url(database)
     await _execute(None, f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
     try:
-        code, _, err = await _cli("migrate", "up", "r1", "--url", url, "--config", str(ini))
+        code, _, err = await cli("migrate", "up", "r1", "--url", url, "--config", str(ini))
         if code != 0:
             raise RuntimeError(f"migrate up r1 failed: {err.strip()[-500:]}")
         await _execute(
@@ -245,13 +143,13 @@ async def _scenario(root: Path) -> tuple[Run, Run]:
             "INSERT INTO orders (user_id, qty, code) "
             f"SELECT seq % 1000, seq % 50, CONCAT('code-', seq) FROM seq_1_to_{ROWS}",
         )
-        plain = await _migrate_under_load(database, ini)
-        code, _, err = await _cli(
+        plain = await _under_load(database, ini)
+        code, _, err = await cli(
             "migrate", "down", "r1", "--yes", "--url", url, "--config", str(ini)
         )
         if code != 0:
             raise RuntimeError(f"migrate down r1 failed: {err.strip()[-500:]}")
-        pt_osc = await _migrate_under_load(database, ini, "--online-ddl", "pt-osc")
+        pt_osc = await _under_load(database, ini, "--online-ddl", "pt-osc")
     finally:
         await _execute(None, f"DROP DATABASE IF EXISTS `{database}`")
     return plain, pt_osc
@@ -264,21 +162,10 @@ def run() -> list[Comparison]:
     with tempfile.TemporaryDirectory(prefix="myfy-bench-safe-mysql-") as directory:
         plain, pt_osc = asyncio.run(_scenario(Path(directory)))
     rows = f"{ROWS:,} rows"
-    for label, measured in (("plain ALTER", plain), ("--online-ddl pt-osc", pt_osc)):
-        w = measured.writes
-        print(
-            f"  {label}: {len(w.waits)} inserts, p99 {w.p99_ms():.1f} ms, max "
-            f"{w.max_ms():.1f} ms, {w.deadlocks} deadlock(s) retried; the revision took "
-            f"{measured.seconds:.1f} s",
-            flush=True,
-        )
-    p99_ok = pt_osc.writes.p99_ms() < P99_GOAL_MS
-    max_ok = pt_osc.writes.max_ms() < MAX_GOAL_MS
-    print(
-        f"  goal under pt-osc: p99 < {P99_GOAL_MS:g} ms {'ok' if p99_ok else 'OVER'}, "
-        f"max < {MAX_GOAL_MS:g} ms {'ok' if max_ok else 'OVER'}",
-        flush=True,
-    )
+    name = "INT->BIGINT"
+    report(name, "plain ALTER", plain)
+    report(name, "--online-ddl pt-osc", pt_osc)
+    goal(name, "pt-osc", pt_osc)
     return [
         Comparison(
             f"writer p99 insert, MariaDB INT->BIGINT, {rows}",
