@@ -614,12 +614,15 @@ def test_load_with_failed_queries_exits_5(postgres_url: str) -> None:
         while not stop.is_set():
             server.admin(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                f"WHERE datname = '{database}' AND query = 'SELECT 1' AND state = 'idle'"
+                f"WHERE datname = '{database}' AND query = 'SELECT 1' AND state = 'idle' "
+                "AND backend_start < now() - interval '300 milliseconds'"
             )
             stop.wait(0.05)
 
-    # Only the load's idle pooled connections (their last query was SELECT 1): not the one
-    # reading the limits, nor a query in flight.
+    # Only the load's idle pooled connections (their last query was SELECT 1), once they
+    # have served a while: not the first one, which pings and then reads the limits (killed
+    # between the two, the run rightly ends as a server that went away), nor a query in
+    # flight.
     killer = threading.Thread(target=terminate_backends)
     killer.start()
     try:
