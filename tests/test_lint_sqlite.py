@@ -62,6 +62,9 @@ REFUSED = [
 ACCEPTED = [
     'op.add_column("items", sa.Column("pages", sa.Integer(), nullable=False, server_default="0"))',
     'op.add_column("items", sa.Column("seen", sa.DateTime()))',
+    # a constant with a quote in it: SQLite takes it (a reading of the text had not)
+    'op.add_column("items", sa.Column("label", sa.String(10), nullable=False, '
+    'server_default="it\'s"))',
     'op.add_column("items", sa.Column("total", sa.Numeric(10, 2), '
     'sa.Computed("price * 2", persisted=False)))',
     'op.alter_column("items", "note", new_column_name="remark", existing_type=sa.String(50))',

@@ -23,59 +23,38 @@ BATCH = (
     "(env.py's context.configure(render_as_batch=True) makes autogenerate write it so)"
 )
 
-#: Defaults SQLite computes per row (or per statement), which ADD COLUMN refuses.
-_TIME_DEFAULTS = ("CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME")
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
-def _default_sql(column: Any) -> str | None:
-    """The column's server default as SQL text, or None when it has none."""
-    default = column.server_default
-    if default is None:
+def _sqlite_refusal(captured: CapturedOp) -> str | None:
+    """SQLite's own answer to the revision's rendered ``ADD COLUMN``, run on an in-memory
+    table of the same name holding a row: its refusal ("Cannot add a NOT NULL column with
+    default value NULL", "Cannot add a column with non-constant default", "cannot add a
+    STORED column"), or None when it runs. SQLite decides, not a reading of the text."""
+    import sqlite3
+    from contextlib import closing
+
+    statements = [s.strip().rstrip(";") for s in captured.sql if s.strip()]
+    if not statements:
         return None
-    arg = getattr(default, "arg", None)
-    if arg is None:  # a Computed / Identity or another non-literal default
-        return str(default)
-    if isinstance(arg, str):
-        return f"'{arg}'"
-    try:
-        from sqlalchemy.dialects import sqlite
-
-        return str(arg.compile(dialect=sqlite.dialect()))
-    except Exception:
-        return str(arg)
-
-
-def _constant(sql: str) -> bool:
-    """True for a default SQLite's ADD COLUMN accepts: a literal, not an expression."""
-    text = sql.strip()
-    if text.upper() in _TIME_DEFAULTS or text.startswith("("):
-        return False
-    if text.startswith("'") and text.endswith("'"):
-        return True
-    try:
-        float(text.lstrip("+-"))
-        return True
-    except ValueError:
-        return text.upper() in ("NULL", "TRUE", "FALSE")
-
-
-def _add_column_refusal(column: Any) -> str | None:
-    """Why SQLite's ADD COLUMN refuses ``column`` on a table that has rows, or None."""
-    computed = getattr(column, "computed", None)
-    if computed is not None and computed.persisted:
-        return "a STORED generated column (SQLite: cannot add a STORED column)"
-    if column.server_default is not None and computed is None:
-        default = _default_sql(column)
-        if default is not None and not _constant(default):
-            return (
-                f"the non-constant default {default} (SQLite: Cannot add a column with "
-                "non-constant default)"
-            )
-    if not column.nullable and column.server_default is None and computed is None:
-        return (
-            "NOT NULL with no server default (SQLite: Cannot add a NOT NULL column with "
-            "default value NULL)"
-        )
+    operation = captured.operation
+    table = _quoted(operation.table_name)
+    with closing(sqlite3.connect(":memory:")) as db:
+        if operation.schema:
+            db.execute(f"ATTACH ':memory:' AS {_quoted(operation.schema)}")
+            table = f"{_quoted(operation.schema)}.{table}"
+        db.execute(f"CREATE TABLE {table} (probe)")
+        db.execute(f"INSERT INTO {table} VALUES (1)")
+        for statement in statements:
+            try:
+                db.execute(statement)
+            except sqlite3.Error as exc:
+                # Only ADD COLUMN's refusals count: the probe table lacks the real columns
+                # a generated column may name ("no such column"), which proves nothing.
+                message = str(exc)
+                return message if message.lower().startswith("cannot add") else None
     return None
 
 
@@ -103,8 +82,10 @@ def add_column_refused(captured: CapturedOp, state: RangeState) -> str | None:
         return f"adds {what} column {table}.{column.name} (SQLite: Cannot add a {what} column)"
     if not state.existing(table):
         return None
-    why = _add_column_refusal(column)
-    return None if why is None else f"adds {table}.{column.name}: {why}"
+    refusal = _sqlite_refusal(captured)
+    if refusal is None:
+        return None
+    return f"adds {table}.{column.name}, which SQLite refuses once the table has a row: {refusal}"
 
 
 _CONSTRAINT_OPS = {
@@ -156,5 +137,7 @@ def alter_needs_batch(captured: CapturedOp, state: RangeState) -> str | None:
         return f"{_CONSTRAINT_OPS[current]}{f' {name}' if name else ''} on {table}"
     if current == "AddColumnOp" and captured.unsupported is not None:
         column = captured.operation.column
+        if column.unique or column.primary_key:
+            return None  # SQ001 reports it: SQLite cannot add such a column at all
         return f"adds {table}.{column.name} with a constraint ({captured.unsupported})"
     return None
