@@ -62,7 +62,7 @@ REFUSED = [
 ACCEPTED = [
     'op.add_column("items", sa.Column("pages", sa.Integer(), nullable=False, server_default="0"))',
     'op.add_column("items", sa.Column("seen", sa.DateTime()))',
-    # a constant with a quote in it: SQLite takes it (a reading of the text had not)
+    # a constant with a quote in it
     'op.add_column("items", sa.Column("label", sa.String(10), nullable=False, '
     'server_default="it\'s"))',
     'op.add_column("items", sa.Column("total", sa.Numeric(10, 2), '
