@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
+from typing import Any
 
 from myfy_db.migrations.lint.model import CapturedOp, RangeState, Severity, norm
 from myfy_db.migrations.lint.registry import POSTGRESQL, rule
@@ -85,33 +86,58 @@ def add_not_null_without_default(captured: CapturedOp, state: RangeState) -> str
     return f"adds NOT NULL column {table}.{column.name} with no server default"
 
 
-_VOLATILE = re.compile(
-    r"\b(random|clock_timestamp|timeofday|gen_random_uuid|uuid_generate_v[14]\w*|nextval)\s*\(",
-    re.I,
+#: Functions PostgreSQL marks VOLATILE that defaults call (pg_proc.provolatile = 'v').
+_VOLATILE = frozenset(
+    {"random", "clock_timestamp", "timeofday", "gen_random_uuid", "nextval"}
+    | {"uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4"}
 )
-_STABLE_TIME = re.compile(
-    r"\b(now\s*\(|current_timestamp|localtimestamp|current_date|current_time|statement_timestamp)",
-    re.I,
+#: The transaction's own time, the same for every row (STABLE functions and SQL's
+#: CURRENT_* keywords).
+_STABLE_TIME = frozenset(
+    {"now", "statement_timestamp", "transaction_timestamp"}
+    | {"current_timestamp", "current_date", "current_time", "localtimestamp", "localtime"}
 )
+_SERIAL_TYPES = frozenset({"serial", "bigserial", "smallserial", "serial2", "serial4", "serial8"})
 
 
-def _default_text(captured: CapturedOp) -> str:
-    column = captured.operation.column
-    parts = [captured.rendered]
-    default = column.server_default
-    if default is not None:
-        parts.append(str(getattr(default, "arg", "")))
-    return " ".join(parts)
+@dataclass(frozen=True)
+class _NewColumn:
+    """What PostgreSQL's parser reads in a new column's rendered ``ADD COLUMN``."""
+
+    #: The functions its default calls, lowercase; CURRENT_TIMESTAMP and the like by name.
+    calls: tuple[str, ...]
+    #: A serial type or an identity: filled from a sequence.
+    from_sequence: bool
 
 
-def _serial(captured: CapturedOp) -> bool:
-    column = captured.operation.column
-    rendered = captured.rendered.upper()
-    return (
-        column.identity is not None
-        or "SERIAL" in rendered
-        or ("GENERATED" in rendered and "IDENTITY" in rendered)
-    )
+def _new_column(captured: CapturedOp) -> _NewColumn:
+    from pglast import ast, parse_sql
+    from pglast.visitors import Visitor
+
+    calls: list[str] = []
+    sequence = [captured.operation.column.identity is not None]
+
+    class Reader(Visitor):
+        def visit_FuncCall(self, _ancestors: Any, node: ast.FuncCall) -> None:
+            calls.append(str((node.funcname or ())[-1].sval).lower())
+
+        def visit_SQLValueFunction(self, _ancestors: Any, node: ast.SQLValueFunction) -> None:
+            if node.op is not None:
+                calls.append(node.op.name.removeprefix("SVFOP_").removesuffix("_N").lower())
+
+        def visit_ColumnDef(self, _ancestors: Any, node: ast.ColumnDef) -> None:
+            written = node.typeName.names if node.typeName else None
+            names = [str(n.sval).lower() for n in written or ()]
+            kinds = [c.contype.name for c in node.constraints or ()]
+            if (names and names[-1] in _SERIAL_TYPES) or "CONSTR_IDENTITY" in kinds:
+                sequence[0] = True
+
+    for statement in captured.sql:
+        try:
+            Reader()(parse_sql(statement))
+        except Exception:  # not PostgreSQL's grammar: nothing is known from it
+            continue
+    return _NewColumn(tuple(calls), sequence[0])
 
 
 @rule(
@@ -129,12 +155,13 @@ def volatile_default(captured: CapturedOp, state: RangeState) -> str | None:
     if kind(captured) != "AddColumnOp" or not state.existing(table_of(captured)):
         return None
     column = captured.operation.column
-    if _serial(captured):
+    read = _new_column(captured)
+    if read.from_sequence:
         return f"adds {column.name} filled from a sequence (serial or identity)"
-    match = _VOLATILE.search(_default_text(captured))
-    if match is None:
+    volatile = [name for name in read.calls if name in _VOLATILE]
+    if not volatile:
         return None
-    return f"adds {column.name} with volatile default {match.group(1)}()"
+    return f"adds {column.name} with volatile default {volatile[0]}()"
 
 
 @rule(
@@ -151,13 +178,13 @@ def volatile_default(captured: CapturedOp, state: RangeState) -> str | None:
 def time_default(captured: CapturedOp, state: RangeState) -> str | None:
     if kind(captured) != "AddColumnOp" or not state.existing(table_of(captured)):
         return None
-    if _serial(captured) or _VOLATILE.search(_default_text(captured)):
+    read = _new_column(captured)
+    if read.from_sequence or any(name in _VOLATILE for name in read.calls):
         return None
-    match = _STABLE_TIME.search(_default_text(captured))
-    if match is None:
+    times = [name for name in read.calls if name in _STABLE_TIME]
+    if not times:
         return None
-    name = match.group(1).rstrip("( ").lower()
-    return f"adds {captured.operation.column.name} with default {name}"
+    return f"adds {captured.operation.column.name} with default {times[0]}"
 
 
 #: Spellings PostgreSQL reads as one type (``FLOAT(53)`` is ``DOUBLE PRECISION``).
