@@ -116,3 +116,27 @@ def test_statement_texts_are_cut_where_postgresql_cut_them_with_multibyte_text()
     ]
     assert [s.kind for s in shapes] == ["data", "drop_table", "rename_table"]
     assert shapes[2].table == "é"
+
+
+SQLITE_CASES = [
+    ("rename", 'op.execute("ALTER TABLE items RENAME TO things")', ["DB002"]),
+    ("rename column", 'op.execute("ALTER TABLE items RENAME COLUMN name TO title")', ["DB002"]),
+    ("drop column", 'op.execute("ALTER TABLE \\"items\\" DROP COLUMN note")', ["DB001"]),
+    ("backfill", "op.execute(\"UPDATE items SET name = 'x'\")", ["DB005"]),
+    ("batched", "op.execute(\"UPDATE items SET name = 'x' WHERE id < 1000\")", []),
+    # a WHERE inside a string is no WHERE: the grammar, not the text, says every row
+    ("where in a string", "op.execute(\"UPDATE items SET name = 'x WHERE y'\")", ["DB005"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "upgrade", "rules"), SQLITE_CASES, ids=[c[0] for c in SQLITE_CASES]
+)
+def test_sqlite_raw_sql_is_read_with_a_grammar(
+    label: str, upgrade: str, rules: list[str], tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'none.db'}"
+    ini = _project(tmp_path / "p", upgrade)
+    _, report = _lint(ini, url, "r1:r2", "--offline", "--fail-on", "never")
+    found = [f["rule"] for f in report["findings"] if f["revision"] == "r2"]
+    assert found == rules, report["findings"]

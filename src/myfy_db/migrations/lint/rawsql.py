@@ -5,11 +5,12 @@ shell's sandbox uses): a dollar-quoted function body is one statement, names are
 as the server resolves them, and every shape the rules know is read from the parse tree:
 data changes (and whether an UPDATE or DELETE touches every row), ``SET``, ``CREATE/DROP
 INDEX`` (``CONCURRENTLY``, ``IF [NOT] EXISTS``), ``VALIDATE CONSTRAINT``, ``ADD CONSTRAINT
-... USING INDEX``, renames and drops of tables and columns, functions and comments. Elsewhere
-On MySQL and MariaDB they are parsed with sqlglot's MySQL grammar where it covers the
-statement; what sqlglot only passes through as an opaque command (``RENAME TABLE``, a
-``FULLTEXT`` index, ``CONVERT TO CHARACTER SET``) is read from the text. Anything else is
-reported by the raw-SQL rule, by name, rather than silently passed.
+... USING INDEX``, renames and drops of tables and columns, functions and comments.
+On MySQL and MariaDB they are parsed with sqlglot's MySQL grammar, on SQLite with its SQLite
+grammar, where it covers the statement; what sqlglot only passes through as an opaque
+command (``RENAME TABLE``, a ``FULLTEXT`` index, ``CONVERT TO CHARACTER SET``) is read from
+the text. Anything else is reported by the raw-SQL rule, by name, rather than silently
+passed.
 """
 
 from __future__ import annotations
@@ -156,8 +157,8 @@ def statements_of(sql: str, dialect: str) -> list[RawStatement]:
         parsed = _postgresql(sql)
         if parsed is not None:
             return parsed
-    if dialect in ("mysql", "mariadb"):
-        parsed = _mysql(sql)
+    if dialect in ("mysql", "mariadb", "sqlite"):
+        parsed = _sqlglot(sql, "sqlite" if dialect == "sqlite" else "mysql")
         if parsed is not None:
             return parsed
     texts = split_statements(sql) or [sql]
@@ -301,16 +302,16 @@ def _pg_shape(node: object, text: str) -> RawStatement:
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!", re.I)
 
 
-def _mysql(sql: str) -> list[RawStatement] | None:
-    """The statements as sqlglot's MySQL grammar reads them; None when it cannot parse
-    them (then the text is read)."""
+def _sqlglot(sql: str, read: str) -> list[RawStatement] | None:
+    """The statements as sqlglot's grammar for ``read`` (``mysql``, ``sqlite``) reads them;
+    None when it cannot parse them (then the text is read)."""
     import logging
 
     try:
         import sqlglot
     except ImportError:  # pragma: no cover - sqlglot is a dependency
         return None
-    if _EXECUTABLE_COMMENT.search(sql):
+    if read == "mysql" and _EXECUTABLE_COMMENT.search(sql):
         # /*! ... */ and /*M! ... */ run on the server: a parser that reads them as
         # comments would hide what they do, so the whole text cannot be analysed.
         return [RawStatement("unknown", " ".join(sql.split()))]
@@ -318,7 +319,7 @@ def _mysql(sql: str) -> list[RawStatement] | None:
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # "falling back to parsing as a Command" is expected
     try:
-        parsed = sqlglot.parse(sql, read="mysql")
+        parsed = sqlglot.parse(sql, read=read)
     except Exception:
         return None
     finally:
@@ -327,7 +328,7 @@ def _mysql(sql: str) -> list[RawStatement] | None:
     for node in parsed:
         if node is None:
             continue
-        found.append(_mysql_shape(node))
+        found.append(_sqlglot_shape(node, read))
     return found
 
 
@@ -336,11 +337,11 @@ def _name(node: object) -> str | None:
     return str(name) if name else None
 
 
-def _mysql_shape(node: object) -> RawStatement:
+def _sqlglot_shape(node: object, read: str) -> RawStatement:
     from sqlglot import exp
 
     assert isinstance(node, exp.Expression)
-    text = " ".join(node.sql(dialect="mysql").split())
+    text = " ".join(node.sql(dialect=read).split())
     if isinstance(node, exp.Command):  # sqlglot passes it through: read the text
         return classify(text) or RawStatement("unknown", text)
     if isinstance(node, (exp.Update, exp.Delete)):
@@ -375,11 +376,11 @@ def _mysql_shape(node: object) -> RawStatement:
         if kind == "TABLE":
             return RawStatement("drop_table", text, table=name)
     if isinstance(node, exp.Alter) and len(node.args.get("actions") or []) == 1:
-        return _mysql_alter(node, text)
+        return _sqlglot_alter(node, text)
     return RawStatement("unknown", text)
 
 
-def _mysql_alter(node: object, text: str) -> RawStatement:
+def _sqlglot_alter(node: object, text: str) -> RawStatement:
     from sqlglot import exp
 
     assert isinstance(node, exp.Alter)
