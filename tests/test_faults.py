@@ -34,6 +34,9 @@ from helpers import (
     backend_of,
     server_for,
 )
+from helpers import (
+    invoke as invoke_cli,
+)
 from migrate_project import write_project
 from myfy_db.migrations.lock import PG_LOCK_CLASS, PG_LOCK_OBJECT, mysql_lock_name
 
@@ -433,3 +436,38 @@ def test_sigint_stops_set_environment_on_a_frozen_server(
     run = Running("set-environment", "staging", "--yes", env=_env(proxy.url))
     run.wait_until(lambda: proxy.accepted >= 1)
     assert_ends_on_a_fault(run, proxy, server_url, sig=signal.SIGINT, frozen_for=0.3)
+
+
+# -- migrate --safe while its CONCURRENTLY build runs on a server that stops answering ----------
+
+
+@pytest.mark.wall_clock
+def test_sigint_stops_migrate_safe_mid_concurrent_build_on_a_frozen_server(
+    postgres_url: str, tmp_path: Path, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    """The slow index of the --safe tests builds CONCURRENTLY for about 2 s; the server
+    freezes in the middle: one SIGINT ends the run in time, the lock is free, nothing is
+    left connected, and the re-run (the server back) drops the INVALID index the cut build
+    left and converges."""
+    from migrate_project import query
+    from test_safe_postgres import CASES, _project
+
+    case = next(c for c in CASES if c.name == "create_index")
+    ini = _project(tmp_path / "p", case)
+    args = ("--config", str(ini))
+    assert invoke_cli("migrate", "up", "r1", "--url", postgres_url, *args).exit_code == 0
+    proxy = fault_proxy(postgres_url)
+    run = Running("migrate", "--safe", *args, env=_env(proxy.url))
+    run.wait_for_text(case.line)
+    time.sleep(0.3)  # the build is running
+    assert_ends_on_a_fault(run, proxy, postgres_url, sig=signal.SIGINT, frozen_for=0.3)
+    assert _lock_is_free(postgres_url)
+
+    again = invoke_cli("migrate", "--safe", "--url", postgres_url, *args)
+    assert again.exit_code == 0, again.stderr
+    valid = query(
+        postgres_url,
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = 'ix_orders_slow'",
+    )
+    assert valid == [(True,)]
