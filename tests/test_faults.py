@@ -471,3 +471,50 @@ def test_sigint_stops_migrate_safe_mid_concurrent_build_on_a_frozen_server(
         "WHERE c.relname = 'ix_orders_slow'",
     )
     assert valid == [(True,)]
+
+
+# -- lint --dev-url while the dev server stops answering ----------------------------------------
+
+
+def _scratch_databases(running: str = "") -> set[str]:
+    """Scratch databases on the server; with ``running``, those where that query runs."""
+    sql = "SELECT datname FROM pg_database WHERE datname LIKE 'myfy_scratch_%'"
+    if running:
+        sql = (
+            "SELECT DISTINCT datname FROM pg_stat_activity WHERE datname LIKE "
+            f"'myfy_scratch_%' AND query LIKE '%{running}%' AND pid <> pg_backend_pid()"
+        )
+    return {str(row[0]) for row in server_for("postgresql").admin(sql)[0]}
+
+
+@pytest.mark.wall_clock
+def test_sigint_stops_lint_dev_url_replaying_on_a_frozen_dev_server(
+    postgres_url: str, tmp_path: Path, fault_proxy: Callable[[str], FaultProxy]
+) -> None:
+    """The replay on the scratch database is under way when the dev server freezes: one
+    SIGINT ends lint in time, no connection is left, and the scratch database does not
+    outlive the run unnoticed: it is dropped, or the run names it with the statement that
+    drops it."""
+    ini = write_project(
+        tmp_path,
+        [
+            ("r1", "items", 'op.create_table("items", sa.Column("id", sa.Integer))', "pass"),
+            ("r2", "slow", 'op.execute("SELECT pg_sleep(5)")', "pass"),
+        ],
+    )
+    proxy = fault_proxy(postgres_url)
+    run = Running(
+        "migrate", "lint", "--offline", "--config", str(ini), "--url", postgres_url,
+        "--dev-url", proxy.url, env={},
+    )  # fmt: skip
+    # This run's scratch database: the one where r2 sleeps (other workers make their own).
+    run.wait_until(lambda: bool(_scratch_databases(running="pg_sleep(5)")))
+    made = _scratch_databases(running="pg_sleep(5)")
+    assert_ends_on_a_fault(run, proxy, postgres_url, sig=signal.SIGINT, frozen_for=0.3)
+    for name in made:
+        deadline = time.monotonic() + 5
+        while name in _scratch_databases() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if name in _scratch_databases():
+            assert f"DROP DATABASE {name}" in run.err or f'DROP DATABASE "{name}"' in run.err
+            server_for("postgresql").admin(f'DROP DATABASE "{name}" WITH (FORCE)')

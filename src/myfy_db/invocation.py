@@ -175,3 +175,26 @@ def warn_once(message: str) -> None:
         import sys
 
         sys.stderr.write(f"warning: {message}\n")
+
+
+# -- what a command leaves on a server until its cleanup runs -----------------------------
+
+#: Notes on what exists only for this run (a scratch database), by key, until its cleanup
+#: removes it: said when the process must end before that cleanup could run.
+_LEFT: dict[str, str] = {}
+
+
+def leaves(key: str, note: str) -> None:
+    """The run has made something (``key``) it will remove; ``note`` says how to remove it
+    by hand should the process end first (a hard stop on a server that stopped answering)."""
+    _LEFT[key] = note
+
+
+def removed(key: str) -> None:
+    """What ``key`` named is gone, or its note was said: nothing more to tell."""
+    _LEFT.pop(key, None)
+
+
+def still_left() -> list[str]:
+    """The notes of what this run made and has not removed."""
+    return list(_LEFT.values())

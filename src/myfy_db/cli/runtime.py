@@ -129,9 +129,13 @@ def run(
     _no_pool_tracebacks()
 
     def hard_stop(error: MyfyDbError) -> None:
-        # The interrupted run would not end in time: report it and end the process here.
+        # The interrupted run would not end in time: report it, and what its cleanup could
+        # not remove (a scratch database), and end the process here.
         from myfy_db.cli.lifecycle import exit_now
+        from myfy_db.invocation import still_left
 
+        for note in still_left():
+            out.warn(note)
         out.error(error)
         exit_now(int(error.exit_code))
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from myfy_db.errors import ConfigError, MyfyDbError, OperationFailed
+from myfy_db.invocation import leaves, removed
 from myfy_db.urls import DatabaseUrl, redact
 
 if TYPE_CHECKING:
@@ -284,6 +285,7 @@ async def _server_scratch(
                     f"`{PREFIX}%`.*), on a server that is not production",
                 ) from None
             created = True
+            leaves(name, _left_note(dev_url, name, "the run ended before it could drop it"))
             yield _variant(dev_url, name)
         finally:
             # Also when the CREATE itself was interrupted: it may have gone through.
@@ -325,6 +327,7 @@ async def _drop(
     failure: BaseException | None = None
     try:
         await _drop_on(connection, dev_url.backend, name)
+        removed(name)
         return
     except Exception as exc:  # the admin connection was cut (an interrupt's grace ran out)
         failure = exc
@@ -332,6 +335,7 @@ async def _drop(
         engine, fresh = await _admin_connection(settings, dev_url, command)
         try:
             await _drop_on(fresh, dev_url.backend, name)
+            removed(name)
             return
         finally:
             with suppress(Exception):
@@ -340,15 +344,21 @@ async def _drop(
                 await engine.dispose()
     except Exception as exc:
         failure = exc
+    removed(name)
     if certain:
         from myfy_db.invocation import warn_once
 
         detail = redact(str(failure).strip().splitlines()[0]) if failure else "unknown"
-        quote = '"' if dev_url.backend == "postgresql" else "`"
-        warn_once(
-            f"could not drop the scratch database {name} on {dev_url.target.rsplit('/', 1)[0]} "
-            f"({detail}); drop it by hand: DROP DATABASE {quote}{name}{quote}"
-        )
+        warn_once(_left_note(dev_url, name, detail))
+
+
+def _left_note(dev_url: DatabaseUrl, name: str, why: str) -> str:
+    """What to tell of a scratch database the run could not drop, and how to drop it."""
+    quote = '"' if dev_url.backend == "postgresql" else "`"
+    return (
+        f"could not drop the scratch database {name} on {dev_url.target.rsplit('/', 1)[0]} "
+        f"({why}); drop it by hand: DROP DATABASE {quote}{name}{quote}"
+    )
 
 
 async def _drop_on(connection: AsyncConnection, backend: str, name: str) -> None:
